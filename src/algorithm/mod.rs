@@ -1,0 +1,133 @@
+//! The algorithms, each a pure decision step over a small `Copy` state:
+//! `(state, now, cost) -> (Decision, state to store if admitted)`.
+//!
+//! A missing state means "never seen, or expired": every algorithm treats an expired state
+//! exactly like a missing one, so sweeping expired keys never changes a decision.
+
+mod bucket;
+mod fixed_window;
+mod sliding_window;
+
+pub use bucket::{Bucket, BucketError, BucketState, MAX_TOLERANCE_NS};
+pub use fixed_window::{FixedState, FixedWindow};
+pub use sliding_window::{SlidingState, SlidingWindow};
+
+use crate::decision::Decision;
+use crate::rate::Rate;
+use std::fmt;
+
+/// One algorithm configured with one rate.
+pub trait Algorithm: Send + Sync + 'static {
+    type State: Copy + Send + Sync + 'static;
+
+    /// Decides on `cost` at `now`. The returned state is `Some` exactly when the request is
+    /// admitted; a denied request consumes nothing.
+    fn decide(&self, state: Option<Self::State>, now: u64, cost: u64)
+        -> (Decision, Option<Self::State>);
+
+    /// What a request of cost 0 would see: `remaining` and `reset_after_ns`, consuming nothing.
+    fn peek(&self, state: Option<Self::State>, now: u64) -> Decision;
+
+    /// True when the state is worth nothing any more (indistinguishable from a missing one).
+    fn is_expired(&self, state: Self::State, now: u64) -> bool;
+
+    /// The rate this algorithm enforces.
+    fn rate(&self) -> Rate;
+}
+
+/// The algorithm names users choose from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlgorithmKind {
+    Fixed,
+    Sliding,
+    TokenBucket,
+    LeakyBucket,
+    Gcra,
+}
+
+impl AlgorithmKind {
+    pub const ALL: [AlgorithmKind; 5] = [
+        AlgorithmKind::Fixed,
+        AlgorithmKind::Sliding,
+        AlgorithmKind::TokenBucket,
+        AlgorithmKind::LeakyBucket,
+        AlgorithmKind::Gcra,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AlgorithmKind::Fixed => "fixed",
+            AlgorithmKind::Sliding => "sliding",
+            AlgorithmKind::TokenBucket => "token_bucket",
+            AlgorithmKind::LeakyBucket => "leaky_bucket",
+            AlgorithmKind::Gcra => "gcra",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AlgorithmKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Whether the algorithm has a capacity (`burst`) separate from its rate.
+    pub fn has_burst(self) -> bool {
+        matches!(
+            self,
+            AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket | AlgorithmKind::Gcra
+        )
+    }
+
+    /// `"fixed", "sliding", ...` for error messages.
+    pub fn valid_names() -> String {
+        Self::ALL
+            .iter()
+            .map(|kind| format!("{:?}", kind.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for AlgorithmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Nanoseconds as two `u32` halves, so states pack into 4-byte-aligned map entries
+/// (a `u64` field would pad every entry of the table to 8 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct PackedNs([u32; 2]);
+
+impl PackedNs {
+    #[inline]
+    pub fn new(ns: u64) -> Self {
+        PackedNs([ns as u32, (ns >> 32) as u32])
+    }
+
+    #[inline]
+    pub fn get(self) -> u64 {
+        u64::from(self.0[0]) | (u64::from(self.0[1]) << 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused() {
+        for kind in AlgorithmKind::ALL {
+            assert_eq!(AlgorithmKind::parse(kind.name()), Some(kind));
+        }
+        assert_eq!(AlgorithmKind::parse("Fixed"), None);
+        assert!(AlgorithmKind::valid_names().contains("\"leaky_bucket\""));
+    }
+
+    #[test]
+    fn packed_ns_round_trips() {
+        for ns in [0, 1, u32::MAX as u64, u32::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(PackedNs::new(ns).get(), ns);
+        }
+        assert_eq!(std::mem::align_of::<PackedNs>(), 4);
+    }
+}

@@ -1,0 +1,267 @@
+//! Sliding-window counter: the count of the current window plus the previous window's count
+//! weighted by how much of it the sliding window still overlaps. No double burst at a window
+//! boundary, and two counters per key instead of a log of timestamps.
+//!
+//! Windows are anchored at a key's first request and tile from there. When nothing of the
+//! past is left to weigh (two windows idle, or one window idle after an empty one) the next
+//! request anchors afresh, exactly as for a key never seen: sweeping cannot change a decision.
+//!
+//! All arithmetic is exact integers: a request of `cost` is admitted when
+//! `prev * (W - elapsed) + (cur + cost) * W <= limit * W`.
+
+use super::{Algorithm, PackedNs};
+use crate::decision::{Decision, NEVER};
+use crate::rate::Rate;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SlidingState {
+    start: PackedNs,
+    cur: u32,
+    prev: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct SlidingWindow {
+    limit: u64,
+    window: u64,
+}
+
+/// The state as seen at `now`: the current window's start, its count, the previous count.
+#[derive(Clone, Copy, Debug)]
+struct View {
+    start: u64,
+    cur: u64,
+    prev: u64,
+}
+
+impl SlidingWindow {
+    pub fn new(rate: Rate) -> Self {
+        debug_assert!(rate.limit >= 1 && rate.limit <= u32::MAX as u64 && rate.period_ns >= 1);
+        SlidingWindow {
+            limit: rate.limit,
+            window: rate.period_ns,
+        }
+    }
+
+    #[inline]
+    fn view(&self, state: Option<SlidingState>, now: u64) -> View {
+        let fresh = View {
+            start: now,
+            cur: 0,
+            prev: 0,
+        };
+        let Some(s) = state else { return fresh };
+        let (start, cur, prev) = (s.start.get(), u64::from(s.cur), u64::from(s.prev));
+        let elapsed = now.saturating_sub(start);
+        if elapsed >= 2 * self.window || (elapsed >= self.window && cur == 0) {
+            fresh
+        } else if elapsed >= self.window {
+            View {
+                start: start + self.window,
+                cur: 0,
+                prev: cur,
+            }
+        } else {
+            View { start, cur, prev }
+        }
+    }
+
+    /// `prev * (W - elapsed) + cur * W`: the weighted count, scaled by `W`.
+    #[inline]
+    fn scaled_used(&self, v: View, now: u64) -> u128 {
+        let w = u128::from(self.window);
+        let elapsed = u128::from(now.saturating_sub(v.start).min(self.window));
+        u128::from(v.prev) * (w - elapsed) + u128::from(v.cur) * w
+    }
+
+    #[inline]
+    fn decision(&self, allowed: bool, v: View, now: u64, retry: u64) -> Decision {
+        let w = u128::from(self.window);
+        let capacity = u128::from(self.limit) * w;
+        let used = self.scaled_used(v, now);
+        let reset_at = if v.cur > 0 {
+            v.start + 2 * self.window
+        } else if v.prev > 0 {
+            v.start + self.window
+        } else {
+            now
+        };
+        Decision {
+            allowed,
+            limit: self.limit,
+            remaining: (capacity.saturating_sub(used) / w) as u64,
+            reset_after_ns: reset_at.saturating_sub(now),
+            retry_after_ns: retry,
+        }
+    }
+
+    /// Nanoseconds until `cost` fits, for a request denied at `now` with `cost <= limit`.
+    fn wait(&self, v: View, now: u64, cost: u64) -> u64 {
+        let w = u128::from(self.window);
+        let elapsed = u128::from(now.saturating_sub(v.start));
+        let (limit, cur, prev) = (u128::from(self.limit), u128::from(v.cur), u128::from(v.prev));
+        let admitted_at_elapsed = if cur + u128::from(cost) <= limit {
+            // The previous window's weight must fade: prev * (W - e) <= (limit - cur - cost) * W.
+            let room = (limit - cur - u128::from(cost)) * w;
+            w - room / prev
+        } else {
+            // Only after this window rolls over, when `cur` becomes the weighted one:
+            // cur * (W - x) <= (limit - cost) * W.
+            let room = (limit - u128::from(cost)) * w;
+            w + w.saturating_sub(room / cur)
+        };
+        (admitted_at_elapsed.saturating_sub(elapsed)) as u64
+    }
+}
+
+impl Algorithm for SlidingWindow {
+    type State = SlidingState;
+
+    #[inline]
+    fn decide(
+        &self,
+        state: Option<SlidingState>,
+        now: u64,
+        cost: u64,
+    ) -> (Decision, Option<SlidingState>) {
+        let v = self.view(state, now);
+        if cost > self.limit {
+            return (self.decision(false, v, now, NEVER), None);
+        }
+        let w = u128::from(self.window);
+        if self.scaled_used(v, now) + u128::from(cost) * w <= u128::from(self.limit) * w {
+            let next = View {
+                cur: v.cur + cost,
+                ..v
+            };
+            let stored = SlidingState {
+                start: PackedNs::new(next.start),
+                cur: next.cur as u32,
+                prev: next.prev as u32,
+            };
+            return (self.decision(true, next, now, 0), Some(stored));
+        }
+        let wait = self.wait(v, now, cost);
+        (self.decision(false, v, now, wait), None)
+    }
+
+    fn peek(&self, state: Option<SlidingState>, now: u64) -> Decision {
+        let v = self.view(state, now);
+        let d = self.decision(true, v, now, 0);
+        Decision {
+            allowed: d.remaining > 0,
+            ..d
+        }
+    }
+
+    #[inline]
+    fn is_expired(&self, state: SlidingState, now: u64) -> bool {
+        let elapsed = now.saturating_sub(state.start.get());
+        elapsed >= 2 * self.window || (elapsed >= self.window && state.cur == 0)
+    }
+
+    fn rate(&self) -> Rate {
+        Rate {
+            limit: self.limit,
+            period_ns: self.window,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: u64 = 1_000;
+
+    fn alg(limit: u64) -> SlidingWindow {
+        SlidingWindow::new(Rate {
+            limit,
+            period_ns: W,
+        })
+    }
+
+    fn step(a: &SlidingWindow, state: &mut Option<SlidingState>, now: u64, cost: u64) -> Decision {
+        let (d, next) = a.decide(*state, now, cost);
+        if next.is_some() {
+            *state = next;
+        }
+        d
+    }
+
+    #[test]
+    fn no_double_burst_at_the_window_boundary() {
+        let a = alg(10);
+        let mut s = None;
+        for i in 0..10 {
+            assert!(step(&a, &mut s, i, 1).allowed);
+        }
+        // Right at the boundary the previous window still weighs fully.
+        let d = step(&a, &mut s, 1_000, 1);
+        assert!(!d.allowed);
+        // Half a window later half of it is left: 5 of 10 used, 5 admitted.
+        let admitted = (0..10).filter(|_| step(&a, &mut s, 1_500, 1).allowed).count();
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn retry_after_is_the_exact_first_admitting_instant() {
+        let a = alg(4);
+        let mut s = None;
+        for _ in 0..4 {
+            assert!(step(&a, &mut s, 0, 1).allowed);
+        }
+        // Same window: the count itself must roll over and fade to 3/4: at 1000 + 250.
+        let d = step(&a, &mut s, 100, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ns, 1_150);
+        assert!(!step(&a, &mut s, 1_249, 1).allowed);
+        assert!(step(&a, &mut s, 1_250, 1).allowed);
+        // Now prev = 4 and cur = 1 at elapsed 250: used = 4*0.75 + 1 = 4. Cost 2 fits when
+        // 4*(1000-e) <= (4-1-2)*1000, i.e. e >= 750.
+        let d = step(&a, &mut s, 1_300, 2);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ns, 1_750 - 1_300);
+        assert!(step(&a, &mut s, 1_750, 2).allowed);
+    }
+
+    #[test]
+    fn cost_above_the_limit_never_passes() {
+        let a = alg(3);
+        let (d, s) = a.decide(None, 0, 4);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ns, NEVER);
+        assert!(s.is_none());
+    }
+
+    #[test]
+    fn expired_states_decide_like_missing_ones() {
+        let a = alg(3);
+        let mut s = None;
+        step(&a, &mut s, 10, 2);
+        let st = s.unwrap();
+        assert!(!a.is_expired(st, 10 + 2 * W - 1));
+        assert!(a.is_expired(st, 10 + 2 * W));
+        for now in [10 + 2 * W, 10 + 5 * W] {
+            assert_eq!(a.decide(Some(st), now, 1), a.decide(None, now, 1));
+        }
+        // Rolled over with an empty current window: the past weighs nothing, so fresh too.
+        let mut s = None;
+        step(&a, &mut s, 0, 1);
+        step(&a, &mut s, W + 10, 1); // prev = 1, cur = 1
+        let st = s.unwrap();
+        assert!(!a.is_expired(st, 2 * W + 5));
+    }
+
+    #[test]
+    fn peek_reports_weighted_remaining_and_full_reset() {
+        let a = alg(10);
+        let mut s = None;
+        step(&a, &mut s, 0, 4);
+        let p = a.peek(s, 1_500); // prev 4 weighted by 0.5 -> 2 used
+        assert_eq!(p.remaining, 8);
+        assert_eq!(p.reset_after_ns, 500);
+        assert_eq!(a.peek(s, 0).reset_after_ns, 2 * W);
+    }
+}

@@ -1,0 +1,154 @@
+//! A limiter's settings, checked once at construction. Every refusal names the setting.
+
+use std::fmt;
+
+use crate::algorithm::{AlgorithmKind, Bucket, BucketError, MAX_TOLERANCE_NS};
+use crate::rate::Rate;
+
+/// The largest limit, burst and count a per-key state holds (`u32::MAX`).
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimiterConfig {
+    pub rates: Vec<Rate>,
+    pub algorithm: AlgorithmKind,
+    /// Capacity of the bucket algorithms; `None` means the limit.
+    pub burst: Option<u64>,
+    pub max_keys: Option<usize>,
+}
+
+/// A refused setting: `param` is the argument's name as the user wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub param: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.param, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub(crate) fn refuse<T>(param: &'static str, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        param,
+        message: message.into(),
+    })
+}
+
+impl LimiterConfig {
+    /// Checks the settings; `rate_param` names where the rates came from
+    /// (`"limit"`/`"window_seconds"` or `"rate"`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.rates.is_empty() {
+            return refuse("rate", "at least one rate is required");
+        }
+        for rate in &self.rates {
+            if rate.limit == 0 || rate.limit > MAX_COUNT {
+                return refuse("limit", format!("{} is out of range 1..={MAX_COUNT}", rate.limit));
+            }
+            if rate.period_ns == 0 {
+                return refuse("window_seconds", "must be at least one nanosecond");
+            }
+            if rate.period_ns > MAX_TOLERANCE_NS {
+                return refuse("window_seconds", "must be at most 2**62 nanoseconds (about 146 years)");
+            }
+        }
+        if let Some(burst) = self.burst {
+            if !self.algorithm.has_burst() {
+                return refuse(
+                    "burst",
+                    format!(
+                        "applies to \"token_bucket\", \"leaky_bucket\" and \"gcra\", not {:?}",
+                        self.algorithm.name()
+                    ),
+                );
+            }
+            if self.rates.len() > 1 {
+                return refuse("burst", "cannot be combined with several rates (each rate's burst is its limit)");
+            }
+            if burst == 0 || burst > MAX_COUNT {
+                return refuse("burst", format!("{burst} is out of range 1..={MAX_COUNT}"));
+            }
+        }
+        if self.max_keys == Some(0) {
+            return refuse("max_keys", "must be at least 1");
+        }
+        if self.algorithm.has_burst() {
+            for rate in &self.rates {
+                self.bucket(*rate)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bucket for one rate, with this config's burst.
+    pub fn bucket(&self, rate: Rate) -> Result<Bucket, ConfigError> {
+        let burst = self.burst.unwrap_or(rate.limit);
+        Bucket::new(rate, burst).or_else(|e| match e {
+            BucketError::TooFast => refuse(
+                "limit",
+                format!(
+                    "{} per {} ns is more than one request per nanosecond",
+                    rate.limit, rate.period_ns
+                ),
+            ),
+            BucketError::TooLong => refuse(
+                "burst",
+                format!("{burst} requests at one per {} ns spans more than 146 years", rate.period_ns / rate.limit),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rates: Vec<Rate>, algorithm: AlgorithmKind, burst: Option<u64>) -> LimiterConfig {
+        LimiterConfig {
+            rates,
+            algorithm,
+            burst,
+            max_keys: None,
+        }
+    }
+
+    const SECOND: Rate = Rate {
+        limit: 10,
+        period_ns: 1_000_000_000,
+    };
+
+    #[test]
+    fn refusals_name_the_setting() {
+        let cases = [
+            (config(vec![Rate { limit: 0, ..SECOND }], AlgorithmKind::Fixed, None), "limit"),
+            (config(vec![Rate { limit: MAX_COUNT + 1, ..SECOND }], AlgorithmKind::Fixed, None), "limit"),
+            (config(vec![Rate { period_ns: 0, ..SECOND }], AlgorithmKind::Fixed, None), "window_seconds"),
+            (config(vec![SECOND], AlgorithmKind::Fixed, Some(5)), "burst"),
+            (config(vec![SECOND, SECOND], AlgorithmKind::Gcra, Some(5)), "burst"),
+            (config(vec![SECOND], AlgorithmKind::Gcra, Some(0)), "burst"),
+            (config(vec![Rate { limit: 10, period_ns: 4 }], AlgorithmKind::Gcra, None), "limit"),
+            (config(vec![], AlgorithmKind::Fixed, None), "rate"),
+        ];
+        for (cfg, param) in cases {
+            let err = cfg.validate().unwrap_err();
+            assert_eq!(err.param, param, "{cfg:?}: {err}");
+            assert!(err.to_string().starts_with(&format!("invalid `{param}`")));
+        }
+        let mut full = config(vec![SECOND], AlgorithmKind::Fixed, None);
+        full.max_keys = Some(0);
+        assert_eq!(full.validate().unwrap_err().param, "max_keys");
+    }
+
+    #[test]
+    fn good_settings_pass() {
+        config(vec![SECOND], AlgorithmKind::Gcra, Some(3)).validate().unwrap();
+        config(vec![SECOND, Rate { limit: 100, period_ns: 60_000_000_000 }], AlgorithmKind::Sliding, None)
+            .validate()
+            .unwrap();
+    }
+}

@@ -1,0 +1,81 @@
+//! The answer to one rate-limit check.
+
+/// `retry_after_ns` of a request that can never be admitted (its cost exceeds the capacity).
+pub const NEVER: u64 = u64::MAX;
+
+/// What a store answers for one `(key, cost)` at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The configured number of requests per window of the rate that decided.
+    pub limit: u64,
+    /// Requests of cost 1 that would still be admitted right now (after this one, if admitted).
+    pub remaining: u64,
+    /// Nanoseconds until the key is back to its full capacity.
+    pub reset_after_ns: u64,
+    /// Nanoseconds until the same request would be admitted; 0 when admitted, [`NEVER`] when
+    /// the cost exceeds the capacity.
+    pub retry_after_ns: u64,
+}
+
+impl Decision {
+    /// Of two decisions on the same request under different rates, the one to report:
+    /// a denial over an admission, the longer wait among denials, the fewer remaining
+    /// among admissions.
+    pub fn most_restrictive(self, other: Decision) -> Decision {
+        match (self.allowed, other.allowed) {
+            (true, false) => other,
+            (false, true) => self,
+            (false, false) => {
+                if other.retry_after_ns > self.retry_after_ns {
+                    other
+                } else {
+                    self
+                }
+            }
+            (true, true) => {
+                if (other.remaining, std::cmp::Reverse(other.reset_after_ns))
+                    < (self.remaining, std::cmp::Reverse(self.reset_after_ns))
+                {
+                    other
+                } else {
+                    self
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(allowed: bool, remaining: u64, reset: u64, retry: u64) -> Decision {
+        Decision {
+            allowed,
+            limit: 10,
+            remaining,
+            reset_after_ns: reset,
+            retry_after_ns: retry,
+        }
+    }
+
+    #[test]
+    fn denial_wins_and_longest_wait_wins_among_denials() {
+        let ok = d(true, 5, 1, 0);
+        let short = d(false, 0, 1, 10);
+        let long = d(false, 0, 1, 20);
+        assert_eq!(ok.most_restrictive(short), short);
+        assert_eq!(short.most_restrictive(ok), short);
+        assert_eq!(short.most_restrictive(long), long);
+        assert_eq!(long.most_restrictive(short), long);
+    }
+
+    #[test]
+    fn fewest_remaining_wins_among_admissions() {
+        let many = d(true, 5, 100, 0);
+        let few = d(true, 1, 10, 0);
+        assert_eq!(many.most_restrictive(few), few);
+        assert_eq!(few.most_restrictive(many), few);
+    }
+}

@@ -1,0 +1,151 @@
+//! A configured limiter: the store for its algorithm and rates, and its clock. This is the
+//! whole engine; the Python class is a thin shell over it.
+
+use crate::algorithm::{AlgorithmKind, Bucket, FixedWindow, SlidingWindow};
+use crate::clock::Clock;
+use crate::config::{ConfigError, LimiterConfig};
+use crate::decision::Decision;
+use crate::store::{MemoryStore, MultiRate, SingleRate, StoreStats};
+
+/// The store, specialised per algorithm and per single/several rates so that the common case
+/// (one rate) stores the bare state with no indirection.
+enum AnyStore {
+    Fixed(MemoryStore<SingleRate<FixedWindow>>),
+    FixedMulti(MemoryStore<MultiRate<FixedWindow>>),
+    Sliding(MemoryStore<SingleRate<SlidingWindow>>),
+    SlidingMulti(MemoryStore<MultiRate<SlidingWindow>>),
+    Bucket(MemoryStore<SingleRate<Bucket>>),
+    BucketMulti(MemoryStore<MultiRate<Bucket>>),
+}
+
+macro_rules! dispatch {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            AnyStore::Fixed($s) => $body,
+            AnyStore::FixedMulti($s) => $body,
+            AnyStore::Sliding($s) => $body,
+            AnyStore::SlidingMulti($s) => $body,
+            AnyStore::Bucket($s) => $body,
+            AnyStore::BucketMulti($s) => $body,
+        }
+    };
+}
+
+pub struct Limiter {
+    store: AnyStore,
+    clock: Clock,
+    config: LimiterConfig,
+}
+
+impl Limiter {
+    pub fn new(config: LimiterConfig, clock: Clock) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let max_keys = config.max_keys;
+        let rates = &config.rates;
+        let store = match (config.algorithm, rates.len()) {
+            (AlgorithmKind::Fixed, 1) => {
+                AnyStore::Fixed(MemoryStore::new(SingleRate(FixedWindow::new(rates[0])), max_keys))
+            }
+            (AlgorithmKind::Fixed, _) => AnyStore::FixedMulti(MemoryStore::new(
+                MultiRate(rates.iter().map(|r| FixedWindow::new(*r)).collect()),
+                max_keys,
+            )),
+            (AlgorithmKind::Sliding, 1) => {
+                AnyStore::Sliding(MemoryStore::new(SingleRate(SlidingWindow::new(rates[0])), max_keys))
+            }
+            (AlgorithmKind::Sliding, _) => AnyStore::SlidingMulti(MemoryStore::new(
+                MultiRate(rates.iter().map(|r| SlidingWindow::new(*r)).collect()),
+                max_keys,
+            )),
+            (_, 1) => AnyStore::Bucket(MemoryStore::new(SingleRate(config.bucket(rates[0])?), max_keys)),
+            (_, _) => AnyStore::BucketMulti(MemoryStore::new(
+                MultiRate(rates.iter().map(|r| config.bucket(*r)).collect::<Result<_, _>>()?),
+                max_keys,
+            )),
+        };
+        Ok(Limiter { store, clock, config })
+    }
+
+    pub fn config(&self) -> &LimiterConfig {
+        &self.config
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    #[inline]
+    pub fn decide(&self, key: &str, cost: u64) -> Decision {
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => s.decide(key, cost, now))
+    }
+
+    pub fn peek(&self, key: &str) -> Decision {
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => s.peek(key, now))
+    }
+
+    pub fn reset(&self, key: &str) -> bool {
+        dispatch!(&self.store, s => s.reset(key))
+    }
+
+    pub fn clear(&self) {
+        dispatch!(&self.store, s => s.clear())
+    }
+
+    /// Removes expired keys; returns how many.
+    pub fn cleanup_expired(&self) -> usize {
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => s.sweep(now))
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        dispatch!(&self.store, s => s.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::rate::{parse_rates, NANOS_PER_SECOND};
+
+    fn limiter(rates: &str, algorithm: AlgorithmKind, clock: &ManualClock) -> Limiter {
+        let config = LimiterConfig {
+            rates: parse_rates(rates).unwrap(),
+            algorithm,
+            burst: None,
+            max_keys: None,
+        };
+        Limiter::new(config, Clock::Manual(clock.clone())).unwrap()
+    }
+
+    #[test]
+    fn every_algorithm_admits_the_limit_then_recovers_after_the_window() {
+        for algorithm in AlgorithmKind::ALL {
+            let clock = ManualClock::new(0);
+            let l = limiter("5/second", algorithm, &clock);
+            let admitted = (0..10).filter(|_| l.decide("k", 1).allowed).count();
+            assert_eq!(admitted, 5, "{algorithm}");
+            clock.advance_ns(2 * NANOS_PER_SECOND);
+            assert!(l.decide("k", 1).allowed, "{algorithm}");
+            assert_eq!(l.cleanup_expired(), 0, "{algorithm}: the key was just used");
+            clock.advance_ns(10 * NANOS_PER_SECOND);
+            assert_eq!(l.cleanup_expired(), 1, "{algorithm}: idle keys are swept");
+        }
+    }
+
+    #[test]
+    fn several_rates_are_enforced_together_for_every_algorithm() {
+        for algorithm in AlgorithmKind::ALL {
+            let clock = ManualClock::new(0);
+            let l = limiter("3/second; 4/minute", algorithm, &clock);
+            assert_eq!((0..5).filter(|_| l.decide("k", 1).allowed).count(), 3, "{algorithm}");
+            clock.advance_ns(5 * NANOS_PER_SECOND);
+            // Only one more fits the minute, whatever the second allows.
+            assert_eq!((0..5).filter(|_| l.decide("k", 1).allowed).count(), 1, "{algorithm}");
+            let d = l.decide("k", 1);
+            assert_eq!(d.limit, 4, "{algorithm}: the minute rate is the one that denies");
+        }
+    }
+}

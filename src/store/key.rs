@@ -1,0 +1,130 @@
+//! Map keys that keep short strings inline.
+//!
+//! A key of up to 15 bytes (an IPv4 address, `"user:0000001"`) lives in the 16 bytes of the
+//! entry itself; a longer one is boxed. The type is 4-byte aligned so that an entry of
+//! key + 12-byte state packs into 28 bytes: this is what keeps a million tracked keys under
+//! 64 bytes each.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+const SIZE: usize = 16;
+const INLINE_MAX: usize = SIZE - 1;
+const HEAP_TAG: u8 = 0xFF;
+
+/// Inline: bytes `0..len` hold the key and byte 15 holds `len` (0..=15).
+/// Boxed: bytes `0..8` hold the pointer, `8..15` the length (little endian), byte 15 is 0xFF.
+#[repr(C, align(4))]
+pub struct CompactKey {
+    bytes: [u8; SIZE],
+}
+
+// SAFETY: a boxed CompactKey owns its allocation exclusively, like a `Box<str>`.
+unsafe impl Send for CompactKey {}
+unsafe impl Sync for CompactKey {}
+
+impl CompactKey {
+    pub fn new(key: &str) -> Self {
+        let mut bytes = [0u8; SIZE];
+        if key.len() <= INLINE_MAX {
+            bytes[..key.len()].copy_from_slice(key.as_bytes());
+            bytes[INLINE_MAX] = key.len() as u8;
+        } else {
+            let len = key.len() as u64;
+            let ptr = Box::into_raw(Box::<[u8]>::from(key.as_bytes())) as *mut u8;
+            bytes[..8].copy_from_slice(&(ptr as usize as u64).to_le_bytes());
+            bytes[8..INLINE_MAX].copy_from_slice(&len.to_le_bytes()[..7]);
+            bytes[INLINE_MAX] = HEAP_TAG;
+        }
+        CompactKey { bytes }
+    }
+
+    #[inline]
+    fn heap_parts(&self) -> (*mut u8, usize) {
+        let mut ptr = [0u8; 8];
+        ptr.copy_from_slice(&self.bytes[..8]);
+        let mut len = [0u8; 8];
+        len[..7].copy_from_slice(&self.bytes[8..INLINE_MAX]);
+        (
+            u64::from_le_bytes(ptr) as usize as *mut u8,
+            u64::from_le_bytes(len) as usize,
+        )
+    }
+
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        let tag = self.bytes[INLINE_MAX];
+        let bytes = if tag == HEAP_TAG {
+            let (ptr, len) = self.heap_parts();
+            // SAFETY: `ptr` and `len` come from the boxed slice created in `new`, which lives
+            // until `drop`.
+            unsafe { std::slice::from_raw_parts(ptr, len) }
+        } else {
+            &self.bytes[..usize::from(tag)]
+        };
+        // SAFETY: the bytes were copied from a `&str`.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+}
+
+impl Drop for CompactKey {
+    fn drop(&mut self) {
+        if self.bytes[INLINE_MAX] == HEAP_TAG {
+            let (ptr, len) = self.heap_parts();
+            // SAFETY: reconstructs exactly the box leaked in `new`, once.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+        }
+    }
+}
+
+impl PartialEq for CompactKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for CompactKey {}
+
+impl Hash for CompactKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for CompactKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_keys_round_trip() {
+        for key in [
+            "",
+            "a",
+            "user:0000001",
+            "exactly15bytes!",
+            "sixteen-bytes-xx",
+            "2001:db8:85a3::8a2e:370:7334/very/long/key/é",
+        ] {
+            let k = CompactKey::new(key);
+            assert_eq!(k.as_str(), key);
+            assert_eq!(k, CompactKey::new(key));
+        }
+        assert_eq!(std::mem::size_of::<CompactKey>(), 16);
+        assert_eq!(std::mem::align_of::<CompactKey>(), 4);
+    }
+
+    #[test]
+    fn hashes_like_the_str_it_holds() {
+        use std::hash::BuildHasher;
+        let s = foldhash::fast::FixedState::with_seed(7);
+        for key in ["short", "a much longer key that lives on the heap"] {
+            assert_eq!(s.hash_one(CompactKey::new(key)), s.hash_one(key));
+        }
+    }
+}

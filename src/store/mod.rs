@@ -1,0 +1,11 @@
+//! Where per-key state lives.
+
+mod key;
+mod memory;
+mod policy;
+mod sweeper;
+
+pub use key::CompactKey;
+pub use memory::{MemoryStore, StoreStats};
+pub use policy::{MultiRate, Policy, SingleRate};
+pub use sweeper::Sweeper;

@@ -1,0 +1,174 @@
+//! How a key's value in the store maps onto algorithm states: one rate, or several rates that
+//! must all admit a request (and of which a denied request consumes none).
+
+use crate::algorithm::Algorithm;
+use crate::decision::Decision;
+use crate::rate::Rate;
+
+/// The per-key decision logic a store runs under the key's lock.
+pub trait Policy: Send + Sync + 'static {
+    type Value: Send + Sync + 'static;
+
+    /// Decides for a tracked key, updating its value in place when admitted.
+    fn apply(&self, value: &mut Self::Value, now: u64, cost: u64) -> Decision;
+
+    /// Decides for an untracked key; the value to track comes back when admitted.
+    fn apply_fresh(&self, now: u64, cost: u64) -> (Decision, Option<Self::Value>);
+
+    /// The key's standing without consuming anything.
+    fn peek(&self, value: Option<&Self::Value>, now: u64) -> Decision;
+
+    fn is_expired(&self, value: &Self::Value, now: u64) -> bool;
+
+    /// The first (primary) rate: the one reported when a new key is refused for lack of room.
+    fn primary(&self) -> Rate;
+}
+
+/// One algorithm, one rate: the value is the algorithm's state itself.
+pub struct SingleRate<A: Algorithm>(pub A);
+
+impl<A: Algorithm> Policy for SingleRate<A> {
+    type Value = A::State;
+
+    #[inline]
+    fn apply(&self, value: &mut A::State, now: u64, cost: u64) -> Decision {
+        let (decision, next) = self.0.decide(Some(*value), now, cost);
+        if let Some(next) = next {
+            *value = next;
+        }
+        decision
+    }
+
+    #[inline]
+    fn apply_fresh(&self, now: u64, cost: u64) -> (Decision, Option<A::State>) {
+        self.0.decide(None, now, cost)
+    }
+
+    fn peek(&self, value: Option<&A::State>, now: u64) -> Decision {
+        self.0.peek(value.copied(), now)
+    }
+
+    #[inline]
+    fn is_expired(&self, value: &A::State, now: u64) -> bool {
+        self.0.is_expired(*value, now)
+    }
+
+    fn primary(&self) -> Rate {
+        self.0.rate()
+    }
+}
+
+/// Several rates on one key, all decided under the same lock: a request is admitted only if
+/// every rate admits it, and then it is consumed from every rate.
+pub struct MultiRate<A: Algorithm>(pub Vec<A>);
+
+impl<A: Algorithm> MultiRate<A> {
+    /// The decision to report, and whether all rates admit, without changing anything.
+    fn evaluate(&self, states: Option<&[A::State]>, now: u64, cost: u64) -> Decision {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, alg)| alg.decide(states.map(|s| s[i]), now, cost).0)
+            .reduce(Decision::most_restrictive)
+            .expect("a MultiRate has at least one rate")
+    }
+}
+
+impl<A: Algorithm> Policy for MultiRate<A> {
+    type Value = Box<[A::State]>;
+
+    fn apply(&self, value: &mut Box<[A::State]>, now: u64, cost: u64) -> Decision {
+        let decision = self.evaluate(Some(value), now, cost);
+        if decision.allowed {
+            for (alg, state) in self.0.iter().zip(value.iter_mut()) {
+                if let (_, Some(next)) = alg.decide(Some(*state), now, cost) {
+                    *state = next;
+                }
+            }
+        }
+        decision
+    }
+
+    fn apply_fresh(&self, now: u64, cost: u64) -> (Decision, Option<Box<[A::State]>>) {
+        let decision = self.evaluate(None, now, cost);
+        if !decision.allowed {
+            return (decision, None);
+        }
+        let states = self
+            .0
+            .iter()
+            .filter_map(|alg| alg.decide(None, now, cost).1)
+            .collect::<Box<[_]>>();
+        (decision, Some(states))
+    }
+
+    fn peek(&self, value: Option<&Box<[A::State]>>, now: u64) -> Decision {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, alg)| alg.peek(value.map(|s| s[i]), now))
+            .reduce(Decision::most_restrictive)
+            .expect("a MultiRate has at least one rate")
+    }
+
+    fn is_expired(&self, value: &Box<[A::State]>, now: u64) -> bool {
+        self.0
+            .iter()
+            .zip(value.iter())
+            .all(|(alg, state)| alg.is_expired(*state, now))
+    }
+
+    fn primary(&self) -> Rate {
+        self.0[0].rate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::FixedWindow;
+
+    fn fixed(limit: u64, period_ns: u64) -> FixedWindow {
+        FixedWindow::new(Rate { limit, period_ns })
+    }
+
+    #[test]
+    fn every_rate_must_admit_and_a_denial_consumes_from_none() {
+        // 2 per 10 ns and 3 per 100 ns.
+        let p = MultiRate(vec![fixed(2, 10), fixed(3, 100)]);
+        let (d, v) = p.apply_fresh(0, 1);
+        assert!(d.allowed);
+        let mut v = v.unwrap();
+        assert!(p.apply(&mut v, 1, 1).allowed);
+        let denied = p.apply(&mut v, 2, 1);
+        assert!(!denied.allowed, "the short rate is spent");
+        assert_eq!(denied.limit, 2);
+        assert_eq!(denied.retry_after_ns, 8);
+        // The denial consumed nothing from the long rate: one request of it is still left.
+        let d = p.apply(&mut v, 10, 1);
+        assert!(d.allowed);
+        assert_eq!(d.limit, 3, "the long rate now has the fewest remaining");
+        assert_eq!(d.remaining, 0);
+        let d = p.apply(&mut v, 20, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ns, 80);
+    }
+
+    #[test]
+    fn a_fresh_key_denied_by_one_rate_is_not_tracked() {
+        let p = MultiRate(vec![fixed(5, 10), fixed(2, 100)]);
+        let (d, v) = p.apply_fresh(0, 3);
+        assert!(!d.allowed);
+        assert!(v.is_none());
+        assert_eq!(d.limit, 2);
+    }
+
+    #[test]
+    fn expired_only_when_every_rate_has_expired() {
+        let p = MultiRate(vec![fixed(5, 10), fixed(5, 100)]);
+        let v = p.apply_fresh(0, 1).1.unwrap();
+        assert!(!p.is_expired(&v, 50));
+        assert!(p.is_expired(&v, 100));
+        assert_eq!(p.peek(Some(&v), 50).remaining, 4);
+    }
+}
