@@ -48,13 +48,19 @@ impl LimiterConfig {
         }
         for rate in &self.rates {
             if rate.limit == 0 || rate.limit > MAX_COUNT {
-                return refuse("limit", format!("{} is out of range 1..={MAX_COUNT}", rate.limit));
+                return refuse(
+                    "limit",
+                    format!("{} is out of range 1..={MAX_COUNT}", rate.limit),
+                );
             }
             if rate.period_ns == 0 {
                 return refuse("window_seconds", "must be at least one nanosecond");
             }
             if rate.period_ns > MAX_TOLERANCE_NS {
-                return refuse("window_seconds", "must be at most 2**62 nanoseconds (about 146 years)");
+                return refuse(
+                    "window_seconds",
+                    "must be at most 2**62 nanoseconds (about 146 years)",
+                );
             }
         }
         if let Some(burst) = self.burst {
@@ -68,7 +74,10 @@ impl LimiterConfig {
                 );
             }
             if self.rates.len() > 1 {
-                return refuse("burst", "cannot be combined with several rates (each rate's burst is its limit)");
+                return refuse(
+                    "burst",
+                    "cannot be combined with several rates (each rate's burst is its limit)",
+                );
             }
             if burst == 0 || burst > MAX_COUNT {
                 return refuse("burst", format!("{burst} is out of range 1..={MAX_COUNT}"));
@@ -98,7 +107,10 @@ impl LimiterConfig {
             ),
             BucketError::TooLong => refuse(
                 "burst",
-                format!("{burst} requests at one per {} ns spans more than 146 years", rate.period_ns / rate.limit),
+                format!(
+                    "{burst} requests at one per {} ns spans more than 146 years",
+                    rate.period_ns / rate.limit
+                ),
             ),
         })
     }
@@ -125,13 +137,53 @@ mod tests {
     #[test]
     fn refusals_name_the_setting() {
         let cases = [
-            (config(vec![Rate { limit: 0, ..SECOND }], AlgorithmKind::Fixed, None), "limit"),
-            (config(vec![Rate { limit: MAX_COUNT + 1, ..SECOND }], AlgorithmKind::Fixed, None), "limit"),
-            (config(vec![Rate { period_ns: 0, ..SECOND }], AlgorithmKind::Fixed, None), "window_seconds"),
+            (
+                config(
+                    vec![Rate { limit: 0, ..SECOND }],
+                    AlgorithmKind::Fixed,
+                    None,
+                ),
+                "limit",
+            ),
+            (
+                config(
+                    vec![Rate {
+                        limit: MAX_COUNT + 1,
+                        ..SECOND
+                    }],
+                    AlgorithmKind::Fixed,
+                    None,
+                ),
+                "limit",
+            ),
+            (
+                config(
+                    vec![Rate {
+                        period_ns: 0,
+                        ..SECOND
+                    }],
+                    AlgorithmKind::Fixed,
+                    None,
+                ),
+                "window_seconds",
+            ),
             (config(vec![SECOND], AlgorithmKind::Fixed, Some(5)), "burst"),
-            (config(vec![SECOND, SECOND], AlgorithmKind::Gcra, Some(5)), "burst"),
+            (
+                config(vec![SECOND, SECOND], AlgorithmKind::Gcra, Some(5)),
+                "burst",
+            ),
             (config(vec![SECOND], AlgorithmKind::Gcra, Some(0)), "burst"),
-            (config(vec![Rate { limit: 10, period_ns: 4 }], AlgorithmKind::Gcra, None), "limit"),
+            (
+                config(
+                    vec![Rate {
+                        limit: 10,
+                        period_ns: 4,
+                    }],
+                    AlgorithmKind::Gcra,
+                    None,
+                ),
+                "limit",
+            ),
             (config(vec![], AlgorithmKind::Fixed, None), "rate"),
         ];
         for (cfg, param) in cases {
@@ -146,9 +198,21 @@ mod tests {
 
     #[test]
     fn good_settings_pass() {
-        config(vec![SECOND], AlgorithmKind::Gcra, Some(3)).validate().unwrap();
-        config(vec![SECOND, Rate { limit: 100, period_ns: 60_000_000_000 }], AlgorithmKind::Sliding, None)
+        config(vec![SECOND], AlgorithmKind::Gcra, Some(3))
             .validate()
             .unwrap();
+        config(
+            vec![
+                SECOND,
+                Rate {
+                    limit: 100,
+                    period_ns: 60_000_000_000,
+                },
+            ],
+            AlgorithmKind::Sliding,
+            None,
+        )
+        .validate()
+        .unwrap();
     }
 }

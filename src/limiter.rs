@@ -43,27 +43,41 @@ impl Limiter {
         let max_keys = config.max_keys;
         let rates = &config.rates;
         let store = match (config.algorithm, rates.len()) {
-            (AlgorithmKind::Fixed, 1) => {
-                AnyStore::Fixed(MemoryStore::new(SingleRate(FixedWindow::new(rates[0])), max_keys))
-            }
+            (AlgorithmKind::Fixed, 1) => AnyStore::Fixed(MemoryStore::new(
+                SingleRate(FixedWindow::new(rates[0])),
+                max_keys,
+            )),
             (AlgorithmKind::Fixed, _) => AnyStore::FixedMulti(MemoryStore::new(
                 MultiRate(rates.iter().map(|r| FixedWindow::new(*r)).collect()),
                 max_keys,
             )),
-            (AlgorithmKind::Sliding, 1) => {
-                AnyStore::Sliding(MemoryStore::new(SingleRate(SlidingWindow::new(rates[0])), max_keys))
-            }
+            (AlgorithmKind::Sliding, 1) => AnyStore::Sliding(MemoryStore::new(
+                SingleRate(SlidingWindow::new(rates[0])),
+                max_keys,
+            )),
             (AlgorithmKind::Sliding, _) => AnyStore::SlidingMulti(MemoryStore::new(
                 MultiRate(rates.iter().map(|r| SlidingWindow::new(*r)).collect()),
                 max_keys,
             )),
-            (_, 1) => AnyStore::Bucket(MemoryStore::new(SingleRate(config.bucket(rates[0])?), max_keys)),
+            (_, 1) => AnyStore::Bucket(MemoryStore::new(
+                SingleRate(config.bucket(rates[0])?),
+                max_keys,
+            )),
             (_, _) => AnyStore::BucketMulti(MemoryStore::new(
-                MultiRate(rates.iter().map(|r| config.bucket(*r)).collect::<Result<_, _>>()?),
+                MultiRate(
+                    rates
+                        .iter()
+                        .map(|r| config.bucket(*r))
+                        .collect::<Result<_, _>>()?,
+                ),
                 max_keys,
             )),
         };
-        Ok(Limiter { store, clock, config })
+        Ok(Limiter {
+            store,
+            clock,
+            config,
+        })
     }
 
     pub fn config(&self) -> &LimiterConfig {
@@ -140,12 +154,23 @@ mod tests {
         for algorithm in AlgorithmKind::ALL {
             let clock = ManualClock::new(0);
             let l = limiter("3/second; 4/minute", algorithm, &clock);
-            assert_eq!((0..5).filter(|_| l.decide("k", 1).allowed).count(), 3, "{algorithm}");
+            assert_eq!(
+                (0..5).filter(|_| l.decide("k", 1).allowed).count(),
+                3,
+                "{algorithm}"
+            );
             clock.advance_ns(5 * NANOS_PER_SECOND);
             // Only one more fits the minute, whatever the second allows.
-            assert_eq!((0..5).filter(|_| l.decide("k", 1).allowed).count(), 1, "{algorithm}");
+            assert_eq!(
+                (0..5).filter(|_| l.decide("k", 1).allowed).count(),
+                1,
+                "{algorithm}"
+            );
             let d = l.decide("k", 1);
-            assert_eq!(d.limit, 4, "{algorithm}: the minute rate is the one that denies");
+            assert_eq!(
+                d.limit, 4,
+                "{algorithm}: the minute rate is the one that denies"
+            );
         }
     }
 }

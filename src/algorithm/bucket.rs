@@ -49,7 +49,8 @@ pub const MAX_TOLERANCE_NS: u64 = 1 << 62;
 impl Bucket {
     /// `T` is `window / limit` rounded to the nearest nanosecond.
     pub fn new(rate: Rate, burst: u64) -> Result<Self, BucketError> {
-        let interval = (u128::from(rate.period_ns) + u128::from(rate.limit) / 2) / u128::from(rate.limit);
+        let interval =
+            (u128::from(rate.period_ns) + u128::from(rate.limit) / 2) / u128::from(rate.limit);
         if interval == 0 {
             return Err(BucketError::TooFast);
         }
@@ -83,7 +84,12 @@ impl Algorithm for Bucket {
     type State = BucketState;
 
     #[inline]
-    fn decide(&self, state: Option<BucketState>, now: u64, cost: u64) -> (Decision, Option<BucketState>) {
+    fn decide(
+        &self,
+        state: Option<BucketState>,
+        now: u64,
+        cost: u64,
+    ) -> (Decision, Option<BucketState>) {
         let tat = state.map_or(now, |s| s.tat.get()).max(now);
         if cost > self.burst {
             return (self.decision(false, tat, now, NEVER), None);
@@ -184,7 +190,9 @@ mod tests {
         let b = bucket(1, 1_000, 2);
         let mut s = None;
         assert!(step(&b, &mut s, 0, 2).allowed);
-        let admitted = (0..5).filter(|_| step(&b, &mut s, 1_000_000, 1).allowed).count();
+        let admitted = (0..5)
+            .filter(|_| step(&b, &mut s, 1_000_000, 1).allowed)
+            .count();
         assert_eq!(admitted, 2);
     }
 
@@ -201,7 +209,10 @@ mod tests {
             limit: 1,
             period_ns: 1 << 40,
         };
-        assert_eq!(Bucket::new(too_long, 1 << 30).unwrap_err(), BucketError::TooLong);
+        assert_eq!(
+            Bucket::new(too_long, 1 << 30).unwrap_err(),
+            BucketError::TooLong
+        );
     }
 
     #[test]

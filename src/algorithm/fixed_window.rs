@@ -59,7 +59,12 @@ impl Algorithm for FixedWindow {
     type State = FixedState;
 
     #[inline]
-    fn decide(&self, state: Option<FixedState>, now: u64, cost: u64) -> (Decision, Option<FixedState>) {
+    fn decide(
+        &self,
+        state: Option<FixedState>,
+        now: u64,
+        cost: u64,
+    ) -> (Decision, Option<FixedState>) {
         let (start, count) = self.live(state, now);
         if cost > self.limit {
             return (self.decision(false, start, count, now, NEVER), None);
@@ -125,13 +130,29 @@ mod tests {
     #[test]
     fn admits_limit_then_denies_until_the_window_ends() {
         let a = alg(3);
-        let d = run(&a, &[(100, 1), (200, 1), (300, 1), (400, 1), (W + 99, 1), (W + 100, 1)]);
-        assert_eq!(d.iter().map(|d| d.allowed).collect::<Vec<_>>(), [true, true, true, false, false, true]);
+        let d = run(
+            &a,
+            &[
+                (100, 1),
+                (200, 1),
+                (300, 1),
+                (400, 1),
+                (W + 99, 1),
+                (W + 100, 1),
+            ],
+        );
+        assert_eq!(
+            d.iter().map(|d| d.allowed).collect::<Vec<_>>(),
+            [true, true, true, false, false, true]
+        );
         assert_eq!(d[0].remaining, 2);
         assert_eq!(d[0].reset_after_ns, W);
         assert_eq!(d[3].retry_after_ns, W + 100 - 400);
         assert_eq!(d[4].retry_after_ns, 1);
-        assert_eq!(d[5].remaining, 2, "a new window starts at the first request after the old one");
+        assert_eq!(
+            d[5].remaining, 2,
+            "a new window starts at the first request after the old one"
+        );
         assert_eq!(d[5].reset_after_ns, W);
     }
 
@@ -139,7 +160,10 @@ mod tests {
     fn cost_counts_and_a_denied_cost_consumes_nothing() {
         let a = alg(5);
         let d = run(&a, &[(0, 3), (1, 3), (2, 2), (3, 1)]);
-        assert_eq!(d.iter().map(|d| d.allowed).collect::<Vec<_>>(), [true, false, true, false]);
+        assert_eq!(
+            d.iter().map(|d| d.allowed).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
         assert_eq!(d[1].remaining, 2);
         assert_eq!(d[2].remaining, 0);
     }

@@ -22,8 +22,12 @@ pub trait Algorithm: Send + Sync + 'static {
 
     /// Decides on `cost` at `now`. The returned state is `Some` exactly when the request is
     /// admitted; a denied request consumes nothing.
-    fn decide(&self, state: Option<Self::State>, now: u64, cost: u64)
-        -> (Decision, Option<Self::State>);
+    fn decide(
+        &self,
+        state: Option<Self::State>,
+        now: u64,
+        cost: u64,
+    ) -> (Decision, Option<Self::State>);
 
     /// What a request of cost 0 would see: `remaining` and `reset_after_ns`, consuming nothing.
     fn peek(&self, state: Option<Self::State>, now: u64) -> Decision;

@@ -100,7 +100,11 @@ impl SlidingWindow {
     fn wait(&self, v: View, now: u64, cost: u64) -> u64 {
         let w = u128::from(self.window);
         let elapsed = u128::from(now.saturating_sub(v.start));
-        let (limit, cur, prev) = (u128::from(self.limit), u128::from(v.cur), u128::from(v.prev));
+        let (limit, cur, prev) = (
+            u128::from(self.limit),
+            u128::from(v.cur),
+            u128::from(v.prev),
+        );
         let admitted_at_elapsed = if cur + u128::from(cost) <= limit {
             // The previous window's weight must fade: prev * (W - e) <= (limit - cur - cost) * W.
             let room = (limit - cur - u128::from(cost)) * w;
@@ -201,7 +205,9 @@ mod tests {
         let d = step(&a, &mut s, 1_000, 1);
         assert!(!d.allowed);
         // Half a window later half of it is left: 5 of 10 used, 5 admitted.
-        let admitted = (0..10).filter(|_| step(&a, &mut s, 1_500, 1).allowed).count();
+        let admitted = (0..10)
+            .filter(|_| step(&a, &mut s, 1_500, 1).allowed)
+            .count();
         assert_eq!(admitted, 5);
     }
 

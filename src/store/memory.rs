@@ -228,7 +228,9 @@ impl<P: Policy> MemoryStore<P> {
             }
             Some(max) => self
                 .tracked
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < max).then_some(n + 1)
+                })
                 .is_ok(),
         }
     }
@@ -239,7 +241,12 @@ impl<P: Policy> MemoryStore<P> {
         let due = last == 0 || now.saturating_sub(last - 1) >= FULL_SWEEP_EVERY_NS;
         due && self
             .last_full_sweep
-            .compare_exchange(last, now.saturating_add(1), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                last,
+                now.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 
@@ -263,8 +270,15 @@ mod tests {
     use crate::rate::Rate;
     use crate::store::policy::SingleRate;
 
-    fn fixed(limit: u64, period_ns: u64, max_keys: Option<usize>) -> MemoryStore<SingleRate<FixedWindow>> {
-        MemoryStore::new(SingleRate(FixedWindow::new(Rate { limit, period_ns })), max_keys)
+    fn fixed(
+        limit: u64,
+        period_ns: u64,
+        max_keys: Option<usize>,
+    ) -> MemoryStore<SingleRate<FixedWindow>> {
+        MemoryStore::new(
+            SingleRate(FixedWindow::new(Rate { limit, period_ns })),
+            max_keys,
+        )
     }
 
     #[test]
@@ -273,7 +287,10 @@ mod tests {
         assert!(s.decide("a", 1, 0).allowed);
         assert!(s.decide("a", 1, 0).allowed);
         assert!(!s.decide("a", 1, 0).allowed);
-        assert!(s.decide("a much longer key than fifteen bytes", 1, 0).allowed);
+        assert!(
+            s.decide("a much longer key than fifteen bytes", 1, 0)
+                .allowed
+        );
         let stats = s.stats();
         assert_eq!((stats.allowed, stats.blocked, stats.active_keys), (3, 1, 2));
         assert_eq!(stats.total_checks(), 4);
@@ -332,7 +349,7 @@ mod tests {
         let s = fixed(1, 100, Some(1));
         assert!(s.decide("a", 1, 0).allowed);
         assert!(!s.decide("b", 1, 50).allowed); // sweeps (finds nothing), then refuses
-        // "a" expires at 100, but the next sweep may only run at 50 + 1 s.
+                                                // "a" expires at 100, but the next sweep may only run at 50 + 1 s.
         assert!(!s.decide("b", 1, 200).allowed);
         assert!(s.decide("b", 1, 50 + NANOS_PER_SECOND).allowed);
     }
@@ -340,13 +357,24 @@ mod tests {
     #[test]
     fn eight_threads_on_one_key_admit_exactly_the_capacity() {
         let s = std::sync::Arc::new(MemoryStore::new(
-            SingleRate(Bucket::new(Rate { limit: 1000, period_ns: NANOS_PER_SECOND }, 1000).unwrap()),
+            SingleRate(
+                Bucket::new(
+                    Rate {
+                        limit: 1000,
+                        period_ns: NANOS_PER_SECOND,
+                    },
+                    1000,
+                )
+                .unwrap(),
+            ),
             None,
         ));
         let admitted: usize = (0..8)
             .map(|_| {
                 let s = s.clone();
-                std::thread::spawn(move || (0..500).filter(|_| s.decide("hot", 1, 7).allowed).count())
+                std::thread::spawn(move || {
+                    (0..500).filter(|_| s.decide("hot", 1, 7).allowed).count()
+                })
             })
             .collect::<Vec<_>>()
             .into_iter()

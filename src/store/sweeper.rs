@@ -21,7 +21,10 @@ pub struct Sweeper {
 
 impl Sweeper {
     /// Calls `tick` every `interval` until `tick` returns false or the handle is dropped.
-    pub fn spawn(interval: Duration, mut tick: impl FnMut() -> bool + Send + 'static) -> std::io::Result<Self> {
+    pub fn spawn(
+        interval: Duration,
+        mut tick: impl FnMut() -> bool + Send + 'static,
+    ) -> std::io::Result<Self> {
         let signal = Arc::new(StopSignal::default());
         let theirs = signal.clone();
         let thread = std::thread::Builder::new()
@@ -90,7 +93,10 @@ mod tests {
         assert!(*handle_signal.stopped.lock());
         let after = ticks.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(ticks.load(Ordering::SeqCst) <= after + 1, "no ticks after the stop");
+        assert!(
+            ticks.load(Ordering::SeqCst) <= after + 1,
+            "no ticks after the stop"
+        );
     }
 
     #[test]

@@ -1,0 +1,26 @@
+"""rust_py_rate_limit: rate limiting at the cost of a dict lookup, with a Rust core.
+
+Every check runs in the compiled ``_core`` extension; this package adds the decorator and the
+exception. Quick start::
+
+    from rust_py_rate_limit import RateLimiter
+
+    limiter = RateLimiter(limit=10, window_seconds=60)
+    if limiter.allow("user:123"):
+        ...  # admitted
+"""
+
+from ._core import ALGORITHMS, Decision, ManualClock, RateLimiter, __version__
+from .decorators import KeySpec, rate_limit
+from .exceptions import RateLimitExceeded
+
+__all__ = [
+    "ALGORITHMS",
+    "Decision",
+    "KeySpec",
+    "ManualClock",
+    "RateLimitExceeded",
+    "RateLimiter",
+    "__version__",
+    "rate_limit",
+]

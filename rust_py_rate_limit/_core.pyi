@@ -1,0 +1,114 @@
+"""Type stubs for the compiled core (checked against the built module by mypy's stubtest)."""
+
+from collections.abc import Callable
+from typing import Any, Final, TypedDict, TypeVar, final
+
+from .decorators import KeySpec
+
+__version__: Final[str]
+ALGORITHMS: Final[list[str]]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+class CheckResult(TypedDict):
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_seconds: int | float
+    retry_after_seconds: int | float
+
+class Stats(TypedDict):
+    allowed: int
+    blocked: int
+    total_checks: int
+    active_keys: int
+    rejected_full: int
+
+@final
+class ManualClock:
+    """A clock for tests: pass it as ``clock=`` and time stands still until ``advance()``."""
+
+    def __new__(cls, start: float | None = None) -> ManualClock: ...
+    def advance(self, seconds: float) -> None:
+        """Moves the clock forward by ``seconds`` (an int or float >= 0)."""
+    def now(self) -> float:
+        """The current time in seconds since the clock's origin."""
+
+@final
+class Decision:
+    """The outcome of one check: whether it was allowed, and the key's standing after it."""
+
+    def __new__(
+        cls, allowed: bool, limit: int, remaining: int, reset_after: float, retry_after: float
+    ) -> Decision: ...
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+    def to_dict(self) -> CheckResult: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+
+@final
+class RateLimiter:
+    """A rate limiter over per-key state held in Rust."""
+
+    def __new__(
+        cls,
+        limit: int,
+        window_seconds: float,
+        algorithm: str | None = None,
+        max_keys: int | None = None,
+        cleanup_interval: float | None = None,
+        *,
+        burst: int | None = None,
+        clock: ManualClock | None = None,
+    ) -> RateLimiter: ...
+    @classmethod
+    def from_rate(
+        cls,
+        rate: str,
+        algorithm: str | None = None,
+        *,
+        burst: int | None = None,
+        max_keys: int | None = None,
+        cleanup_interval: float | None = None,
+        clock: ManualClock | None = None,
+    ) -> RateLimiter: ...
+    def allow(self, key: str, cost: int | None = None) -> bool: ...
+    def check(self, key: str, cost: int | None = None) -> CheckResult: ...
+    def decide(self, key: str, cost: int | None = None) -> Decision: ...
+    def remaining(self, key: str) -> int: ...
+    def reset(self, key: str) -> bool: ...
+    def clear(self) -> None: ...
+    def cleanup_expired(self) -> int: ...
+    def stats(self) -> Stats: ...
+    def stats_json(self) -> str: ...
+    def limit(
+        self,
+        key: KeySpec,
+        *,
+        cost: int | None = None,
+        on_blocked: Callable[..., Any] | None = None,
+    ) -> Callable[[_F], _F]: ...
+    @property
+    def max_requests(self) -> int: ...
+    @property
+    def window_seconds(self) -> int | float: ...
+    @property
+    def rates(self) -> list[tuple[int, int | float]]: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def burst(self) -> int | None: ...
+    @property
+    def max_keys(self) -> int | None: ...
+    @property
+    def cleanup_interval(self) -> int | float | None: ...
+    def _noop(self, key: str) -> bool: ...

@@ -1,0 +1,393 @@
+//! `RateLimiter`: the Python face of [`Limiter`].
+//!
+//! GIL policy (measured, see docs/DESIGN.md): `allow`/`check`/`decide` keep the GIL, because
+//! detaching around a ~50 ns map operation costs more than it saves; the sweeps over the
+//! whole map (`cleanup_expired`, the background sweeper) run without it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+
+use super::args::{self, Seconds};
+use super::clock::PyManualClock;
+use super::decision::{decision_dict, PyDecision};
+use crate::algorithm::AlgorithmKind;
+use crate::clock::Clock;
+use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
+use crate::limiter::Limiter;
+use crate::rate::{parse_rates, Rate};
+use crate::store::Sweeper;
+
+fn config_error(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// How the rates were given, for `repr`.
+enum RateSource {
+    LimitWindow(Seconds),
+    Text(String),
+}
+
+/// A rate limiter over per-key state held in Rust.
+#[pyclass(frozen, name = "RateLimiter", module = "rust_py_rate_limit._core")]
+pub struct RateLimiter {
+    limiter: Arc<Limiter>,
+    source: RateSource,
+    cleanup_interval: Option<Seconds>,
+    _sweeper: Option<Sweeper>,
+}
+
+/// The settings shared by the constructor and `from_rate`.
+struct Options<'a, 'py> {
+    algorithm: &'a Bound<'py, PyAny>,
+    burst: Option<&'a Bound<'py, PyAny>>,
+    max_keys: Option<&'a Bound<'py, PyAny>>,
+    cleanup_interval: Option<&'a Bound<'py, PyAny>>,
+    clock: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl RateLimiter {
+    fn build(rates: Vec<Rate>, source: RateSource, opts: Options<'_, '_>) -> PyResult<Self> {
+        let algorithm_name = opts.algorithm.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "`algorithm` must be a str, one of {}",
+                AlgorithmKind::valid_names()
+            ))
+        })?;
+        let algorithm_name = algorithm_name.to_str()?;
+        let algorithm = AlgorithmKind::parse(algorithm_name).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "invalid `algorithm`: {algorithm_name:?} (expected one of {})",
+                AlgorithmKind::valid_names()
+            ))
+        })?;
+        let burst = opts
+            .burst
+            .filter(|b| !b.is_none())
+            .map(|b| args::positive_int(b, "burst", MAX_COUNT))
+            .transpose()?;
+        let max_keys = opts
+            .max_keys
+            .filter(|m| !m.is_none())
+            .map(|m| args::positive_int(m, "max_keys", usize::MAX as u64).map(|m| m as usize))
+            .transpose()?;
+        let cleanup_interval = opts
+            .cleanup_interval
+            .filter(|c| !c.is_none())
+            .map(|c| args::seconds(c, "cleanup_interval", false))
+            .transpose()?;
+        let clock = match opts.clock.filter(|c| !c.is_none()) {
+            None => Clock::monotonic(),
+            Some(clock) => {
+                let manual = clock
+                    .cast::<PyManualClock>()
+                    .map_err(|_| PyTypeError::new_err("`clock` must be a ManualClock or None"))?;
+                Clock::Manual(manual.get().clock.clone())
+            }
+        };
+        let config = LimiterConfig {
+            rates,
+            algorithm,
+            burst,
+            max_keys,
+        };
+        let limiter = Arc::new(Limiter::new(config, clock).map_err(config_error)?);
+        let sweeper = cleanup_interval
+            .map(|(_, ns)| {
+                let weak = Arc::downgrade(&limiter);
+                Sweeper::spawn(Duration::from_nanos(ns), move || match weak.upgrade() {
+                    Some(limiter) => {
+                        limiter.cleanup_expired();
+                        true
+                    }
+                    None => false,
+                })
+                .map_err(|e| {
+                    PyRuntimeError::new_err(format!("cannot start the sweeper thread: {e}"))
+                })
+            })
+            .transpose()?;
+        Ok(RateLimiter {
+            limiter,
+            source,
+            cleanup_interval: cleanup_interval.map(|(given, _)| given),
+            _sweeper: sweeper,
+        })
+    }
+
+    fn config(&self) -> &LimiterConfig {
+        self.limiter.config()
+    }
+}
+
+#[pymethods]
+impl RateLimiter {
+    #[new]
+    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        limit: &Bound<'_, PyAny>,
+        window_seconds: &Bound<'_, PyAny>,
+        algorithm: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<&Bound<'_, PyAny>>,
+        cleanup_interval: Option<&Bound<'_, PyAny>>,
+        burst: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let limit = args::positive_int(limit, "limit", MAX_COUNT)?;
+        let (window, period_ns) = args::seconds(window_seconds, "window_seconds", false)?;
+        let fixed = intern!(py, "fixed").clone().into_any();
+        let opts = Options {
+            algorithm: algorithm.unwrap_or(&fixed),
+            burst,
+            max_keys,
+            cleanup_interval,
+            clock,
+        };
+        Self::build(
+            vec![Rate { limit, period_ns }],
+            RateSource::LimitWindow(window),
+            opts,
+        )
+    }
+
+    /// A limiter from a rate string such as `"10/second; 1000/hour"`; with several rates every
+    /// one must admit a request.
+    #[classmethod]
+    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_rate(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        rate: &Bound<'_, PyAny>,
+        algorithm: Option<&Bound<'_, PyAny>>,
+        burst: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<&Bound<'_, PyAny>>,
+        cleanup_interval: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let text = rate
+            .cast::<PyString>()
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "`rate` must be a str such as \"100/minute\", not {}",
+                    rate.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?
+            .to_str()?
+            .to_string();
+        let rates = parse_rates(&text).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let fixed = intern!(py, "fixed").clone().into_any();
+        let opts = Options {
+            algorithm: algorithm.unwrap_or(&fixed),
+            burst,
+            max_keys,
+            cleanup_interval,
+            clock,
+        };
+        let source = if rates.len() == 1 {
+            RateSource::LimitWindow(Seconds::from_ns(rates[0].period_ns))
+        } else {
+            RateSource::Text(text)
+        };
+        Self::build(rates, source, opts)
+    }
+
+    /// True if the request is admitted (and consumes `cost`), False if it is limited.
+    #[pyo3(signature = (key, cost=None))]
+    #[inline]
+    fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let key = args::key(key)?;
+        let cost = args::cost(cost)?;
+        Ok(self.limiter.decide(key.to_str()?, cost).allowed)
+    }
+
+    /// The decision as a dict: `allowed, limit, remaining, reset_after_seconds,
+    /// retry_after_seconds` (whole seconds, rounded up; retry is 0 when allowed).
+    #[pyo3(signature = (key, cost=None))]
+    fn check<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let py = key.py();
+        let key = args::key(key)?;
+        let cost = args::cost(cost)?;
+        decision_dict(py, &self.limiter.decide(key.to_str()?, cost))
+    }
+
+    /// The decision as a `Decision` (float seconds).
+    #[pyo3(signature = (key, cost=None))]
+    fn decide(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyDecision> {
+        let key = args::key(key)?;
+        let cost = args::cost(cost)?;
+        Ok(self.limiter.decide(key.to_str()?, cost).into())
+    }
+
+    /// Requests of cost 1 the key could make right now, consuming nothing.
+    fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let key = args::key(key)?;
+        Ok(self.limiter.peek(key.to_str()?).remaining)
+    }
+
+    /// Forgets the key's state; True if it was tracked.
+    fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = args::key(key)?;
+        Ok(self.limiter.reset(key.to_str()?))
+    }
+
+    /// Forgets every key (the statistics are kept).
+    fn clear(&self, py: Python<'_>) {
+        py.detach(|| self.limiter.clear());
+    }
+
+    /// Removes the keys whose state has expired; returns how many.
+    fn cleanup_expired(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.limiter.cleanup_expired())
+    }
+
+    /// `allowed, blocked, total_checks, active_keys, rejected_full`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.limiter.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("allowed", s.allowed)?;
+        dict.set_item("blocked", s.blocked)?;
+        dict.set_item("total_checks", s.total_checks())?;
+        dict.set_item("active_keys", s.active_keys)?;
+        dict.set_item("rejected_full", s.rejected_full)?;
+        Ok(dict)
+    }
+
+    /// `stats()` as a JSON object.
+    fn stats_json(&self) -> String {
+        let s = self.limiter.stats();
+        format!(
+            "{{\"allowed\":{},\"blocked\":{},\"total_checks\":{},\"active_keys\":{},\"rejected_full\":{}}}",
+            s.allowed,
+            s.blocked,
+            s.total_checks(),
+            s.active_keys,
+            s.rejected_full
+        )
+    }
+
+    /// A decorator limiting calls of the wrapped function (see `rust_py_rate_limit.rate_limit`).
+    #[pyo3(signature = (key, *, cost=None, on_blocked=None))]
+    fn limit<'py>(
+        slf: &Bound<'py, Self>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+        on_blocked: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        match cost {
+            Some(cost) => kwargs.set_item("cost", cost)?,
+            None => kwargs.set_item("cost", 1)?,
+        }
+        kwargs.set_item("on_blocked", on_blocked)?;
+        py.import("rust_py_rate_limit.decorators")?
+            .getattr("rate_limit")?
+            .call((slf, key), Some(&kwargs))
+    }
+
+    /// The limit of the first rate.
+    #[getter]
+    fn max_requests(&self) -> u64 {
+        self.config().rates[0].limit
+    }
+
+    /// The window of the first rate, in seconds (an int when whole).
+    #[getter]
+    fn window_seconds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.source {
+            RateSource::LimitWindow(given) => given.to_object(py),
+            RateSource::Text(_) => Seconds::from_ns(self.config().rates[0].period_ns).to_object(py),
+        }
+    }
+
+    /// Every rate as `(limit, window_seconds)`.
+    #[getter]
+    fn rates<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.config()
+            .rates
+            .iter()
+            .map(|r| {
+                PyTuple::new(
+                    py,
+                    [
+                        r.limit.into_pyobject(py)?.into_any(),
+                        Seconds::from_ns(r.period_ns).to_object(py)?,
+                    ],
+                )
+            })
+            .collect()
+    }
+
+    #[getter]
+    fn algorithm(&self) -> &'static str {
+        self.config().algorithm.name()
+    }
+
+    /// The capacity of the bucket algorithms (the limit unless `burst` was given); None for
+    /// the window algorithms.
+    #[getter]
+    fn burst(&self) -> Option<u64> {
+        let config = self.config();
+        config
+            .algorithm
+            .has_burst()
+            .then(|| config.burst.unwrap_or(config.rates[0].limit))
+    }
+
+    #[getter]
+    fn max_keys(&self) -> Option<usize> {
+        self.config().max_keys
+    }
+
+    #[getter]
+    fn cleanup_interval<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.cleanup_interval.map(|c| c.to_object(py)).transpose()
+    }
+
+    /// A no-op taking one str: the floor the benchmarks compare `allow()` against.
+    fn _noop(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        args::key(key)?;
+        Ok(true)
+    }
+
+    fn __repr__(&self) -> String {
+        let config = self.config();
+        let mut out = match &self.source {
+            RateSource::LimitWindow(window) => format!(
+                "RateLimiter(limit={}, window_seconds={window}, algorithm={:?}",
+                config.rates[0].limit,
+                config.algorithm.name()
+            ),
+            RateSource::Text(text) => format!(
+                "RateLimiter.from_rate({text:?}, algorithm={:?}",
+                config.algorithm.name()
+            ),
+        };
+        if let Some(burst) = config.burst {
+            out.push_str(&format!(", burst={burst}"));
+        }
+        if let Some(max_keys) = config.max_keys {
+            out.push_str(&format!(", max_keys={max_keys}"));
+        }
+        if let Some(interval) = self.cleanup_interval {
+            out.push_str(&format!(", cleanup_interval={interval}"));
+        }
+        out.push(')');
+        out
+    }
+}
