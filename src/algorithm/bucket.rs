@@ -12,6 +12,8 @@
 //! and the state is a single timestamp. The Python test-suite checks this step against a
 //! reference model written in each vocabulary.
 
+use std::num::NonZeroU64;
+
 use super::{Algorithm, PackedNs};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
@@ -28,8 +30,9 @@ pub struct Bucket {
     limit: u64,
     window: u64,
     burst: u64,
-    /// Emission interval `T`, nanoseconds per unit of cost.
-    interval: u64,
+    /// Emission interval `T`, nanoseconds per unit of cost (never zero, so unused divisions by
+    /// it can be optimised away).
+    interval: NonZeroU64,
     /// `burst * T`: how far ahead of now the arrival time may run.
     tolerance: u64,
 }
@@ -62,7 +65,7 @@ impl Bucket {
             limit: rate.limit,
             window: rate.period_ns,
             burst,
-            interval: interval as u64,
+            interval: NonZeroU64::new(interval as u64).ok_or(BucketError::TooFast)?,
             tolerance: tolerance as u64,
         })
     }
@@ -94,7 +97,7 @@ impl Algorithm for Bucket {
         if cost > self.burst {
             return (self.decision(false, tat, now, NEVER), None);
         }
-        let next = tat + cost * self.interval;
+        let next = tat + cost * self.interval.get();
         let limit_at = now + self.tolerance;
         if next <= limit_at {
             let stored = BucketState {
@@ -198,8 +201,8 @@ mod tests {
 
     #[test]
     fn interval_rounds_to_the_nearest_nanosecond_and_bad_rates_are_refused() {
-        assert_eq!(bucket(3, 1_000, 3).interval, 333);
-        assert_eq!(bucket(3, 1_001, 3).interval, 334);
+        assert_eq!(bucket(3, 1_000, 3).interval.get(), 333);
+        assert_eq!(bucket(3, 1_001, 3).interval.get(), 334);
         let too_fast = Rate {
             limit: 3,
             period_ns: 1,

@@ -9,6 +9,8 @@
 //! All arithmetic is exact integers: a request of `cost` is admitted when
 //! `prev * (W - elapsed) + (cur + cost) * W <= limit * W`.
 
+use std::num::NonZeroU128;
+
 use super::{Algorithm, PackedNs};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
@@ -25,6 +27,8 @@ pub struct SlidingState {
 pub struct SlidingWindow {
     limit: u64,
     window: u64,
+    /// The window as a divisor that cannot be zero, so unused divisions can be optimised away.
+    window_divisor: NonZeroU128,
 }
 
 /// The state as seen at `now`: the current window's start, its count, the previous count.
@@ -41,6 +45,7 @@ impl SlidingWindow {
         SlidingWindow {
             limit: rate.limit,
             window: rate.period_ns,
+            window_divisor: NonZeroU128::new(u128::from(rate.period_ns.max(1))).expect("at least 1"),
         }
     }
 
@@ -90,7 +95,7 @@ impl SlidingWindow {
         Decision {
             allowed,
             limit: self.limit,
-            remaining: (capacity.saturating_sub(used) / w) as u64,
+            remaining: (capacity.saturating_sub(used) / self.window_divisor) as u64,
             reset_after_ns: reset_at.saturating_sub(now),
             retry_after_ns: retry,
         }

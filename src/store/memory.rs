@@ -1,18 +1,19 @@
-//! The in-process store: a DashMap from key to per-key state.
+//! The in-process store: a sharded hash map from key to per-key state.
 //!
 //! Each call hashes the key once (randomly seeded foldhash: keys are attacker-controlled),
 //! takes its shard's lock, and runs the policy's pure step on the key's state in place. A
 //! shard lock is held for tens of nanoseconds and never across a call into Python; there is
-//! no global lock. Counters live per shard and are updated under the shard lock, so the hot
-//! path does no atomic read-modify-write beyond the lock itself.
+//! no global lock. Counters live in the shard under its lock, so the hot path does one atomic
+//! operation in all (taking the lock).
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use dashmap::{DashMap, SharedValue};
+use hashbrown::HashTable;
 
 use super::key::CompactKey;
 use super::policy::Policy;
+use super::shard_lock::ShardLock;
 use crate::decision::Decision;
 use crate::rate::NANOS_PER_SECOND;
 
@@ -36,52 +37,65 @@ impl StoreStats {
     }
 }
 
-/// One shard's counters, on a cache line of its own. Written only under the shard's lock.
-#[derive(Default)]
-#[repr(align(128))]
-struct ShardCounters {
-    allowed: AtomicU64,
-    blocked: AtomicU64,
-    rejected_full: AtomicU64,
+struct Shard<V> {
+    table: HashTable<(CompactKey, V)>,
+    allowed: u64,
+    blocked: u64,
+    rejected_full: u64,
 }
 
-impl ShardCounters {
-    /// Increments without a read-modify-write: the caller holds the shard's write lock.
+impl<V> Shard<V> {
     #[inline]
-    fn bump(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    fn record(&self, decision: &Decision) {
-        Self::bump(if decision.allowed {
-            &self.allowed
+    fn record(&mut self, decision: &Decision) {
+        if decision.allowed {
+            self.allowed += 1;
         } else {
-            &self.blocked
-        });
+            self.blocked += 1;
+        }
     }
 }
+
+/// A shard on cache lines of its own, so neighbouring shards' locks do not false-share.
+#[repr(align(128))]
+struct PaddedShard<V>(ShardLock<Shard<V>>);
 
 pub struct MemoryStore<P: Policy> {
     policy: P,
-    map: DashMap<CompactKey, P::Value, Hasher>,
-    counters: Box<[ShardCounters]>,
+    hasher: Hasher,
+    shards: Box<[PaddedShard<P::Value>]>,
+    /// `64 - log2(shards)`: the shard is picked from the hash bits below the top 7 (which the
+    /// table uses for its control bytes).
+    shard_shift: u32,
     tracked: AtomicUsize,
     max_keys: Option<usize>,
     /// 1 + the time of the last sweep made for room; 0 = never.
     last_full_sweep: AtomicU64,
 }
 
+/// Shards per store: 4 per core, at least 16, a power of two.
+fn shard_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * 4).max(16).next_power_of_two()
+}
+
 impl<P: Policy> MemoryStore<P> {
     pub fn new(policy: P, max_keys: Option<usize>) -> Self {
-        let map = DashMap::with_hasher(Hasher::default());
-        let counters = (0..map.shards().len())
-            .map(|_| ShardCounters::default())
+        let count = shard_count();
+        let shards = (0..count)
+            .map(|_| {
+                PaddedShard(ShardLock::new(Shard {
+                    table: HashTable::new(),
+                    allowed: 0,
+                    blocked: 0,
+                    rejected_full: 0,
+                }))
+            })
             .collect();
         MemoryStore {
             policy,
-            map,
-            counters,
+            hasher: Hasher::default(),
+            shards,
+            shard_shift: 64 - count.trailing_zeros(),
             tracked: AtomicUsize::new(0),
             max_keys,
             last_full_sweep: AtomicU64::new(0),
@@ -94,42 +108,47 @@ impl<P: Policy> MemoryStore<P> {
 
     #[inline]
     fn hash(&self, key: &str) -> u64 {
-        self.map.hasher().hash_one(key)
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &ShardLock<Shard<P::Value>> {
+        &self.shards[((hash << 7) >> self.shard_shift) as usize].0
     }
 
     /// Decides on `cost` for `key` at `now`, consuming when admitted.
     #[inline]
     pub fn decide(&self, key: &str, cost: u64, now: u64) -> Decision {
         let hash = self.hash(key);
-        let shard = self.map.determine_shard(hash as usize);
-        let counters = &self.counters[shard];
+        let lock = self.shard(hash);
         let mut swept = false;
         loop {
-            let mut table = self.map.shards()[shard].write();
-            if let Some((_, value)) = table.get_mut(hash, |(k, _)| k.as_str() == key) {
-                let decision = self.policy.apply(value.get_mut(), now, cost);
-                counters.record(&decision);
+            let mut shard = lock.lock();
+            if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.as_str() == key) {
+                let decision = self.policy.apply(value, now, cost);
+                shard.record(&decision);
                 return decision;
             }
             let (decision, value) = self.policy.apply_fresh(now, cost);
             let Some(value) = value else {
-                counters.record(&decision);
+                shard.record(&decision);
                 return decision;
             };
             if self.reserve_slot() {
-                let entry = (CompactKey::new(key), SharedValue::new(value));
-                table.insert(hash, entry, |(k, _)| self.hash(k.as_str()));
-                counters.record(&decision);
+                shard
+                    .table
+                    .insert_unique(hash, (CompactKey::new(key), value), |(k, _)| self.hash(k.as_str()));
+                shard.record(&decision);
                 return decision;
             }
             if !swept && self.claim_full_sweep(now) {
-                drop(table);
+                drop(shard);
                 self.sweep(now);
                 swept = true;
                 continue;
             }
-            ShardCounters::bump(&counters.blocked);
-            ShardCounters::bump(&counters.rejected_full);
+            shard.blocked += 1;
+            shard.rejected_full += 1;
             return self.full_decision();
         }
     }
@@ -137,24 +156,22 @@ impl<P: Policy> MemoryStore<P> {
     /// The key's standing at `now`, consuming nothing.
     pub fn peek(&self, key: &str, now: u64) -> Decision {
         let hash = self.hash(key);
-        let shard = self.map.determine_shard(hash as usize);
-        let table = self.map.shards()[shard].read();
-        let value = table
-            .find(hash, |(k, _)| k.as_str() == key)
-            // SAFETY: the bucket was just found in this table, which the read guard keeps alive
-            // and unchanged while the reference is used.
-            .map(|bucket| unsafe { bucket.as_ref() }.1.get());
+        let shard = self.shard(hash).lock();
+        let value = shard.table.find(hash, |(k, _)| k.as_str() == key).map(|(_, v)| v);
         self.policy.peek(value, now)
     }
 
     /// Forgets `key`; true if it was tracked.
     pub fn reset(&self, key: &str) -> bool {
         let hash = self.hash(key);
-        let shard = self.map.determine_shard(hash as usize);
-        let removed = self.map.shards()[shard]
-            .write()
-            .remove_entry(hash, |(k, _)| k.as_str() == key)
-            .is_some();
+        let mut shard = self.shard(hash).lock();
+        let removed = match shard.table.find_entry(hash, |(k, _)| k.as_str() == key) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        };
         if removed {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
@@ -163,10 +180,10 @@ impl<P: Policy> MemoryStore<P> {
 
     /// Forgets every key (counters are kept).
     pub fn clear(&self) {
-        for shard in self.map.shards() {
-            let mut table = shard.write();
-            let n = table.len();
-            table.clear();
+        for shard in self.shards.iter() {
+            let mut shard = shard.0.lock();
+            let n = shard.table.len();
+            shard.table = HashTable::new();
             self.tracked.fetch_sub(n, Ordering::Relaxed);
         }
     }
@@ -174,24 +191,15 @@ impl<P: Policy> MemoryStore<P> {
     /// Removes every expired key, one shard at a time; returns how many.
     pub fn sweep(&self, now: u64) -> usize {
         let mut removed = 0;
-        for shard in self.map.shards() {
-            let mut table = shard.write();
-            let before = table.len();
-            // SAFETY: erasing the item just yielded is allowed while iterating a RawTable; the
-            // write guard excludes every other access.
-            unsafe {
-                for bucket in table.iter() {
-                    if self.policy.is_expired(bucket.as_ref().1.get(), now) {
-                        table.erase(bucket);
-                    }
-                }
+        for shard in self.shards.iter() {
+            let mut shard = shard.0.lock();
+            let before = shard.table.len();
+            shard.table.retain(|(_, value)| !self.policy.is_expired(value, now));
+            let (len, capacity) = (shard.table.len(), shard.table.capacity());
+            if len < before && len * 4 < capacity {
+                shard.table.shrink_to(len, |(k, _)| self.hash(k.as_str()));
             }
-            let gone = before - table.len();
-            let (len, buckets) = (table.len(), table.buckets());
-            if gone > 0 && len * 4 < buckets {
-                table.shrink_to(len, |(k, _)| self.hash(k.as_str()));
-            }
-            removed += gone;
+            removed += before - len;
         }
         self.tracked.fetch_sub(removed, Ordering::Relaxed);
         removed
@@ -210,10 +218,11 @@ impl<P: Policy> MemoryStore<P> {
             active_keys: self.len() as u64,
             ..StoreStats::default()
         };
-        for c in self.counters.iter() {
-            stats.allowed += c.allowed.load(Ordering::Relaxed);
-            stats.blocked += c.blocked.load(Ordering::Relaxed);
-            stats.rejected_full += c.rejected_full.load(Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            let shard = shard.0.lock();
+            stats.allowed += shard.allowed;
+            stats.blocked += shard.blocked;
+            stats.rejected_full += shard.rejected_full;
         }
         stats
     }
@@ -228,9 +237,7 @@ impl<P: Policy> MemoryStore<P> {
             }
             Some(max) => self
                 .tracked
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    (n < max).then_some(n + 1)
-                })
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
                 .is_ok(),
         }
     }
@@ -241,12 +248,7 @@ impl<P: Policy> MemoryStore<P> {
         let due = last == 0 || now.saturating_sub(last - 1) >= FULL_SWEEP_EVERY_NS;
         due && self
             .last_full_sweep
-            .compare_exchange(
-                last,
-                now.saturating_add(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(last, now.saturating_add(1), Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     }
 

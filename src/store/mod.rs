@@ -3,6 +3,7 @@
 mod key;
 mod memory;
 mod policy;
+mod shard_lock;
 mod sweeper;
 
 pub use key::CompactKey;
