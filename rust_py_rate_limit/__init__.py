@@ -13,14 +13,17 @@ exception. Quick start::
 from ._core import ALGORITHMS, Decision, ManualClock, RateLimiter, __version__
 from .decorators import KeySpec, rate_limit
 from .exceptions import RateLimitExceeded
+from .results import CheckResult, Stats
 
 __all__ = [
     "ALGORITHMS",
+    "CheckResult",
     "Decision",
     "KeySpec",
     "ManualClock",
     "RateLimitExceeded",
     "RateLimiter",
+    "Stats",
     "__version__",
     "rate_limit",
 ]

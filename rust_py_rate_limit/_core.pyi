@@ -1,28 +1,17 @@
 """Type stubs for the compiled core (checked against the built module by mypy's stubtest)."""
 
 from collections.abc import Callable
-from typing import Any, Final, TypedDict, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 from .decorators import KeySpec
+from .results import CheckResult, Stats
+
+__all__ = ["ALGORITHMS", "Decision", "ManualClock", "RateLimiter", "__version__"]
 
 __version__: Final[str]
 ALGORITHMS: Final[list[str]]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-class CheckResult(TypedDict):
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_after_seconds: int | float
-    retry_after_seconds: int | float
-
-class Stats(TypedDict):
-    allowed: int
-    blocked: int
-    total_checks: int
-    active_keys: int
-    rejected_full: int
 
 @final
 class ManualClock:
@@ -52,8 +41,8 @@ class Decision:
     @property
     def retry_after(self) -> float: ...
     def to_dict(self) -> CheckResult: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
 
 @final
 class RateLimiter:

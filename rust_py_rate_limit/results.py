@@ -1,0 +1,25 @@
+"""The dict shapes returned by ``RateLimiter.check()`` and ``RateLimiter.stats()``."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class CheckResult(TypedDict):
+    """``RateLimiter.check()``: whole seconds, rounded up; ``math.inf`` when never."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_seconds: int | float
+    retry_after_seconds: int | float
+
+
+class Stats(TypedDict):
+    """``RateLimiter.stats()``: totals since creation, and the keys tracked now."""
+
+    allowed: int
+    blocked: int
+    total_checks: int
+    active_keys: int
+    rejected_full: int
