@@ -88,10 +88,16 @@ impl Limiter {
         &self.clock
     }
 
-    #[inline]
     pub fn decide(&self, key: &str, cost: u64) -> Decision {
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => s.decide(key, cost, now))
+    }
+
+    /// `decide(key, cost).allowed`, compiled separately so that the parts of the decision it
+    /// does not need (remaining, reset and retry times) are never computed.
+    pub fn allow(&self, key: &str, cost: u64) -> bool {
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => s.decide(key, cost, now).allowed)
     }
 
     pub fn peek(&self, key: &str) -> Decision {

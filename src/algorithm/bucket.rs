@@ -86,7 +86,7 @@ impl Bucket {
 impl Algorithm for Bucket {
     type State = BucketState;
 
-    #[inline]
+    #[inline(always)]
     fn decide(
         &self,
         state: Option<BucketState>,

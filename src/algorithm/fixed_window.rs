@@ -58,7 +58,7 @@ impl FixedWindow {
 impl Algorithm for FixedWindow {
     type State = FixedState;
 
-    #[inline]
+    #[inline(always)]
     fn decide(
         &self,
         state: Option<FixedState>,

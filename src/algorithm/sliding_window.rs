@@ -29,6 +29,8 @@ pub struct SlidingWindow {
     window: u64,
     /// The window as a divisor that cannot be zero, so unused divisions can be optimised away.
     window_divisor: NonZeroU128,
+    /// `limit * window`: the capacity on the scale of `scaled_used`.
+    capacity: u128,
 }
 
 /// The state as seen at `now`: the current window's start, its count, the previous count.
@@ -45,11 +47,13 @@ impl SlidingWindow {
         SlidingWindow {
             limit: rate.limit,
             window: rate.period_ns,
-            window_divisor: NonZeroU128::new(u128::from(rate.period_ns.max(1))).expect("at least 1"),
+            window_divisor: NonZeroU128::new(u128::from(rate.period_ns.max(1)))
+                .expect("at least 1"),
+            capacity: u128::from(rate.limit) * u128::from(rate.period_ns),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn view(&self, state: Option<SlidingState>, now: u64) -> View {
         let fresh = View {
             start: now,
@@ -73,18 +77,16 @@ impl SlidingWindow {
     }
 
     /// `prev * (W - elapsed) + cur * W`: the weighted count, scaled by `W`.
-    #[inline]
+    #[inline(always)]
     fn scaled_used(&self, v: View, now: u64) -> u128 {
         let w = u128::from(self.window);
         let elapsed = u128::from(now.saturating_sub(v.start).min(self.window));
         u128::from(v.prev) * (w - elapsed) + u128::from(v.cur) * w
     }
 
-    #[inline]
-    fn decision(&self, allowed: bool, v: View, now: u64, retry: u64) -> Decision {
-        let w = u128::from(self.window);
-        let capacity = u128::from(self.limit) * w;
-        let used = self.scaled_used(v, now);
+    /// The decision for view `v` whose weighted count (scaled by `W`) is `used`.
+    #[inline(always)]
+    fn decision(&self, allowed: bool, v: View, used: u128, now: u64, retry: u64) -> Decision {
         let reset_at = if v.cur > 0 {
             v.start + 2 * self.window
         } else if v.prev > 0 {
@@ -95,7 +97,7 @@ impl SlidingWindow {
         Decision {
             allowed,
             limit: self.limit,
-            remaining: (capacity.saturating_sub(used) / self.window_divisor) as u64,
+            remaining: (self.capacity.saturating_sub(used) / self.window_divisor) as u64,
             reset_after_ns: reset_at.saturating_sub(now),
             retry_after_ns: retry,
         }
@@ -127,7 +129,7 @@ impl SlidingWindow {
 impl Algorithm for SlidingWindow {
     type State = SlidingState;
 
-    #[inline]
+    #[inline(always)]
     fn decide(
         &self,
         state: Option<SlidingState>,
@@ -135,11 +137,12 @@ impl Algorithm for SlidingWindow {
         cost: u64,
     ) -> (Decision, Option<SlidingState>) {
         let v = self.view(state, now);
+        let used = self.scaled_used(v, now);
         if cost > self.limit {
-            return (self.decision(false, v, now, NEVER), None);
+            return (self.decision(false, v, used, now, NEVER), None);
         }
-        let w = u128::from(self.window);
-        if self.scaled_used(v, now) + u128::from(cost) * w <= u128::from(self.limit) * w {
+        let used_after = used + u128::from(cost) * u128::from(self.window);
+        if used_after <= self.capacity {
             let next = View {
                 cur: v.cur + cost,
                 ..v
@@ -149,15 +152,15 @@ impl Algorithm for SlidingWindow {
                 cur: next.cur as u32,
                 prev: next.prev as u32,
             };
-            return (self.decision(true, next, now, 0), Some(stored));
+            return (self.decision(true, next, used_after, now, 0), Some(stored));
         }
         let wait = self.wait(v, now, cost);
-        (self.decision(false, v, now, wait), None)
+        (self.decision(false, v, used, now, wait), None)
     }
 
     fn peek(&self, state: Option<SlidingState>, now: u64) -> Decision {
         let v = self.view(state, now);
-        let d = self.decision(true, v, now, 0);
+        let d = self.decision(true, v, self.scaled_used(v, now), now, 0);
         Decision {
             allowed: d.remaining > 0,
             ..d

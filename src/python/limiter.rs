@@ -204,7 +204,7 @@ impl RateLimiter {
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let key = args::key(key)?;
         let cost = args::cost(cost)?;
-        Ok(self.limiter.decide(key.to_str()?, cost).allowed)
+        Ok(self.limiter.allow(key.to_str()?, cost))
     }
 
     /// The decision as a dict: `allowed, limit, remaining, reset_after_seconds,

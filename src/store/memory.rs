@@ -116,8 +116,9 @@ impl<P: Policy> MemoryStore<P> {
         &self.shards[((hash << 7) >> self.shard_shift) as usize].0
     }
 
-    /// Decides on `cost` for `key` at `now`, consuming when admitted.
-    #[inline]
+    /// Decides on `cost` for `key` at `now`, consuming when admitted. Always inlined, so that
+    /// callers using only part of the decision (`Limiter::allow`) skip computing the rest.
+    #[inline(always)]
     pub fn decide(&self, key: &str, cost: u64, now: u64) -> Decision {
         let hash = self.hash(key);
         let lock = self.shard(hash);
@@ -137,7 +138,9 @@ impl<P: Policy> MemoryStore<P> {
             if self.reserve_slot() {
                 shard
                     .table
-                    .insert_unique(hash, (CompactKey::new(key), value), |(k, _)| self.hash(k.as_str()));
+                    .insert_unique(hash, (CompactKey::new(key), value), |(k, _)| {
+                        self.hash(k.as_str())
+                    });
                 shard.record(&decision);
                 return decision;
             }
@@ -157,7 +160,10 @@ impl<P: Policy> MemoryStore<P> {
     pub fn peek(&self, key: &str, now: u64) -> Decision {
         let hash = self.hash(key);
         let shard = self.shard(hash).lock();
-        let value = shard.table.find(hash, |(k, _)| k.as_str() == key).map(|(_, v)| v);
+        let value = shard
+            .table
+            .find(hash, |(k, _)| k.as_str() == key)
+            .map(|(_, v)| v);
         self.policy.peek(value, now)
     }
 
@@ -194,7 +200,9 @@ impl<P: Policy> MemoryStore<P> {
         for shard in self.shards.iter() {
             let mut shard = shard.0.lock();
             let before = shard.table.len();
-            shard.table.retain(|(_, value)| !self.policy.is_expired(value, now));
+            shard
+                .table
+                .retain(|(_, value)| !self.policy.is_expired(value, now));
             let (len, capacity) = (shard.table.len(), shard.table.capacity());
             if len < before && len * 4 < capacity {
                 shard.table.shrink_to(len, |(k, _)| self.hash(k.as_str()));
@@ -237,7 +245,9 @@ impl<P: Policy> MemoryStore<P> {
             }
             Some(max) => self
                 .tracked
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < max).then_some(n + 1)
+                })
                 .is_ok(),
         }
     }
@@ -248,7 +258,12 @@ impl<P: Policy> MemoryStore<P> {
         let due = last == 0 || now.saturating_sub(last - 1) >= FULL_SWEEP_EVERY_NS;
         due && self
             .last_full_sweep
-            .compare_exchange(last, now.saturating_add(1), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                last,
+                now.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 

@@ -30,7 +30,7 @@ pub struct SingleRate<A: Algorithm>(pub A);
 impl<A: Algorithm> Policy for SingleRate<A> {
     type Value = A::State;
 
-    #[inline]
+    #[inline(always)]
     fn apply(&self, value: &mut A::State, now: u64, cost: u64) -> Decision {
         let (decision, next) = self.0.decide(Some(*value), now, cost);
         if let Some(next) = next {
