@@ -7,6 +7,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The latest time a clock may show, about 146 years: with windows capped at the same bound,
+/// every sum of a time and a window fits a `u64`.
+pub const MAX_NS: u64 = 1 << 62;
+
 /// A source of nanoseconds since an arbitrary origin; never goes backwards.
 #[derive(Clone, Debug)]
 pub enum Clock {
@@ -61,9 +65,10 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock showing `start_ns` (at most [`MAX_NS`]).
     pub fn new(start_ns: u64) -> Self {
         ManualClock {
-            now: Arc::new(AtomicU64::new(start_ns)),
+            now: Arc::new(AtomicU64::new(start_ns.min(MAX_NS))),
         }
     }
 
@@ -72,13 +77,31 @@ impl ManualClock {
         self.now.load(Ordering::Acquire)
     }
 
-    /// Moves the clock forward, saturating at `u64::MAX`.
-    pub fn advance_ns(&self, delta: u64) {
-        let _ = self
-            .now
+    /// Moves the clock forward; refused (leaving the time unchanged) past [`MAX_NS`].
+    pub fn advance_ns(&self, delta: u64) -> Result<u64, ClockOverflow> {
+        self.now
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-                Some(now.saturating_add(delta))
-            });
+                now.checked_add(delta).filter(|&t| t <= MAX_NS)
+            })
+            .map(|before| before + delta)
+            .map_err(|now| ClockOverflow { now, delta })
+    }
+}
+
+/// An advance that would take a [`ManualClock`] past [`MAX_NS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockOverflow {
+    pub now: u64,
+    pub delta: u64,
+}
+
+impl std::fmt::Display for ClockOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "advancing the clock by {} ns from {} ns would pass its end at 2**62 ns (about 146 years)",
+            self.delta, self.now
+        )
     }
 }
 
@@ -91,10 +114,16 @@ mod tests {
         let clock = ManualClock::new(5);
         let shared = Clock::Manual(clock.clone());
         assert_eq!(shared.now_ns(), 5);
-        clock.advance_ns(10);
+        assert_eq!(clock.advance_ns(10), Ok(15));
         assert_eq!(shared.now_ns(), 15);
-        clock.advance_ns(u64::MAX);
-        assert_eq!(shared.now_ns(), u64::MAX);
+        assert!(clock.advance_ns(u64::MAX).is_err());
+        assert!(clock.advance_ns(MAX_NS).is_err());
+        assert_eq!(
+            shared.now_ns(),
+            15,
+            "a refused advance leaves the time alone"
+        );
+        assert_eq!(clock.advance_ns(MAX_NS - 15), Ok(MAX_NS));
     }
 
     #[test]

@@ -147,10 +147,10 @@ mod tests {
             let l = limiter("5/second", algorithm, &clock);
             let admitted = (0..10).filter(|_| l.decide("k", 1).allowed).count();
             assert_eq!(admitted, 5, "{algorithm}");
-            clock.advance_ns(2 * NANOS_PER_SECOND);
+            clock.advance_ns(2 * NANOS_PER_SECOND).unwrap();
             assert!(l.decide("k", 1).allowed, "{algorithm}");
             assert_eq!(l.cleanup_expired(), 0, "{algorithm}: the key was just used");
-            clock.advance_ns(10 * NANOS_PER_SECOND);
+            clock.advance_ns(10 * NANOS_PER_SECOND).unwrap();
             assert_eq!(l.cleanup_expired(), 1, "{algorithm}: idle keys are swept");
         }
     }
@@ -165,7 +165,7 @@ mod tests {
                 3,
                 "{algorithm}"
             );
-            clock.advance_ns(5 * NANOS_PER_SECOND);
+            clock.advance_ns(5 * NANOS_PER_SECOND).unwrap();
             // Only one more fits the minute, whatever the second allows.
             assert_eq!(
                 (0..5).filter(|_| l.decide("k", 1).allowed).count(),

@@ -1,5 +1,6 @@
 //! `ManualClock`: time that moves only when a test says so.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::args;
@@ -29,8 +30,10 @@ impl PyManualClock {
     /// Moves the clock forward by `seconds` (an int or float >= 0).
     fn advance(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
         let (_, ns) = args::seconds(seconds, "seconds", true)?;
-        self.clock.advance_ns(ns);
-        Ok(())
+        self.clock
+            .advance_ns(ns)
+            .map(drop)
+            .map_err(|e| PyValueError::new_err(format!("invalid `seconds`: {e}")))
     }
 
     /// The current time in seconds since the clock's origin.
