@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .exceptions import RateLimitExceeded
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._core import RateLimiter
 
 #: A fixed key, or a callable deriving the key from the wrapped function's arguments.
-KeySpec = Union[str, Callable[..., str]]
+KeySpec = str | Callable[..., str]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +42,9 @@ def rate_limit(
     docstring and signature, and is itself ``async`` when the wrapped function is.
     """
     if not isinstance(key, str) and not callable(key):
-        raise TypeError(f"`key` must be a str or a callable returning one, not {type(key).__name__}")
+        raise TypeError(
+            f"`key` must be a str or a callable returning one, not {type(key).__name__}"
+        )
     if on_blocked is not None and not callable(on_blocked):
         raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
     cost = _check_cost(cost)

@@ -88,24 +88,29 @@ impl Limiter {
         &self.clock
     }
 
-    pub fn decide(&self, key: &str, cost: u64) -> Decision {
+    /// Decides on `cost` for `key` (any bytes: `"user:42"`, `b"user:42"`).
+    pub fn decide(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> Decision {
+        let key = key.as_ref();
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => s.decide(key, cost, now))
     }
 
     /// `decide(key, cost).allowed`, compiled separately so that the parts of the decision it
     /// does not need (remaining, reset and retry times) are never computed.
-    pub fn allow(&self, key: &str, cost: u64) -> bool {
+    pub fn allow(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> bool {
+        let key = key.as_ref();
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => s.decide(key, cost, now).allowed)
     }
 
-    pub fn peek(&self, key: &str) -> Decision {
+    pub fn peek(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> Decision {
+        let key = key.as_ref();
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => s.peek(key, now))
     }
 
-    pub fn reset(&self, key: &str) -> bool {
+    pub fn reset(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> bool {
+        let key = key.as_ref();
         dispatch!(&self.store, s => s.reset(key))
     }
 

@@ -6,8 +6,9 @@ import pathlib
 import subprocess
 import sys
 
-import rust_py_rate_limit
 from conftest import CHECKOUT
+
+import rust_py_rate_limit
 
 PACKAGE = pathlib.Path(rust_py_rate_limit.__file__).parent
 

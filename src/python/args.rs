@@ -2,8 +2,9 @@
 //! `TypeError`; zero, negative, NaN or infinite values are a `ValueError` naming the parameter.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
 
 use crate::rate::NANOS_PER_SECOND;
 
@@ -23,6 +24,24 @@ pub fn key<'a, 'py>(value: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyS
         .map_err(|_| PyTypeError::new_err(format!("key must be str, not {}", type_name(value))))
 }
 
+/// Runs `f` on the key's bytes: its UTF-8, borrowed from the str (the fast path), or for a str
+/// holding lone surrogates (`os.fsdecode` makes them), its `surrogatepass` encoding, which no
+/// other str shares and no valid UTF-8 equals.
+#[inline]
+pub fn with_key_bytes<R>(key: &Bound<'_, PyString>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    match key.to_str() {
+        Ok(text) => Ok(f(text.as_bytes())),
+        Err(_) => {
+            let py = key.py();
+            let encoded = key.call_method1(
+                intern!(py, "encode"),
+                (intern!(py, "utf-8"), intern!(py, "surrogatepass")),
+            )?;
+            Ok(f(encoded.cast::<PyBytes>()?.as_bytes()))
+        }
+    }
+}
+
 /// An int >= 1 that is not a bool, at most `max`.
 pub fn positive_int(value: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<u64> {
     if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
@@ -36,6 +55,11 @@ pub fn positive_int(value: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<
         Ok(n) if n >= 1 && n <= i128::from(max) => Ok(n as u64),
         Ok(n) if n < 1 => Err(PyValueError::new_err(format!(
             "`{name}` must be at least 1, got {n}"
+        ))),
+        // Beyond i128 either way: the sign tells which bound is passed.
+        _ if value.lt(0)? => Err(PyValueError::new_err(format!(
+            "`{name}` must be at least 1, got {}",
+            value.repr()?
         ))),
         _ => Err(PyValueError::new_err(format!(
             "`{name}` must be at most {max}, got {}",
@@ -117,7 +141,19 @@ pub fn seconds(value: &Bound<'_, PyAny>, name: &str, allow_zero: bool) -> PyResu
                     "`{name}` must be {bound}, got {n}"
                 )));
             }
-            Err(_) => Some(Seconds::Float(f64::INFINITY)),
+            // Beyond i128: far too long, or (negative) below zero.
+            Err(_) if int.lt(0)? => {
+                return Err(PyValueError::new_err(format!(
+                    "`{name}` must be {bound}, got {}",
+                    value.repr()?
+                )));
+            }
+            Err(_) => {
+                return Err(PyValueError::new_err(format!(
+                    "`{name}` must be at most 2**62 nanoseconds (about 146 years), got {}",
+                    value.repr()?
+                )));
+            }
         }
     } else if let Ok(float) = value.cast::<PyFloat>() {
         Some(Seconds::Float(float.value()))

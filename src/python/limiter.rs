@@ -204,7 +204,7 @@ impl RateLimiter {
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let key = args::key(key)?;
         let cost = args::cost(cost)?;
-        Ok(self.limiter.allow(key.to_str()?, cost))
+        args::with_key_bytes(key, |key| self.limiter.allow(key, cost))
     }
 
     /// The decision as a dict: `allowed, limit, remaining, reset_after_seconds,
@@ -218,7 +218,10 @@ impl RateLimiter {
         let py = key.py();
         let key = args::key(key)?;
         let cost = args::cost(cost)?;
-        decision_dict(py, &self.limiter.decide(key.to_str()?, cost))
+        decision_dict(
+            py,
+            &args::with_key_bytes(key, |key| self.limiter.decide(key, cost))?,
+        )
     }
 
     /// The decision as a `Decision` (float seconds).
@@ -230,19 +233,19 @@ impl RateLimiter {
     ) -> PyResult<PyDecision> {
         let key = args::key(key)?;
         let cost = args::cost(cost)?;
-        Ok(self.limiter.decide(key.to_str()?, cost).into())
+        args::with_key_bytes(key, |key| self.limiter.decide(key, cost).into())
     }
 
     /// Requests of cost 1 the key could make right now, consuming nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
         let key = args::key(key)?;
-        Ok(self.limiter.peek(key.to_str()?).remaining)
+        args::with_key_bytes(key, |key| self.limiter.peek(key).remaining)
     }
 
     /// Forgets the key's state; True if it was tracked.
     fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let key = args::key(key)?;
-        Ok(self.limiter.reset(key.to_str()?))
+        args::with_key_bytes(key, |key| self.limiter.reset(key))
     }
 
     /// Forgets every key (the statistics are kept).
@@ -318,16 +321,18 @@ impl RateLimiter {
     /// Every rate as `(limit, window_seconds)`.
     #[getter]
     fn rates<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let given = match self.source {
+            RateSource::LimitWindow(window) => Some(window),
+            RateSource::Text(_) => None,
+        };
         self.config()
             .rates
             .iter()
             .map(|r| {
+                let window = given.unwrap_or_else(|| Seconds::from_ns(r.period_ns));
                 PyTuple::new(
                     py,
-                    [
-                        r.limit.into_pyobject(py)?.into_any(),
-                        Seconds::from_ns(r.period_ns).to_object(py)?,
-                    ],
+                    [r.limit.into_pyobject(py)?.into_any(), window.to_object(py)?],
                 )
             })
             .collect()

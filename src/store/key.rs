@@ -1,4 +1,7 @@
-//! Map keys that keep short strings inline.
+//! Map keys that keep short keys inline.
+//!
+//! Keys are bytes: the UTF-8 of a Python `str`, or for a `str` holding lone surrogates (which
+//! UTF-8 cannot encode) its `surrogatepass` encoding, which never equals valid UTF-8.
 //!
 //! A key of up to 15 bytes (an IPv4 address, `"user:0000001"`) lives in the 16 bytes of the
 //! entry itself; a longer one is boxed. The type is 4-byte aligned so that an entry of
@@ -24,14 +27,14 @@ unsafe impl Send for CompactKey {}
 unsafe impl Sync for CompactKey {}
 
 impl CompactKey {
-    pub fn new(key: &str) -> Self {
+    pub fn new(key: &[u8]) -> Self {
         let mut bytes = [0u8; SIZE];
         if key.len() <= INLINE_MAX {
-            bytes[..key.len()].copy_from_slice(key.as_bytes());
+            bytes[..key.len()].copy_from_slice(key);
             bytes[INLINE_MAX] = key.len() as u8;
         } else {
             let len = key.len() as u64;
-            let ptr = Box::into_raw(Box::<[u8]>::from(key.as_bytes())) as *mut u8;
+            let ptr = Box::into_raw(Box::<[u8]>::from(key)) as *mut u8;
             bytes[..8].copy_from_slice(&(ptr as usize as u64).to_le_bytes());
             bytes[8..INLINE_MAX].copy_from_slice(&len.to_le_bytes()[..7]);
             bytes[INLINE_MAX] = HEAP_TAG;
@@ -52,18 +55,16 @@ impl CompactKey {
     }
 
     #[inline]
-    pub fn as_str(&self) -> &str {
+    pub fn as_bytes(&self) -> &[u8] {
         let tag = self.bytes[INLINE_MAX];
-        let bytes = if tag == HEAP_TAG {
+        if tag == HEAP_TAG {
             let (ptr, len) = self.heap_parts();
             // SAFETY: `ptr` and `len` come from the boxed slice created in `new`, which lives
             // until `drop`.
             unsafe { std::slice::from_raw_parts(ptr, len) }
         } else {
             &self.bytes[..usize::from(tag)]
-        };
-        // SAFETY: the bytes were copied from a `&str`.
-        unsafe { std::str::from_utf8_unchecked(bytes) }
+        }
     }
 }
 
@@ -79,7 +80,7 @@ impl Drop for CompactKey {
 
 impl PartialEq for CompactKey {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -87,13 +88,13 @@ impl Eq for CompactKey {}
 
 impl Hash for CompactKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        self.as_bytes().hash(state);
     }
 }
 
 impl fmt::Debug for CompactKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
     }
 }
 
@@ -111,20 +112,23 @@ mod tests {
             "sixteen-bytes-xx",
             "2001:db8:85a3::8a2e:370:7334/very/long/key/é",
         ] {
-            let k = CompactKey::new(key);
-            assert_eq!(k.as_str(), key);
-            assert_eq!(k, CompactKey::new(key));
+            let k = CompactKey::new(key.as_bytes());
+            assert_eq!(k.as_bytes(), key.as_bytes());
+            assert_eq!(k, CompactKey::new(key.as_bytes()));
         }
         assert_eq!(std::mem::size_of::<CompactKey>(), 16);
         assert_eq!(std::mem::align_of::<CompactKey>(), 4);
     }
 
     #[test]
-    fn hashes_like_the_str_it_holds() {
+    fn hashes_like_the_bytes_it_holds() {
         use std::hash::BuildHasher;
         let s = foldhash::fast::FixedState::with_seed(7);
         for key in ["short", "a much longer key that lives on the heap"] {
-            assert_eq!(s.hash_one(CompactKey::new(key)), s.hash_one(key));
+            assert_eq!(
+                s.hash_one(CompactKey::new(key.as_bytes())),
+                s.hash_one(key.as_bytes())
+            );
         }
     }
 }

@@ -107,7 +107,7 @@ impl<P: Policy> MemoryStore<P> {
     }
 
     #[inline]
-    fn hash(&self, key: &str) -> u64 {
+    fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -119,13 +119,13 @@ impl<P: Policy> MemoryStore<P> {
     /// Decides on `cost` for `key` at `now`, consuming when admitted. Always inlined, so that
     /// callers using only part of the decision (`Limiter::allow`) skip computing the rest.
     #[inline(always)]
-    pub fn decide(&self, key: &str, cost: u64, now: u64) -> Decision {
+    pub fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
         let hash = self.hash(key);
         let lock = self.shard(hash);
         let mut swept = false;
         loop {
             let mut shard = lock.lock();
-            if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.as_str() == key) {
+            if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.as_bytes() == key) {
                 let decision = self.policy.apply(value, now, cost);
                 shard.record(&decision);
                 return decision;
@@ -139,7 +139,7 @@ impl<P: Policy> MemoryStore<P> {
                 shard
                     .table
                     .insert_unique(hash, (CompactKey::new(key), value), |(k, _)| {
-                        self.hash(k.as_str())
+                        self.hash(k.as_bytes())
                     });
                 shard.record(&decision);
                 return decision;
@@ -157,21 +157,21 @@ impl<P: Policy> MemoryStore<P> {
     }
 
     /// The key's standing at `now`, consuming nothing.
-    pub fn peek(&self, key: &str, now: u64) -> Decision {
+    pub fn peek(&self, key: &[u8], now: u64) -> Decision {
         let hash = self.hash(key);
         let shard = self.shard(hash).lock();
         let value = shard
             .table
-            .find(hash, |(k, _)| k.as_str() == key)
+            .find(hash, |(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v);
         self.policy.peek(value, now)
     }
 
     /// Forgets `key`; true if it was tracked.
-    pub fn reset(&self, key: &str) -> bool {
+    pub fn reset(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let mut shard = self.shard(hash).lock();
-        let removed = match shard.table.find_entry(hash, |(k, _)| k.as_str() == key) {
+        let removed = match shard.table.find_entry(hash, |(k, _)| k.as_bytes() == key) {
             Ok(entry) => {
                 entry.remove();
                 true
@@ -205,7 +205,7 @@ impl<P: Policy> MemoryStore<P> {
                 .retain(|(_, value)| !self.policy.is_expired(value, now));
             let (len, capacity) = (shard.table.len(), shard.table.capacity());
             if len < before && len * 4 < capacity {
-                shard.table.shrink_to(len, |(k, _)| self.hash(k.as_str()));
+                shard.table.shrink_to(len, |(k, _)| self.hash(k.as_bytes()));
             }
             removed += before - len;
         }
@@ -301,11 +301,11 @@ mod tests {
     #[test]
     fn keys_are_independent_and_counted() {
         let s = fixed(2, 100, None);
-        assert!(s.decide("a", 1, 0).allowed);
-        assert!(s.decide("a", 1, 0).allowed);
-        assert!(!s.decide("a", 1, 0).allowed);
+        assert!(s.decide(b"a", 1, 0).allowed);
+        assert!(s.decide(b"a", 1, 0).allowed);
+        assert!(!s.decide(b"a", 1, 0).allowed);
         assert!(
-            s.decide("a much longer key than fifteen bytes", 1, 0)
+            s.decide(b"a much longer key than fifteen bytes", 1, 0)
                 .allowed
         );
         let stats = s.stats();
@@ -316,46 +316,46 @@ mod tests {
     #[test]
     fn peek_reset_and_clear() {
         let s = fixed(3, 100, None);
-        s.decide("a", 2, 0);
-        s.decide("b", 1, 0);
-        assert_eq!(s.peek("a", 1).remaining, 1);
-        assert_eq!(s.peek("zzz", 1).remaining, 3);
+        s.decide(b"a", 2, 0);
+        s.decide(b"b", 1, 0);
+        assert_eq!(s.peek(b"a", 1).remaining, 1);
+        assert_eq!(s.peek(b"zzz", 1).remaining, 3);
         assert_eq!(s.len(), 2, "peek does not track keys");
-        assert!(s.reset("a"));
-        assert!(!s.reset("a"));
-        assert_eq!(s.peek("a", 1).remaining, 3);
+        assert!(s.reset(b"a"));
+        assert!(!s.reset(b"a"));
+        assert_eq!(s.peek(b"a", 1).remaining, 3);
         s.clear();
         assert!(s.is_empty());
-        assert_eq!(s.peek("b", 1).remaining, 3);
+        assert_eq!(s.peek(b"b", 1).remaining, 3);
     }
 
     #[test]
     fn sweep_removes_only_expired_keys() {
         let s = fixed(3, 100, None);
         for i in 0..1000 {
-            s.decide(&format!("old-{i}"), 1, 0);
+            s.decide(format!("old-{i}").as_bytes(), 1, 0);
         }
-        s.decide("young", 1, 50);
+        s.decide(b"young", 1, 50);
         assert_eq!(s.sweep(99), 0);
         assert_eq!(s.sweep(100), 1000);
         assert_eq!(s.len(), 1);
-        assert_eq!(s.peek("young", 100).remaining, 2);
+        assert_eq!(s.peek(b"young", 100).remaining, 2);
     }
 
     #[test]
     fn a_full_map_reclaims_expired_keys_then_refuses_new_ones() {
         let s = fixed(1, 100, Some(2));
-        assert!(s.decide("a", 1, 0).allowed);
-        assert!(s.decide("b", 1, 0).allowed);
-        let d = s.decide("c", 1, 10);
+        assert!(s.decide(b"a", 1, 0).allowed);
+        assert!(s.decide(b"b", 1, 0).allowed);
+        let d = s.decide(b"c", 1, 10);
         assert!(!d.allowed);
         assert_eq!(d.retry_after_ns, 100);
         // Tracked keys keep their state: they are never evicted for a newcomer.
-        assert!(!s.decide("a", 1, 10).allowed);
+        assert!(!s.decide(b"a", 1, 10).allowed);
         // Once expired, their room is reclaimed (the first sweep was at 10, a second one is
         // allowed a second later).
         let later = 10 + NANOS_PER_SECOND;
-        assert!(s.decide("c", 1, later).allowed);
+        assert!(s.decide(b"c", 1, later).allowed);
         assert_eq!(s.len(), 1);
         let stats = s.stats();
         assert_eq!((stats.rejected_full, stats.blocked), (1, 2));
@@ -364,11 +364,11 @@ mod tests {
     #[test]
     fn a_full_map_sweeps_at_most_once_a_second() {
         let s = fixed(1, 100, Some(1));
-        assert!(s.decide("a", 1, 0).allowed);
-        assert!(!s.decide("b", 1, 50).allowed); // sweeps (finds nothing), then refuses
-                                                // "a" expires at 100, but the next sweep may only run at 50 + 1 s.
-        assert!(!s.decide("b", 1, 200).allowed);
-        assert!(s.decide("b", 1, 50 + NANOS_PER_SECOND).allowed);
+        assert!(s.decide(b"a", 1, 0).allowed);
+        assert!(!s.decide(b"b", 1, 50).allowed); // sweeps (finds nothing), then refuses
+                                                 // "a" expires at 100, but the next sweep may only run at 50 + 1 s.
+        assert!(!s.decide(b"b", 1, 200).allowed);
+        assert!(s.decide(b"b", 1, 50 + NANOS_PER_SECOND).allowed);
     }
 
     #[test]
@@ -390,7 +390,7 @@ mod tests {
             .map(|_| {
                 let s = s.clone();
                 std::thread::spawn(move || {
-                    (0..500).filter(|_| s.decide("hot", 1, 7).allowed).count()
+                    (0..500).filter(|_| s.decide(b"hot", 1, 7).allowed).count()
                 })
             })
             .collect::<Vec<_>>()
