@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
@@ -43,7 +42,8 @@ pub struct RateLimiter {
 
 /// The settings shared by the constructor and `from_rate`.
 struct Options<'a, 'py> {
-    algorithm: &'a Bound<'py, PyAny>,
+    /// `None` means "fixed".
+    algorithm: Option<&'a Bound<'py, PyAny>>,
     burst: Option<&'a Bound<'py, PyAny>>,
     max_keys: Option<&'a Bound<'py, PyAny>>,
     cleanup_interval: Option<&'a Bound<'py, PyAny>>,
@@ -52,19 +52,24 @@ struct Options<'a, 'py> {
 
 impl RateLimiter {
     fn build(rates: Vec<Rate>, source: RateSource, opts: Options<'_, '_>) -> PyResult<Self> {
-        let algorithm_name = opts.algorithm.cast::<PyString>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "`algorithm` must be a str, one of {}",
-                AlgorithmKind::valid_names()
-            ))
-        })?;
-        let algorithm_name = algorithm_name.to_str()?;
-        let algorithm = AlgorithmKind::parse(algorithm_name).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "invalid `algorithm`: {algorithm_name:?} (expected one of {})",
-                AlgorithmKind::valid_names()
-            ))
-        })?;
+        let algorithm = match opts.algorithm.filter(|a| !a.is_none()) {
+            None => AlgorithmKind::Fixed,
+            Some(name) => {
+                let name = name.cast::<PyString>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "`algorithm` must be a str, one of {}",
+                        AlgorithmKind::valid_names()
+                    ))
+                })?;
+                let name = name.to_str()?;
+                AlgorithmKind::parse(name).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "invalid `algorithm`: {name:?} (expected one of {})",
+                        AlgorithmKind::valid_names()
+                    ))
+                })?
+            }
+        };
         let burst = opts
             .burst
             .filter(|b| !b.is_none())
@@ -130,7 +135,6 @@ impl RateLimiter {
     #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         limit: &Bound<'_, PyAny>,
         window_seconds: &Bound<'_, PyAny>,
         algorithm: Option<&Bound<'_, PyAny>>,
@@ -141,9 +145,8 @@ impl RateLimiter {
     ) -> PyResult<Self> {
         let limit = args::positive_int(limit, "limit", MAX_COUNT)?;
         let (window, period_ns) = args::seconds(window_seconds, "window_seconds", false)?;
-        let fixed = intern!(py, "fixed").clone().into_any();
         let opts = Options {
-            algorithm: algorithm.unwrap_or(&fixed),
+            algorithm,
             burst,
             max_keys,
             cleanup_interval,
@@ -163,7 +166,6 @@ impl RateLimiter {
     #[allow(clippy::too_many_arguments)]
     fn from_rate(
         _cls: &Bound<'_, PyType>,
-        py: Python<'_>,
         rate: &Bound<'_, PyAny>,
         algorithm: Option<&Bound<'_, PyAny>>,
         burst: Option<&Bound<'_, PyAny>>,
@@ -182,9 +184,8 @@ impl RateLimiter {
             .to_str()?
             .to_string();
         let rates = parse_rates(&text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let fixed = intern!(py, "fixed").clone().into_any();
         let opts = Options {
-            algorithm: algorithm.unwrap_or(&fixed),
+            algorithm,
             burst,
             max_keys,
             cleanup_interval,
