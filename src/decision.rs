@@ -21,7 +21,8 @@ pub struct Decision {
 impl Decision {
     /// Of two decisions on the same request under different rates, the one to report:
     /// a denial over an admission, the longer wait among denials, the fewer remaining
-    /// among admissions.
+    /// among admissions (then the longer `reset_after`). On an exact tie `self` wins, so
+    /// folding over the rates in order reports the first of the tied rates.
     pub fn most_restrictive(self, other: Decision) -> Decision {
         match (self.allowed, other.allowed) {
             (true, false) => other,

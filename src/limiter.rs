@@ -12,6 +12,8 @@ use crate::store::{MemoryStore, MultiRate, SingleRate, StoreStats};
 enum AnyStore {
     Fixed(MemoryStore<SingleRate<FixedWindow>>),
     FixedMulti(MemoryStore<MultiRate<FixedWindow>>),
+    /// Limits up to 65,535: counts stored as `u16`, a 12-byte state instead of 16.
+    SlidingNarrow(MemoryStore<SingleRate<SlidingWindow<u16>>>),
     Sliding(MemoryStore<SingleRate<SlidingWindow>>),
     SlidingMulti(MemoryStore<MultiRate<SlidingWindow>>),
     Bucket(MemoryStore<SingleRate<Bucket>>),
@@ -23,6 +25,7 @@ macro_rules! dispatch {
         match $store {
             AnyStore::Fixed($s) => $body,
             AnyStore::FixedMulti($s) => $body,
+            AnyStore::SlidingNarrow($s) => $body,
             AnyStore::Sliding($s) => $body,
             AnyStore::SlidingMulti($s) => $body,
             AnyStore::Bucket($s) => $body,
@@ -51,6 +54,12 @@ impl Limiter {
                 MultiRate(rates.iter().map(|r| FixedWindow::new(*r)).collect()),
                 max_keys,
             )),
+            (AlgorithmKind::Sliding, 1) if rates[0].limit <= u16::MAX as u64 => {
+                AnyStore::SlidingNarrow(MemoryStore::new(
+                    SingleRate(SlidingWindow::new(rates[0])),
+                    max_keys,
+                ))
+            }
             (AlgorithmKind::Sliding, 1) => AnyStore::Sliding(MemoryStore::new(
                 SingleRate(SlidingWindow::new(rates[0])),
                 max_keys,

@@ -10,7 +10,7 @@ mod sliding_window;
 
 pub use bucket::{Bucket, BucketError, BucketState, MAX_TOLERANCE_NS};
 pub use fixed_window::{FixedState, FixedWindow};
-pub use sliding_window::{SlidingState, SlidingWindow};
+pub use sliding_window::{Count, SlidingState, SlidingWindow};
 
 use crate::decision::Decision;
 use crate::rate::Rate;

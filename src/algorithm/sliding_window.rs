@@ -8,29 +8,66 @@
 //!
 //! All arithmetic is exact integers: a request of `cost` is admitted when
 //! `prev * (W - elapsed) + (cur + cost) * W <= limit * W`.
+//!
+//! The two counts never exceed the limit, so they are stored as `u16` when the limit allows
+//! (a 12-byte state, like the fixed window's) and as `u32` otherwise.
 
+use std::marker::PhantomData;
 use std::num::NonZeroU128;
 
 use super::{Algorithm, PackedNs};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
+/// The width of the stored counts: `u16` or `u32`.
+pub trait Count: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+    /// The largest limit this width holds.
+    const MAX: u64;
+    fn new(value: u64) -> Self;
+    fn get(self) -> u64;
+}
+
+impl Count for u16 {
+    const MAX: u64 = u16::MAX as u64;
+    #[inline(always)]
+    fn new(value: u64) -> Self {
+        value as u16
+    }
+    #[inline(always)]
+    fn get(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Count for u32 {
+    const MAX: u64 = u32::MAX as u64;
+    #[inline(always)]
+    fn new(value: u64) -> Self {
+        value as u32
+    }
+    #[inline(always)]
+    fn get(self) -> u64 {
+        u64::from(self)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
-pub struct SlidingState {
+pub struct SlidingState<C: Count = u32> {
     start: PackedNs,
-    cur: u32,
-    prev: u32,
+    cur: C,
+    prev: C,
 }
 
 #[derive(Clone, Debug)]
-pub struct SlidingWindow {
+pub struct SlidingWindow<C: Count = u32> {
     limit: u64,
     window: u64,
     /// The window as a divisor that cannot be zero, so unused divisions can be optimised away.
     window_divisor: NonZeroU128,
     /// `limit * window`: the capacity on the scale of `scaled_used`.
     capacity: u128,
+    count: PhantomData<C>,
 }
 
 /// The state as seen at `now`: the current window's start, its count, the previous count.
@@ -41,27 +78,29 @@ struct View {
     prev: u64,
 }
 
-impl SlidingWindow {
+impl<C: Count> SlidingWindow<C> {
+    /// `rate.limit` must fit `C` and `rate.period_ns` be at least 1 (checked by the config).
     pub fn new(rate: Rate) -> Self {
-        debug_assert!(rate.limit >= 1 && rate.limit <= u32::MAX as u64 && rate.period_ns >= 1);
+        debug_assert!(rate.limit >= 1 && rate.limit <= C::MAX && rate.period_ns >= 1);
         SlidingWindow {
             limit: rate.limit,
             window: rate.period_ns,
             window_divisor: NonZeroU128::new(u128::from(rate.period_ns.max(1)))
                 .expect("at least 1"),
             capacity: u128::from(rate.limit) * u128::from(rate.period_ns),
+            count: PhantomData,
         }
     }
 
     #[inline(always)]
-    fn view(&self, state: Option<SlidingState>, now: u64) -> View {
+    fn view(&self, state: Option<SlidingState<C>>, now: u64) -> View {
         let fresh = View {
             start: now,
             cur: 0,
             prev: 0,
         };
         let Some(s) = state else { return fresh };
-        let (start, cur, prev) = (s.start.get(), u64::from(s.cur), u64::from(s.prev));
+        let (start, cur, prev) = (s.start.get(), s.cur.get(), s.prev.get());
         let elapsed = now.saturating_sub(start);
         if elapsed >= 2 * self.window || (elapsed >= self.window && cur == 0) {
             fresh
@@ -126,16 +165,16 @@ impl SlidingWindow {
     }
 }
 
-impl Algorithm for SlidingWindow {
-    type State = SlidingState;
+impl<C: Count> Algorithm for SlidingWindow<C> {
+    type State = SlidingState<C>;
 
     #[inline(always)]
     fn decide(
         &self,
-        state: Option<SlidingState>,
+        state: Option<SlidingState<C>>,
         now: u64,
         cost: u64,
-    ) -> (Decision, Option<SlidingState>) {
+    ) -> (Decision, Option<SlidingState<C>>) {
         let v = self.view(state, now);
         let used = self.scaled_used(v, now);
         if cost > self.limit {
@@ -149,8 +188,8 @@ impl Algorithm for SlidingWindow {
             };
             let stored = SlidingState {
                 start: PackedNs::new(next.start),
-                cur: next.cur as u32,
-                prev: next.prev as u32,
+                cur: C::new(next.cur),
+                prev: C::new(next.prev),
             };
             return (self.decision(true, next, used_after, now, 0), Some(stored));
         }
@@ -158,7 +197,7 @@ impl Algorithm for SlidingWindow {
         (self.decision(false, v, used, now, wait), None)
     }
 
-    fn peek(&self, state: Option<SlidingState>, now: u64) -> Decision {
+    fn peek(&self, state: Option<SlidingState<C>>, now: u64) -> Decision {
         let v = self.view(state, now);
         let d = self.decision(true, v, self.scaled_used(v, now), now, 0);
         Decision {
@@ -168,9 +207,9 @@ impl Algorithm for SlidingWindow {
     }
 
     #[inline]
-    fn is_expired(&self, state: SlidingState, now: u64) -> bool {
+    fn is_expired(&self, state: SlidingState<C>, now: u64) -> bool {
         let elapsed = now.saturating_sub(state.start.get());
-        elapsed >= 2 * self.window || (elapsed >= self.window && state.cur == 0)
+        elapsed >= 2 * self.window || (elapsed >= self.window && state.cur.get() == 0)
     }
 
     fn rate(&self) -> Rate {
@@ -194,7 +233,12 @@ mod tests {
         })
     }
 
-    fn step(a: &SlidingWindow, state: &mut Option<SlidingState>, now: u64, cost: u64) -> Decision {
+    fn step<C: Count>(
+        a: &SlidingWindow<C>,
+        state: &mut Option<SlidingState<C>>,
+        now: u64,
+        cost: u64,
+    ) -> Decision {
         let (d, next) = a.decide(*state, now, cost);
         if next.is_some() {
             *state = next;
@@ -266,6 +310,33 @@ mod tests {
         step(&a, &mut s, W + 10, 1); // prev = 1, cur = 1
         let st = s.unwrap();
         assert!(!a.is_expired(st, 2 * W + 5));
+    }
+
+    #[test]
+    fn narrow_counts_decide_exactly_like_wide_ones_in_a_smaller_state() {
+        let rate = Rate {
+            limit: 7,
+            period_ns: W,
+        };
+        let (narrow, wide) = (
+            SlidingWindow::<u16>::new(rate),
+            SlidingWindow::<u32>::new(rate),
+        );
+        let (mut s16, mut s32) = (None, None);
+        // A deterministic walk over times and costs that crosses many window edges.
+        let mut now = 0;
+        for i in 0u64..2_000 {
+            now += (i * 7_919) % 611;
+            let cost = 1 + i % 8;
+            assert_eq!(
+                step(&narrow, &mut s16, now, cost),
+                step(&wide, &mut s32, now, cost),
+                "step {i}"
+            );
+            assert_eq!(narrow.peek(s16, now), wide.peek(s32, now));
+        }
+        assert_eq!(std::mem::size_of::<SlidingState<u16>>(), 12);
+        assert_eq!(std::mem::size_of::<SlidingState<u32>>(), 16);
     }
 
     #[test]
