@@ -1,0 +1,142 @@
+"""allow() next to the in-memory limiters of peer libraries, in one run.
+
+Every limiter admits every call (a limit far above the number of calls), and each is driven by
+the loop users write, ``for k in keys: check(k)``, over a hot key and over 100,000 keys
+round-robin. Peers that are not installed are skipped (install them with
+``pip install limits pyrate-limiter throttled-py``). Printed: ns per call and the multiple of
+``rust_py_rate_limit``'s time for the same algorithm family.
+
+Run from outside the checkout:  python benches/peers.py [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parents[1]]
+
+from rust_py_rate_limit import RateLimiter  # noqa: E402
+
+LIMIT = 4_000_000_000
+HOUR = 3600
+Check = Callable[[str], object]
+
+
+def ours(algorithm: str) -> Check:
+    return RateLimiter(LIMIT, HOUR, algorithm).allow
+
+
+def peer_checks() -> Iterator[tuple[str, str, Callable[[], Check]]]:
+    """(library, algorithm family, factory) for every peer that imports."""
+    try:
+        from limits import parse, storage, strategies
+
+        item = parse(f"{LIMIT}/hour")
+
+        def limits_check(cls: type[strategies.RateLimiter]) -> Callable[[], Check]:
+            def make() -> Check:
+                limiter = cls(storage.MemoryStorage())
+                return lambda key: limiter.hit(item, key)
+
+            return make
+
+        yield "limits", "fixed", limits_check(strategies.FixedWindowRateLimiter)
+        yield "limits", "sliding", limits_check(strategies.SlidingWindowCounterRateLimiter)
+        yield "limits (moving window)", "sliding", limits_check(strategies.MovingWindowRateLimiter)
+    except ImportError:
+        pass
+    try:
+        from pyrate_limiter import Duration, Limiter, Rate
+
+        def pyrate() -> Check:
+            limiter = Limiter(Rate(LIMIT, Duration.HOUR))
+            return lambda key: limiter.try_acquire(key, blocking=False)
+
+        yield "pyrate-limiter (sliding log)", "sliding", pyrate
+    except ImportError:
+        pass
+    try:
+        from throttled import MemoryStore, Throttled, per_hour
+
+        def throttled_check(using: str) -> Callable[[], Check]:
+            def make() -> Check:
+                limiter = Throttled(using=using, quota=per_hour(LIMIT), store=MemoryStore())
+                return lambda key: limiter.limit(key)
+
+            return make
+
+        for using, family in [
+            ("fixed_window", "fixed"),
+            ("sliding_window", "sliding"),
+            ("token_bucket", "token_bucket"),
+            ("gcra", "gcra"),
+        ]:
+            yield "throttled-py", family, throttled_check(using)
+    except ImportError:
+        pass
+
+
+def ns_per_call(check: Check, keys: list[str], repeats: int) -> float:
+    best = float("inf")
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            for k in keys:
+                check(k)
+            best = min(best, (time.perf_counter_ns() - start) / len(keys))
+    finally:
+        gc.enable()
+    return best
+
+
+def version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200_000, help="calls per loop")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    many = [f"user:{i:07d}" for i in range(100_000)]
+    scenarios = {
+        "hot key": ["user:0000001"] * args.calls,
+        "100k keys": [many[i % len(many)] for i in range(args.calls)],
+    }
+    print(
+        "versions: "
+        + ", ".join(
+            f"{d} {version(d)}"
+            for d in ["rust-py-rate-limit", "limits", "pyrate-limiter", "throttled-py"]
+        )
+    )
+    print(f"{args.calls:,} calls per loop, best of {args.repeats}\n")
+    print("| library | algorithm | " + " | ".join(f"{s} ns (x ours)" for s in scenarios) + " |")
+    print("|---|---|" + "--:|" * len(scenarios))
+    baseline: dict[tuple[str, str], float] = {}
+    for family in ["fixed", "sliding", "token_bucket", "gcra"]:
+        cells = []
+        for name, keys in scenarios.items():
+            baseline[family, name] = ns_per_call(ours(family), keys, args.repeats)
+            cells.append(f"{baseline[family, name]:,.0f}")
+        print(f"| rust-py-rate-limit | {family} | " + " | ".join(cells) + " |")
+    for library, family, make in peer_checks():
+        cells = []
+        for name, keys in scenarios.items():
+            ns = ns_per_call(make(), keys, args.repeats)
+            cells.append(f"{ns:,.0f} ({ns / baseline[family, name]:.0f}x)")
+        print(f"| {library} | {family} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
