@@ -68,30 +68,21 @@ pub fn positive_int(value: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<
     }
 }
 
-/// The cost of one call: 1 when omitted; an int >= 1 otherwise. Costs beyond `u64` saturate
-/// (they exceed every capacity and are denied).
+/// The cost of one call: 1 when omitted; an int >= 1 otherwise. A cost beyond `u64` is more
+/// than any capacity, so it is taken as `u64::MAX` and simply denied.
 #[inline]
 pub fn cost(value: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
     let Some(value) = value else { return Ok(1) };
-    if let Ok(int) = value.cast_exact::<PyInt>() {
-        if let Ok(n) = int.extract::<u64>() {
-            if n >= 1 {
-                return Ok(n);
-            }
+    let is_int = value.is_exact_instance_of::<PyInt>()
+        || (value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>());
+    if is_int {
+        match value.extract::<u64>() {
+            Ok(n) if n >= 1 => return Ok(n),
+            Err(_) if value.gt(0)? => return Ok(u64::MAX),
+            _ => {}
         }
     }
-    match positive_int(value, "cost", u64::MAX) {
-        Ok(n) => Ok(n),
-        Err(e)
-            if value.is_instance_of::<PyInt>()
-                && !value.is_instance_of::<PyBool>()
-                && value.gt(0)? =>
-        {
-            drop(e);
-            Ok(u64::MAX)
-        }
-        Err(e) => Err(e),
-    }
+    positive_int(value, "cost", u64::MAX)
 }
 
 /// A duration in seconds as given (int or float), kept for display.
