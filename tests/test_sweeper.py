@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -150,3 +151,47 @@ def test_a_limiter_without_cleanup_interval_starts_no_thread() -> None:
     limiters = [RateLimiter(3, 1) for _ in range(50)]
     assert thread_count() == baseline
     del limiters
+
+
+def admitted_by_racing_threads(
+    limiter: RateLimiter, keys: list[str], threads: int
+) -> dict[str, int]:
+    """Each of `threads` threads, released together, calls `allow` 3 times on every key."""
+    admitted = dict.fromkeys(keys, 0)
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def hammer() -> None:
+        start.wait()
+        for _ in range(3):
+            for key in keys:
+                if limiter.allow(key):
+                    with lock:
+                        admitted[key] += 1
+
+    running = [threading.Thread(target=hammer) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return admitted
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_sweeper_racing_live_traffic_never_changes_a_decision(
+    algorithm: str, clock: ManualClock
+) -> None:
+    """Keys expire and are swept while 4 threads hammer them: every window still admits exactly
+    the limit per key, because a swept key decides exactly like an expired one."""
+    limit, keys = 5, [f"k{i}" for i in range(40)]
+    limiter = RateLimiter(limit, 1, algorithm, cleanup_interval=0.001, clock=clock)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for _ in range(6):
+            assert admitted_by_racing_threads(limiter, keys, 4) == dict.fromkeys(keys, limit)
+            # Far enough for every algorithm's state to expire; the sweeper races the next round.
+            clock.advance(3)
+    finally:
+        sys.setswitchinterval(previous)
+    assert wait_until(lambda: active_keys(limiter) == 0)
