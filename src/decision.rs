@@ -4,7 +4,7 @@
 pub const NEVER: u64 = u64::MAX;
 
 /// What a store answers for one `(key, cost)` at one instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Decision {
     pub allowed: bool,
     /// The configured number of requests per window of the rate that decided.

@@ -311,6 +311,13 @@ def test_decision_equality() -> None:
     assert Decision(True, 3, 2, 10.0, 0.0) != "Decision"
 
 
+def test_equal_decisions_hash_alike_and_serve_as_dict_keys() -> None:
+    a, b = Decision(True, 3, 2, 10.0, 0.0), Decision(True, 3, 2, 10.0, 0.0)
+    assert hash(a) == hash(b)
+    assert {a: "seen"}[b] == "seen"
+    assert len({a, b, Decision(False, 3, 0, 10.0, math.inf)}) == 2
+
+
 def test_decide_equals_a_constructed_decision(clock: ManualClock) -> None:
     limiter = RateLimiter(3, 10, clock=clock)
     assert limiter.decide("k") == Decision(True, 3, 2, 10.0, 0.0)
