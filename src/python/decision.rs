@@ -58,7 +58,13 @@ pub fn decision_dict<'py>(py: Python<'py>, d: &Decision) -> PyResult<Bound<'py, 
 }
 
 /// The outcome of one check: whether it was allowed, and the key's standing after it.
-#[pyclass(frozen, eq, hash, name = "Decision", module = "rust_py_rate_limit._core")]
+#[pyclass(
+    frozen,
+    eq,
+    hash,
+    name = "Decision",
+    module = "rust_py_rate_limit._core"
+)]
 #[derive(PartialEq, Eq, Hash)]
 pub struct PyDecision {
     inner: Decision,
