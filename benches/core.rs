@@ -1,7 +1,8 @@
 //! Criterion benches of the pure Rust core (no Python): `Limiter::decide` per algorithm.
 //!
 //! Scenarios, each for every algorithm in `AlgorithmKind::ALL`:
-//! - `hot_key`: one key, always admitted (4e9 per hour is never reached in a bench run);
+//! - `hot_key`: one key, always admitted (4e9 per hour is never reached in a bench run), through
+//!   `decide` and through `allow` (the path of Python's `allow()`);
 //! - `100k_keys`: 100,000 keys round-robin, each admitted (every key is inserted during
 //!   warm-up, so this measures lookups spread over a table of a few MB);
 //! - `denied`: limit 1 per hour on a key already spent, so every call is refused;
@@ -50,6 +51,10 @@ fn hot_key(c: &mut Criterion) {
         let limiter = limiter(ALWAYS_ADMITTED, algorithm);
         group.bench_function(algorithm.name(), |b| {
             b.iter(|| limiter.decide(black_box("user:0000001"), 1).allowed)
+        });
+        // The path Python's `allow()` takes: only `allowed` is computed.
+        group.bench_function(format!("{}/allow", algorithm.name()), |b| {
+            b.iter(|| limiter.allow(black_box("user:0000001"), 1))
         });
     }
     group.finish();
