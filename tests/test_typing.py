@@ -14,9 +14,10 @@ PACKAGE = pathlib.Path(rust_py_rate_limit.__file__).parent
 
 
 def run(args: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    # -P keeps the working directory off sys.path, so the installed package is the one checked.
+    # Run from `cwd` (a temporary directory), so the checkout's package, which has no compiled
+    # module, is not on sys.path and the installed package is the one checked.
     return subprocess.run(
-        [sys.executable, "-P", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 
