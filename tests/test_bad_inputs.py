@@ -87,6 +87,8 @@ def case(overrides: dict[str, Any], error: type[Exception], message: str) -> Any
         case({"cleanup_interval": -0.5}, ValueError, r"`cleanup_interval` must be > 0, got -0\.5"),
         case({"cleanup_interval": math.nan}, ValueError, r"`cleanup_interval` .*finite, got nan"),
         case({"cleanup_interval": math.inf}, ValueError, r"`cleanup_interval` .*finite, got inf"),
+        case({"cleanup_interval": 1e-9}, ValueError, r"`cleanup_interval` must be at least 0\.001"),
+        case({"cleanup_interval": 0.0009}, ValueError, r"at least 0\.001 seconds.*got 0\.0009"),
         case({"cleanup_interval": True}, TypeError, r"`cleanup_interval` must be an int or float"),
         case({"cleanup_interval": "1"}, TypeError, r"`cleanup_interval` must be an int or float"),
         # clock

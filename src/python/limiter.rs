@@ -21,6 +21,9 @@ use crate::limiter::Limiter;
 use crate::rate::{parse_rates, Rate};
 use crate::store::Sweeper;
 
+/// The shortest `cleanup_interval`: one millisecond.
+const MIN_CLEANUP_INTERVAL_NS: u64 = 1_000_000;
+
 fn config_error(e: ConfigError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
@@ -85,6 +88,14 @@ impl RateLimiter {
             .filter(|c| !c.is_none())
             .map(|c| args::seconds(c, "cleanup_interval", false))
             .transpose()?;
+        if let Some((given, ns)) = cleanup_interval {
+            if ns < MIN_CLEANUP_INTERVAL_NS {
+                return Err(PyValueError::new_err(format!(
+                    "`cleanup_interval` must be at least 0.001 seconds (a sweeper thread \
+                     looping faster would compete with every call for the map), got {given}"
+                )));
+            }
+        }
         let clock = match opts.clock.filter(|c| !c.is_none()) {
             None => Clock::monotonic(),
             Some(clock) => {
