@@ -1,7 +1,9 @@
 //! A configured limiter: the store for its algorithm and rates, and its clock. This is the
 //! whole engine; the Python class is a thin shell over it.
 
-use crate::algorithm::{AlgorithmKind, Bucket, FixedWindow, SlidingWindow};
+use crate::algorithm::{
+    AlgorithmKind, Bucket, BucketState, FixedState, FixedWindow, SlidingState, SlidingWindow,
+};
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::Decision;
@@ -11,12 +13,16 @@ use crate::store::{MemoryStore, MultiRate, SingleRate, StoreStats};
 /// (one rate) stores the bare state with no indirection.
 enum AnyStore {
     Fixed(MemoryStore<SingleRate<FixedWindow>>),
+    /// Two rates, their states inline in the entry; three or more in a boxed list.
+    FixedPair(MemoryStore<MultiRate<FixedWindow, [FixedState; 2]>>),
     FixedMulti(MemoryStore<MultiRate<FixedWindow>>),
     /// Limits up to 65,535: counts stored as `u16`, a 12-byte state instead of 16.
     SlidingNarrow(MemoryStore<SingleRate<SlidingWindow<u16>>>),
     Sliding(MemoryStore<SingleRate<SlidingWindow>>),
+    SlidingPair(MemoryStore<MultiRate<SlidingWindow, [SlidingState; 2]>>),
     SlidingMulti(MemoryStore<MultiRate<SlidingWindow>>),
     Bucket(MemoryStore<SingleRate<Bucket>>),
+    BucketPair(MemoryStore<MultiRate<Bucket, [BucketState; 2]>>),
     BucketMulti(MemoryStore<MultiRate<Bucket>>),
 }
 
@@ -24,11 +30,14 @@ macro_rules! dispatch {
     ($store:expr, $s:ident => $body:expr) => {
         match $store {
             AnyStore::Fixed($s) => $body,
+            AnyStore::FixedPair($s) => $body,
             AnyStore::FixedMulti($s) => $body,
             AnyStore::SlidingNarrow($s) => $body,
             AnyStore::Sliding($s) => $body,
+            AnyStore::SlidingPair($s) => $body,
             AnyStore::SlidingMulti($s) => $body,
             AnyStore::Bucket($s) => $body,
+            AnyStore::BucketPair($s) => $body,
             AnyStore::BucketMulti($s) => $body,
         }
     };
@@ -45,42 +54,55 @@ impl Limiter {
         config.validate()?;
         let max_keys = config.max_keys;
         let rates = &config.rates;
+        let fixed = || {
+            rates
+                .iter()
+                .map(|r| FixedWindow::new(*r))
+                .collect::<Vec<_>>()
+        };
+        let sliding = || {
+            rates
+                .iter()
+                .map(|r| SlidingWindow::new(*r))
+                .collect::<Vec<_>>()
+        };
+        let buckets = || {
+            rates
+                .iter()
+                .map(|r| config.bucket(*r))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let store = match (config.algorithm, rates.len()) {
             (AlgorithmKind::Fixed, 1) => AnyStore::Fixed(MemoryStore::new(
                 SingleRate(FixedWindow::new(rates[0])),
                 max_keys,
             )),
-            (AlgorithmKind::Fixed, _) => AnyStore::FixedMulti(MemoryStore::new(
-                MultiRate(rates.iter().map(|r| FixedWindow::new(*r)).collect()),
-                max_keys,
-            )),
-            (AlgorithmKind::Sliding, 1) if rates[0].limit <= u16::MAX as u64 => {
-                AnyStore::SlidingNarrow(MemoryStore::new(
-                    SingleRate(SlidingWindow::new(rates[0])),
-                    max_keys,
-                ))
+            (AlgorithmKind::Fixed, 2) => {
+                AnyStore::FixedPair(MemoryStore::new(MultiRate::new(fixed()), max_keys))
             }
-            (AlgorithmKind::Sliding, 1) => AnyStore::Sliding(MemoryStore::new(
-                SingleRate(SlidingWindow::new(rates[0])),
-                max_keys,
-            )),
-            (AlgorithmKind::Sliding, _) => AnyStore::SlidingMulti(MemoryStore::new(
-                MultiRate(rates.iter().map(|r| SlidingWindow::new(*r)).collect()),
-                max_keys,
-            )),
+            (AlgorithmKind::Fixed, _) => {
+                AnyStore::FixedMulti(MemoryStore::new(MultiRate::new(fixed()), max_keys))
+            }
+            (AlgorithmKind::Sliding, 1) if rates[0].limit <= u16::MAX as u64 => {
+                let single = SingleRate(SlidingWindow::new(rates[0]));
+                AnyStore::SlidingNarrow(MemoryStore::new(single, max_keys))
+            }
+            (AlgorithmKind::Sliding, 1) => {
+                let single = SingleRate(SlidingWindow::new(rates[0]));
+                AnyStore::Sliding(MemoryStore::new(single, max_keys))
+            }
+            (AlgorithmKind::Sliding, 2) => {
+                AnyStore::SlidingPair(MemoryStore::new(MultiRate::new(sliding()), max_keys))
+            }
+            (AlgorithmKind::Sliding, _) => {
+                AnyStore::SlidingMulti(MemoryStore::new(MultiRate::new(sliding()), max_keys))
+            }
             (_, 1) => AnyStore::Bucket(MemoryStore::new(
                 SingleRate(config.bucket(rates[0])?),
                 max_keys,
             )),
-            (_, _) => AnyStore::BucketMulti(MemoryStore::new(
-                MultiRate(
-                    rates
-                        .iter()
-                        .map(|r| config.bucket(*r))
-                        .collect::<Result<_, _>>()?,
-                ),
-                max_keys,
-            )),
+            (_, 2) => AnyStore::BucketPair(MemoryStore::new(MultiRate::new(buckets()?), max_keys)),
+            (_, _) => AnyStore::BucketMulti(MemoryStore::new(MultiRate::new(buckets()?), max_keys)),
         };
         Ok(Limiter {
             store,

@@ -19,7 +19,7 @@ use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
 /// The theoretical arrival time: when the bucket is full again (the meter empty).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct BucketState {
     tat: PackedNs,

@@ -5,7 +5,7 @@ use super::{Algorithm, PackedNs};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct FixedState {
     start: PackedNs,

@@ -20,7 +20,7 @@ use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
 /// The width of the stored counts: `u16` or `u32`.
-pub trait Count: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+pub trait Count: Copy + Default + Send + Sync + std::fmt::Debug + PartialEq + 'static {
     /// The largest limit this width holds.
     const MAX: u64;
     fn new(value: u64) -> Self;
@@ -51,7 +51,7 @@ impl Count for u32 {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SlidingState<C: Count = u32> {
     start: PackedNs,

@@ -8,5 +8,5 @@ mod sweeper;
 
 pub use key::CompactKey;
 pub use memory::{MemoryStore, StoreStats};
-pub use policy::{MultiRate, Policy, SingleRate};
+pub use policy::{MultiRate, Policy, SingleRate, StateList};
 pub use sweeper::Sweeper;

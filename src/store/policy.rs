@@ -1,6 +1,8 @@
 //! How a key's value in the store maps onto algorithm states: one rate, or several rates that
 //! must all admit a request (and of which a denied request consumes none).
 
+use std::marker::PhantomData;
+
 use crate::algorithm::Algorithm;
 use crate::decision::Decision;
 use crate::rate::Rate;
@@ -58,14 +60,48 @@ impl<A: Algorithm> Policy for SingleRate<A> {
     }
 }
 
-/// Several rates on one key, all decided under the same lock: a request is admitted only if
-/// every rate admits it, and then it is consumed from every rate.
-pub struct MultiRate<A: Algorithm>(pub Vec<A>);
+/// Where a key's states for several rates live: inline for exactly two rates (the common
+/// `"10/second; 1000/hour"`, no allocation per key), boxed for more.
+pub trait StateList<S>: AsRef<[S]> + AsMut<[S]> + Send + Sync + 'static {
+    /// Builds the list from one state per rate, in the order of the rates.
+    fn from_states(states: impl Iterator<Item = S>) -> Self;
+}
 
-impl<A: Algorithm> MultiRate<A> {
+impl<S: Copy + Default + Send + Sync + 'static> StateList<S> for [S; 2] {
+    fn from_states(states: impl Iterator<Item = S>) -> Self {
+        let mut list = [S::default(); 2];
+        for (slot, state) in list.iter_mut().zip(states) {
+            *slot = state;
+        }
+        list
+    }
+}
+
+impl<S: Copy + Send + Sync + 'static> StateList<S> for Box<[S]> {
+    fn from_states(states: impl Iterator<Item = S>) -> Self {
+        states.collect()
+    }
+}
+
+/// Several rates on one key, all decided under the same lock: a request is admitted only if
+/// every rate admits it, and then it is consumed from every rate. `L` holds the states; an
+/// inline `[S; 2]` must be given exactly two rates.
+pub struct MultiRate<A: Algorithm, L = Box<[<A as Algorithm>::State]>> {
+    rates: Vec<A>,
+    list: PhantomData<L>,
+}
+
+impl<A: Algorithm, L: StateList<A::State>> MultiRate<A, L> {
+    pub fn new(rates: Vec<A>) -> Self {
+        MultiRate {
+            rates,
+            list: PhantomData,
+        }
+    }
+
     /// The decision to report, and whether all rates admit, without changing anything.
     fn evaluate(&self, states: Option<&[A::State]>, now: u64, cost: u64) -> Decision {
-        self.0
+        self.rates
             .iter()
             .enumerate()
             .map(|(i, alg)| alg.decide(states.map(|s| s[i]), now, cost).0)
@@ -74,13 +110,13 @@ impl<A: Algorithm> MultiRate<A> {
     }
 }
 
-impl<A: Algorithm> Policy for MultiRate<A> {
-    type Value = Box<[A::State]>;
+impl<A: Algorithm, L: StateList<A::State>> Policy for MultiRate<A, L> {
+    type Value = L;
 
-    fn apply(&self, value: &mut Box<[A::State]>, now: u64, cost: u64) -> Decision {
-        let decision = self.evaluate(Some(value), now, cost);
+    fn apply(&self, value: &mut L, now: u64, cost: u64) -> Decision {
+        let decision = self.evaluate(Some(value.as_ref()), now, cost);
         if decision.allowed {
-            for (alg, state) in self.0.iter().zip(value.iter_mut()) {
+            for (alg, state) in self.rates.iter().zip(value.as_mut()) {
                 if let (_, Some(next)) = alg.decide(Some(*state), now, cost) {
                     *state = next;
                 }
@@ -89,37 +125,36 @@ impl<A: Algorithm> Policy for MultiRate<A> {
         decision
     }
 
-    fn apply_fresh(&self, now: u64, cost: u64) -> (Decision, Option<Box<[A::State]>>) {
+    fn apply_fresh(&self, now: u64, cost: u64) -> (Decision, Option<L>) {
         let decision = self.evaluate(None, now, cost);
         if !decision.allowed {
             return (decision, None);
         }
         let states = self
-            .0
+            .rates
             .iter()
-            .filter_map(|alg| alg.decide(None, now, cost).1)
-            .collect::<Box<[_]>>();
-        (decision, Some(states))
+            .filter_map(|alg| alg.decide(None, now, cost).1);
+        (decision, Some(L::from_states(states)))
     }
 
-    fn peek(&self, value: Option<&Box<[A::State]>>, now: u64) -> Decision {
-        self.0
+    fn peek(&self, value: Option<&L>, now: u64) -> Decision {
+        self.rates
             .iter()
             .enumerate()
-            .map(|(i, alg)| alg.peek(value.map(|s| s[i]), now))
+            .map(|(i, alg)| alg.peek(value.map(|s| s.as_ref()[i]), now))
             .reduce(Decision::most_restrictive)
             .expect("a MultiRate has at least one rate")
     }
 
-    fn is_expired(&self, value: &Box<[A::State]>, now: u64) -> bool {
-        self.0
+    fn is_expired(&self, value: &L, now: u64) -> bool {
+        self.rates
             .iter()
-            .zip(value.iter())
+            .zip(value.as_ref())
             .all(|(alg, state)| alg.is_expired(*state, now))
     }
 
     fn primary(&self) -> Rate {
-        self.0[0].rate()
+        self.rates[0].rate()
     }
 }
 
@@ -135,7 +170,7 @@ mod tests {
     #[test]
     fn every_rate_must_admit_and_a_denial_consumes_from_none() {
         // 2 per 10 ns and 3 per 100 ns.
-        let p = MultiRate(vec![fixed(2, 10), fixed(3, 100)]);
+        let p = MultiRate::<_>::new(vec![fixed(2, 10), fixed(3, 100)]);
         let (d, v) = p.apply_fresh(0, 1);
         assert!(d.allowed);
         let mut v = v.unwrap();
@@ -156,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_fresh_key_denied_by_one_rate_is_not_tracked() {
-        let p = MultiRate(vec![fixed(5, 10), fixed(2, 100)]);
+        let p = MultiRate::<_>::new(vec![fixed(5, 10), fixed(2, 100)]);
         let (d, v) = p.apply_fresh(0, 3);
         assert!(!d.allowed);
         assert!(v.is_none());
@@ -164,8 +199,43 @@ mod tests {
     }
 
     #[test]
+    fn two_rates_inline_decide_exactly_like_a_boxed_list() {
+        let rates = || vec![fixed(3, 10), fixed(5, 35)];
+        let inline = MultiRate::<_, [_; 2]>::new(rates());
+        let boxed = MultiRate::<_>::new(rates());
+        let (mut a, mut b) = (None, None);
+        let mut now = 0;
+        for i in 0u64..500 {
+            now += (i * 13) % 7;
+            let cost = 1 + i % 4;
+            let da = match a.as_mut() {
+                Some(v) => inline.apply(v, now, cost),
+                None => {
+                    let (d, v) = inline.apply_fresh(now, cost);
+                    a = v;
+                    d
+                }
+            };
+            let db = match b.as_mut() {
+                Some(v) => boxed.apply(v, now, cost),
+                None => {
+                    let (d, v) = boxed.apply_fresh(now, cost);
+                    b = v;
+                    d
+                }
+            };
+            assert_eq!(da, db, "step {i}");
+            assert_eq!(inline.peek(a.as_ref(), now), boxed.peek(b.as_ref(), now));
+            assert_eq!(
+                a.as_ref().map(|v| inline.is_expired(v, now)),
+                b.as_ref().map(|v| boxed.is_expired(v, now))
+            );
+        }
+    }
+
+    #[test]
     fn expired_only_when_every_rate_has_expired() {
-        let p = MultiRate(vec![fixed(5, 10), fixed(5, 100)]);
+        let p = MultiRate::<_>::new(vec![fixed(5, 10), fixed(5, 100)]);
         let v = p.apply_fresh(0, 1).1.unwrap();
         assert!(!p.is_expired(&v, 50));
         assert!(p.is_expired(&v, 100));
