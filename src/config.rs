@@ -40,8 +40,7 @@ pub(crate) fn refuse<T>(param: &'static str, message: impl Into<String>) -> Resu
 }
 
 impl LimiterConfig {
-    /// Checks the settings; `rate_param` names where the rates came from
-    /// (`"limit"`/`"window_seconds"` or `"rate"`).
+    /// Checks the settings; an error names the argument at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.rates.is_empty() {
             return refuse("rate", "at least one rate is required");

@@ -115,10 +115,6 @@ impl Limiter {
         &self.config
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// Decides on `cost` for `key` (any bytes: `"user:42"`, `b"user:42"`).
     pub fn decide(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> Decision {
         let key = key.as_ref();

@@ -9,7 +9,6 @@
 //! 64 bytes each.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
 const SIZE: usize = 16;
 const INLINE_MAX: usize = SIZE - 1;
@@ -78,20 +77,6 @@ impl Drop for CompactKey {
     }
 }
 
-impl PartialEq for CompactKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for CompactKey {}
-
-impl Hash for CompactKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
 impl fmt::Debug for CompactKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
@@ -114,21 +99,8 @@ mod tests {
         ] {
             let k = CompactKey::new(key.as_bytes());
             assert_eq!(k.as_bytes(), key.as_bytes());
-            assert_eq!(k, CompactKey::new(key.as_bytes()));
         }
         assert_eq!(std::mem::size_of::<CompactKey>(), 16);
         assert_eq!(std::mem::align_of::<CompactKey>(), 4);
-    }
-
-    #[test]
-    fn hashes_like_the_bytes_it_holds() {
-        use std::hash::BuildHasher;
-        let s = foldhash::fast::FixedState::with_seed(7);
-        for key in ["short", "a much longer key that lives on the heap"] {
-            assert_eq!(
-                s.hash_one(CompactKey::new(key.as_bytes())),
-                s.hash_one(key.as_bytes())
-            );
-        }
     }
 }

@@ -102,10 +102,6 @@ impl<P: Policy> MemoryStore<P> {
         }
     }
 
-    pub fn policy(&self) -> &P {
-        &self.policy
-    }
-
     #[inline]
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)

@@ -50,7 +50,8 @@ impl Sweeper {
     }
 
     /// Whether the thread is still running.
-    pub fn is_running(&self) -> bool {
+    #[cfg(test)]
+    fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
