@@ -7,9 +7,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The latest time a clock may show, about 146 years: with windows capped at the same bound,
-/// every sum of a time and a window fits a `u64`.
+/// The latest time a clock may show, and the longest span a limiter handles (a window, or a
+/// bucket's `burst * T`): about 146 years, so every sum of a time and a span fits a `u64`.
 pub const MAX_NS: u64 = 1 << 62;
+
+/// [`MAX_NS`] in words, for error messages.
+pub const MAX_NS_TEXT: &str = "2**62 nanoseconds (about 146 years)";
 
 /// A source of nanoseconds since an arbitrary origin; never goes backwards.
 #[derive(Clone, Debug)]
@@ -99,7 +102,7 @@ impl std::fmt::Display for ClockOverflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "advancing the clock by {} ns from {} ns would pass its end at 2**62 ns (about 146 years)",
+            "advancing the clock by {} ns from {} ns would pass its end at {MAX_NS_TEXT}",
             self.delta, self.now
         )
     }

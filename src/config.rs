@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::algorithm::{AlgorithmKind, Bucket, BucketError, MAX_TOLERANCE_NS};
+use crate::algorithm::{AlgorithmKind, Bucket, BucketError};
+use crate::clock::{MAX_NS, MAX_NS_TEXT};
 use crate::rate::Rate;
 
 /// The largest limit, burst and count a per-key state holds (`u32::MAX`).
@@ -55,11 +56,8 @@ impl LimiterConfig {
             if rate.period_ns == 0 {
                 return refuse("window_seconds", "must be at least one nanosecond");
             }
-            if rate.period_ns > MAX_TOLERANCE_NS {
-                return refuse(
-                    "window_seconds",
-                    "must be at most 2**62 nanoseconds (about 146 years)",
-                );
+            if rate.period_ns > MAX_NS {
+                return refuse("window_seconds", format!("must be at most {MAX_NS_TEXT}"));
             }
         }
         if let Some(burst) = self.burst {
@@ -106,10 +104,7 @@ impl LimiterConfig {
             ),
             BucketError::TooLong => refuse(
                 "burst",
-                format!(
-                    "{burst} requests at one per {} ns spans more than 146 years",
-                    rate.period_ns / rate.limit
-                ),
+                format!("{burst} requests at one per window/limit span more than {MAX_NS_TEXT}"),
             ),
         })
     }

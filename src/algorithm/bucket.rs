@@ -15,6 +15,7 @@
 use std::num::NonZeroU64;
 
 use super::{Algorithm, PackedNs};
+use crate::clock::MAX_NS;
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
@@ -42,23 +43,17 @@ pub struct Bucket {
 pub enum BucketError {
     /// More than one request per nanosecond.
     TooFast,
-    /// `burst * T` does not fit the clock's range.
+    /// `burst * T` is longer than [`MAX_NS`].
     TooLong,
 }
-
-/// The largest `burst * T`, about 146 years, so `now + tolerance` never overflows.
-pub const MAX_TOLERANCE_NS: u64 = 1 << 62;
 
 impl Bucket {
     /// `T` is `window / limit` rounded to the nearest nanosecond.
     pub fn new(rate: Rate, burst: u64) -> Result<Self, BucketError> {
         let interval =
             (u128::from(rate.period_ns) + u128::from(rate.limit) / 2) / u128::from(rate.limit);
-        if interval == 0 {
-            return Err(BucketError::TooFast);
-        }
         let tolerance = interval * u128::from(burst);
-        if tolerance > u128::from(MAX_TOLERANCE_NS) {
+        if tolerance > u128::from(MAX_NS) {
             return Err(BucketError::TooLong);
         }
         Ok(Bucket {

@@ -8,7 +8,7 @@ mod bucket;
 mod fixed_window;
 mod sliding_window;
 
-pub use bucket::{Bucket, BucketError, BucketState, MAX_TOLERANCE_NS};
+pub use bucket::{Bucket, BucketError, BucketState};
 pub use fixed_window::{FixedState, FixedWindow};
 pub use sliding_window::{Count, SlidingState, SlidingWindow};
 

@@ -6,6 +6,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
 
+use crate::clock::{MAX_NS, MAX_NS_TEXT};
 use crate::rate::NANOS_PER_SECOND;
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
@@ -119,73 +120,54 @@ impl std::fmt::Display for Seconds {
 }
 
 /// Seconds as an int or float, finite, above zero (or at zero when `allow_zero`), converted
-/// to whole nanoseconds (at least 1 unless zero was given).
+/// to whole nanoseconds (at least 1 unless zero is allowed), at most [`MAX_NS`].
 pub fn seconds(value: &Bound<'_, PyAny>, name: &str, allow_zero: bool) -> PyResult<(Seconds, u64)> {
     let bound = if allow_zero { ">= 0" } else { "> 0" };
-    let given = if value.is_instance_of::<PyBool>() {
-        None
+    let refuse = |detail: String| {
+        let got = value.repr().map(|r| r.to_string()).unwrap_or_default();
+        PyValueError::new_err(format!("`{name}` must be {bound}{detail}, got {got}"))
+    };
+    let too_long = || refuse(format!(" and at most {MAX_NS_TEXT}"));
+    let (given, ns) = if value.is_instance_of::<PyBool>() {
+        return Err(not_seconds(value, name));
     } else if let Ok(int) = value.cast::<PyInt>() {
-        match int.extract::<i128>() {
-            Ok(n) if n >= 0 && n <= i128::from(u64::MAX) => Some(Seconds::Int(n as u64)),
-            Ok(n) => {
-                return Err(PyValueError::new_err(format!(
-                    "`{name}` must be {bound}, got {n}"
-                )));
-            }
-            // Beyond i128: far too long, or (negative) below zero.
-            Err(_) if int.lt(0)? => {
-                return Err(PyValueError::new_err(format!(
-                    "`{name}` must be {bound}, got {}",
-                    value.repr()?
-                )));
-            }
-            Err(_) => {
-                return Err(PyValueError::new_err(format!(
-                    "`{name}` must be at most 2**62 nanoseconds (about 146 years), got {}",
-                    value.repr()?
-                )));
-            }
+        if int.lt(0)? {
+            return Err(refuse(String::new()));
         }
+        let n = int.extract::<u64>().map_err(|_| too_long())?;
+        (
+            Seconds::Int(n),
+            u128::from(n) * u128::from(NANOS_PER_SECOND),
+        )
     } else if let Ok(float) = value.cast::<PyFloat>() {
-        Some(Seconds::Float(float.value()))
+        let f = float.value();
+        if !f.is_finite() {
+            return Err(refuse(" and finite".into()));
+        }
+        if f < 0.0 {
+            return Err(refuse(String::new()));
+        }
+        // Saturating float-to-int conversion: anything too large fails the bound below.
+        (
+            Seconds::Float(f),
+            (f * NANOS_PER_SECOND as f64).round() as u128,
+        )
     } else {
-        None
-    };
-    let Some(given) = given else {
-        return Err(PyTypeError::new_err(format!(
-            "`{name}` must be an int or float number of seconds, not {} ({})",
-            type_name(value),
-            value.repr()?
-        )));
-    };
-    let out_of_range = |detail: &str| {
-        PyValueError::new_err(format!(
-            "`{name}` must be {bound}{detail}, got {}",
-            value.repr().map(|r| r.to_string()).unwrap_or_default()
-        ))
-    };
-    let ns = match given {
-        Seconds::Int(n) => u128::from(n) * u128::from(NANOS_PER_SECOND),
-        Seconds::Float(f) if f.is_nan() || f.is_infinite() => {
-            return Err(out_of_range(" and finite"))
-        }
-        Seconds::Float(f) if f < 0.0 => return Err(out_of_range("")),
-        Seconds::Float(f) => {
-            let ns = (f * NANOS_PER_SECOND as f64).round();
-            if ns > u64::MAX as f64 {
-                u128::MAX
-            } else {
-                ns as u128
-            }
-        }
+        return Err(not_seconds(value, name));
     };
     if ns == 0 && !allow_zero {
-        return Err(out_of_range(" (and at least one nanosecond)"));
+        return Err(refuse(" (and at least one nanosecond)".into()));
     }
-    if ns > u128::from(crate::algorithm::MAX_TOLERANCE_NS) {
-        return Err(out_of_range(
-            " and at most 2**62 nanoseconds (about 146 years)",
-        ));
+    if ns > u128::from(MAX_NS) {
+        return Err(too_long());
     }
     Ok((given, ns as u64))
+}
+
+fn not_seconds(value: &Bound<'_, PyAny>, name: &str) -> PyErr {
+    let repr = value.repr().map(|r| r.to_string()).unwrap_or_default();
+    PyTypeError::new_err(format!(
+        "`{name}` must be an int or float number of seconds, not {} ({repr})",
+        type_name(value)
+    ))
 }
