@@ -25,11 +25,12 @@ pub fn key<'a, 'py>(value: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyS
         .map_err(|_| PyTypeError::new_err(format!("key must be str, not {}", type_name(value))))
 }
 
-/// Runs `f` on the key's bytes: its UTF-8, borrowed from the str (the fast path), or for a str
+/// Runs `f` on a key's bytes: its UTF-8, borrowed from the str (the fast path), or for a str
 /// holding lone surrogates (`os.fsdecode` makes them), its `surrogatepass` encoding, which no
-/// other str shares and no valid UTF-8 equals.
+/// other str shares and no valid UTF-8 equals. Anything but a str is a `TypeError`.
 #[inline]
-pub fn with_key_bytes<R>(key: &Bound<'_, PyString>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+pub fn with_key<R>(value: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    let key = self::key(value)?;
     match key.to_str() {
         Ok(text) => Ok(f(text.as_bytes())),
         Err(_) => {

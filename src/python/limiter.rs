@@ -214,9 +214,8 @@ impl RateLimiter {
     #[pyo3(signature = (key, cost=None))]
     #[inline]
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let key = args::key(key)?;
         let cost = args::cost(cost)?;
-        args::with_key_bytes(key, |key| self.limiter.allow(key, cost))
+        args::with_key(key, |key| self.limiter.allow(key, cost))
     }
 
     /// The decision as a dict: `allowed, limit, remaining, reset_after_seconds,
@@ -228,11 +227,10 @@ impl RateLimiter {
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let py = key.py();
-        let key = args::key(key)?;
         let cost = args::cost(cost)?;
         decision_dict(
             py,
-            &args::with_key_bytes(key, |key| self.limiter.decide(key, cost))?,
+            &args::with_key(key, |key| self.limiter.decide(key, cost))?,
         )
     }
 
@@ -243,21 +241,18 @@ impl RateLimiter {
         key: &Bound<'_, PyAny>,
         cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyDecision> {
-        let key = args::key(key)?;
         let cost = args::cost(cost)?;
-        args::with_key_bytes(key, |key| self.limiter.decide(key, cost).into())
+        args::with_key(key, |key| self.limiter.decide(key, cost).into())
     }
 
     /// Requests of cost 1 the key could make right now, consuming nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let key = args::key(key)?;
-        args::with_key_bytes(key, |key| self.limiter.peek(key).remaining)
+        args::with_key(key, |key| self.limiter.peek(key).remaining)
     }
 
     /// Forgets the key's state; True if it was tracked.
     fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let key = args::key(key)?;
-        args::with_key_bytes(key, |key| self.limiter.reset(key))
+        args::with_key(key, |key| self.limiter.reset(key))
     }
 
     /// Forgets every key (the statistics are kept).
@@ -272,27 +267,21 @@ impl RateLimiter {
 
     /// `allowed, blocked, total_checks, active_keys, rejected_full`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.limiter.stats();
         let dict = PyDict::new(py);
-        dict.set_item("allowed", s.allowed)?;
-        dict.set_item("blocked", s.blocked)?;
-        dict.set_item("total_checks", s.total_checks())?;
-        dict.set_item("active_keys", s.active_keys)?;
-        dict.set_item("rejected_full", s.rejected_full)?;
+        for (name, value) in self.limiter.stats().fields() {
+            dict.set_item(name, value)?;
+        }
         Ok(dict)
     }
 
     /// `stats()` as a JSON object.
     fn stats_json(&self) -> String {
-        let s = self.limiter.stats();
-        format!(
-            "{{\"allowed\":{},\"blocked\":{},\"total_checks\":{},\"active_keys\":{},\"rejected_full\":{}}}",
-            s.allowed,
-            s.blocked,
-            s.total_checks(),
-            s.active_keys,
-            s.rejected_full
-        )
+        let fields = self
+            .limiter
+            .stats()
+            .fields()
+            .map(|(name, value)| format!("\"{name}\":{value}"));
+        format!("{{{}}}", fields.join(","))
     }
 
     /// A decorator limiting calls of the wrapped function (see `rust_py_rate_limit.rate_limit`).
@@ -305,9 +294,8 @@ impl RateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let kwargs = PyDict::new(py);
-        match cost {
-            Some(cost) => kwargs.set_item("cost", cost)?,
-            None => kwargs.set_item("cost", 1)?,
+        if let Some(cost) = cost {
+            kwargs.set_item("cost", cost)?;
         }
         kwargs.set_item("on_blocked", on_blocked)?;
         py.import("rust_py_rate_limit.decorators")?

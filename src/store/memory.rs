@@ -35,6 +35,17 @@ impl StoreStats {
     pub fn total_checks(&self) -> u64 {
         self.allowed + self.blocked
     }
+
+    /// Every figure by its public name, in the order `stats()` reports them.
+    pub fn fields(&self) -> [(&'static str, u64); 5] {
+        [
+            ("allowed", self.allowed),
+            ("blocked", self.blocked),
+            ("total_checks", self.total_checks()),
+            ("active_keys", self.active_keys),
+            ("rejected_full", self.rejected_full),
+        ]
+    }
 }
 
 struct Shard<V> {
