@@ -13,6 +13,9 @@ ALGORITHMS: Final[list[str]]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+def _check_cost(cost: object) -> None:
+    """Raises as ``allow()`` would for this ``cost``."""
+
 @final
 class ManualClock:
     """A clock for tests: pass it as ``clock=`` and time stands still until ``advance()``."""

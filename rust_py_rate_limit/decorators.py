@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ._core import _check_cost
 from .exceptions import RateLimitExceeded
 
 if TYPE_CHECKING:
@@ -16,14 +17,6 @@ if TYPE_CHECKING:
 KeySpec = str | Callable[..., str]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _check_cost(cost: object) -> int:
-    if isinstance(cost, bool) or not isinstance(cost, int):
-        raise TypeError(f"`cost` must be an int, not {type(cost).__name__} ({cost!r})")
-    if cost < 1:
-        raise ValueError(f"`cost` must be at least 1, got {cost}")
-    return cost
 
 
 def rate_limit(
@@ -47,7 +40,7 @@ def rate_limit(
         )
     if on_blocked is not None and not callable(on_blocked):
         raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
-    cost = _check_cost(cost)
+    _check_cost(cost)
 
     def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         resolved = key(*args, **kwargs) if callable(key) else key
@@ -55,14 +48,12 @@ def rate_limit(
             raise TypeError(f"the key function must return a str, not {type(resolved).__name__}")
         return resolved
 
-    def gate(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Blocked | None:
-        """None when the call is admitted; the fallback's result when it is refused."""
+    def admitted(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether the call may run; a refusal without a fallback raises."""
         resolved = resolve(args, kwargs)
         decision = limiter.decide(resolved, cost)
-        if decision.allowed:
-            return None
-        if on_blocked is not None:
-            return _Blocked(on_blocked(*args, **kwargs))
+        if decision.allowed or on_blocked is not None:
+            return decision.allowed
         raise RateLimitExceeded(
             resolved,
             limit=decision.limit,
@@ -75,30 +66,19 @@ def rate_limit(
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                blocked = gate(args, kwargs)
-                if blocked is not None:
-                    value = blocked.value
-                    return await value if inspect.isawaitable(value) else value
-                return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
+                if admitted(args, kwargs):
+                    return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
+                fallback = cast(Callable[..., Any], on_blocked)(*args, **kwargs)
+                return await fallback if inspect.isawaitable(fallback) else fallback
 
             return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            blocked = gate(args, kwargs)
-            if blocked is not None:
-                return blocked.value
-            return func(*args, **kwargs)
+            if admitted(args, kwargs):
+                return func(*args, **kwargs)
+            return cast(Callable[..., Any], on_blocked)(*args, **kwargs)
 
         return cast(F, wrapper)
 
     return decorator
-
-
-class _Blocked:
-    """The fallback's result for a refused call (distinguishes it from an admission)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
