@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 import rust_py_rate_limit
-from rust_py_rate_limit import ALGORITHMS, Decision, ManualClock, RateLimiter
+from rust_py_rate_limit import (
+    ALGORITHMS,
+    CheckResult,
+    Decision,
+    ManualClock,
+    RateLimiter,
+    Stats,
+)
 
 WINDOWS = ["fixed", "sliding"]
 BUCKETS = ["token_bucket", "leaky_bucket", "gcra"]
@@ -899,3 +906,10 @@ def test_reset_after_is_when_the_key_is_whole_again(algorithm: str) -> None:
             assert limiter.remaining("k") < capacity, (seed, decision)
             clock.advance(NANOSECOND)
         assert limiter.remaining("k") == capacity, (seed, decision)
+
+
+def test_check_and_stats_return_exactly_their_typed_keys(clock: ManualClock) -> None:
+    limiter = RateLimiter(3, 10, clock=clock)
+    assert set(limiter.check("k")) == CheckResult.__required_keys__
+    assert set(limiter.decide("k").to_dict()) == CheckResult.__required_keys__
+    assert list(limiter.stats()) == list(Stats.__annotations__)
