@@ -116,6 +116,9 @@ impl<A: Algorithm, L: StateList<A::State>> Policy for MultiRate<A, L> {
     fn apply(&self, value: &mut L, now: u64, cost: u64) -> Decision {
         let decision = self.evaluate(Some(value.as_ref()), now, cost);
         if decision.allowed {
+            // Each step runs again to get its new state: keeping the first pass's states until
+            // every rate has admitted would take a buffer (an allocation for a boxed list),
+            // while a step is a few nanoseconds of pure arithmetic.
             for (alg, state) in self.rates.iter().zip(value.as_mut()) {
                 if let (_, Some(next)) = alg.decide(Some(*state), now, cost) {
                     *state = next;
