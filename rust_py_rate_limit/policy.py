@@ -1,0 +1,267 @@
+"""What every web integration shares: which limiter, which key, what cost, who is exempt, and
+the refusal to send. The FastAPI, Django and Flask adapters only translate requests and
+responses; every decision goes through :class:`RequestPolicy`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._core import Decision, ManualClock, RateLimiter
+from .headers import HeaderStyle, HeaderWriter
+from .keys import KeyFunc, key_func_from_spec
+
+__all__ = ["DEFAULT_BODY", "MAX_DYNAMIC_RATES", "Refusal", "RequestPolicy"]
+
+#: The JSON body of a 429 unless configured otherwise.
+DEFAULT_BODY: dict[str, str] = {"detail": "Too many requests"}
+
+#: How many distinct rate strings a ``dynamic_limit`` callable may return (one limiter each).
+MAX_DYNAMIC_RATES = 1024
+
+CostSpec = int | Callable[[Any], int]
+DynamicLimit = Callable[[Any], str | None]
+
+
+class Refusal:
+    """The response to a refused request: a status code and a body.
+
+    A ``dict`` or ``list`` body is sent as JSON; a ``str`` as ``text/plain``; ``bytes`` with
+    ``content_type`` (default ``application/octet-stream``).
+    """
+
+    __slots__ = ("body", "content_type", "status_code")
+
+    def __init__(
+        self, status_code: int = 429, body: Any = None, content_type: str | None = None
+    ) -> None:
+        if isinstance(status_code, bool) or not isinstance(status_code, int):
+            raise TypeError(f"`status_code` must be an int, not {type(status_code).__name__}")
+        if not 400 <= status_code <= 599:
+            raise ValueError(
+                f"`status_code` must be an HTTP error status (4xx/5xx), not {status_code}"
+            )
+        if body is None:
+            body = DEFAULT_BODY
+        if isinstance(body, dict | list):
+            data, default_type = json.dumps(body).encode(), "application/json"
+        elif isinstance(body, str):
+            data, default_type = body.encode(), "text/plain; charset=utf-8"
+        elif isinstance(body, bytes):
+            data, default_type = body, "application/octet-stream"
+        else:
+            raise TypeError(f"`body` must be a dict, list, str or bytes, not {type(body).__name__}")
+        self.status_code = status_code
+        self.body = data
+        self.content_type = content_type or default_type
+
+
+def _check_cost(cost: object, where: str) -> int:
+    if isinstance(cost, bool) or not isinstance(cost, int):
+        raise TypeError(f"{where} must be an int, not {type(cost).__name__}")
+    if cost < 1:
+        raise ValueError(f"{where} must be >= 1, not {cost}")
+    return cost
+
+
+def _path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
+    """Exact paths, and prefixes written with a trailing ``*`` (``"/static/*"``)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for path in paths:
+        if not isinstance(path, str):
+            raise TypeError(f"`exempt_paths` entries must be str, not {type(path).__name__}")
+        if path.endswith("*"):
+            prefixes.append(path[:-1])
+        else:
+            exact.add(path)
+    prefix_tuple = tuple(prefixes)
+    return lambda path: path in exact or (bool(prefix_tuple) and path.startswith(prefix_tuple))
+
+
+class RequestPolicy:
+    """One rate limit applied to requests.
+
+    Give either ``limiter`` (an existing :class:`RateLimiter`, in memory or on Redis) or the
+    settings to build one: ``rate`` (``"100/minute"``) or ``limit`` and ``window_seconds``, with
+    ``algorithm``, ``burst``, ``max_keys``, ``cleanup_interval`` and ``clock``.
+
+    - ``key_func``: ``"ip"`` (default), ``"user"``, ``"header:<name>"`` or a callable of the
+      request; ``trusted_proxies`` configures the address lookup of the named ones.
+    - ``cost``: an int, or a callable of the request returning one.
+    - ``exempt_paths`` (exact, or a prefix ending in ``*``) and ``exempt_methods`` are never
+      counted and get no headers.
+    - ``dynamic_limit``: a callable of the request returning a rate string (per-tenant tiers)
+      or None for the default limit; each distinct rate gets its own limiter, built with the
+      same algorithm, burst, max_keys, cleanup_interval and clock.
+    - ``headers``: ``"x-ratelimit"`` (default), ``"ietf"``, ``"both"`` or None;
+      ``name`` names the policy in the IETF fields.
+    - ``status_code`` and ``body``: the refusal (429 with ``{"detail": "Too many requests"}``).
+    - ``scope``: a prefix for every key, so limits that share one store (Redis) stay apart.
+    """
+
+    def __init__(
+        self,
+        limiter: RateLimiter | None = None,
+        *,
+        rate: str | None = None,
+        limit: int | None = None,
+        window_seconds: float | None = None,
+        algorithm: str | None = None,
+        burst: int | None = None,
+        max_keys: int | None = None,
+        cleanup_interval: float | None = None,
+        clock: ManualClock | None = None,
+        key_func: str | KeyFunc = "ip",
+        trusted_proxies: Iterable[str] | str = (),
+        cost: CostSpec = 1,
+        exempt_paths: Iterable[str] = (),
+        exempt_methods: Iterable[str] = (),
+        dynamic_limit: DynamicLimit | None = None,
+        headers: HeaderStyle = "x-ratelimit",
+        name: str = "default",
+        status_code: int = 429,
+        body: Any = None,
+        scope: str = "",
+    ) -> None:
+        self._settings: dict[str, Any] = {
+            "algorithm": algorithm,
+            "burst": burst,
+            "max_keys": max_keys,
+            "cleanup_interval": cleanup_interval,
+            "clock": clock,
+        }
+        if limiter is not None:
+            if not isinstance(limiter, RateLimiter):
+                raise TypeError(f"`limiter` must be a RateLimiter, not {type(limiter).__name__}")
+            given = [n for n, v in (("rate", rate), ("limit", limit)) if v is not None]
+            given += [n for n, v in (("window_seconds", window_seconds),) if v is not None]
+            if given:
+                raise TypeError(f"give either `limiter` or rate settings, not both ({given[0]})")
+            self._settings["algorithm"] = algorithm or limiter.algorithm
+        else:
+            limiter = self._build(rate, limit, window_seconds)
+        self.limiter = limiter
+        self.key_func = key_func_from_spec(key_func, trusted_proxies=trusted_proxies)
+        if callable(cost):
+            self._cost_func: Callable[[Any], int] | None = cost
+            self._cost = 1
+        else:
+            self._cost_func = None
+            self._cost = _check_cost(cost, "`cost`")
+        self.is_exempt_path = _path_matcher(exempt_paths)
+        if isinstance(exempt_methods, str):
+            exempt_methods = [exempt_methods]
+        self.exempt_methods = frozenset(str(m).upper() for m in exempt_methods)
+        if dynamic_limit is not None and not callable(dynamic_limit):
+            raise TypeError(f"`dynamic_limit` must be callable, not {type(dynamic_limit).__name__}")
+        self.dynamic_limit = dynamic_limit
+        self._dynamic: dict[str, tuple[RateLimiter, HeaderWriter]] = {}
+        self._dynamic_lock = threading.Lock()
+        self.headers_style = headers
+        self.name = name
+        self.header_writer = HeaderWriter(headers, rates=limiter.rates, name=name)
+        self.refusal = Refusal(status_code, body)
+        if not isinstance(scope, str):
+            raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
+        self.scope = scope
+
+    def _build(self, rate: str | None, limit: int | None, window: float | None) -> RateLimiter:
+        s = self._settings
+        if rate is not None:
+            if limit is not None or window is not None:
+                raise TypeError("give either `rate` or `limit` and `window_seconds`, not both")
+            if not isinstance(rate, str):
+                raise TypeError(
+                    f"`rate` must be a str such as '100/minute', not {type(rate).__name__}"
+                )
+            return RateLimiter.from_rate(
+                rate,
+                s["algorithm"],
+                burst=s["burst"],
+                max_keys=s["max_keys"],
+                cleanup_interval=s["cleanup_interval"],
+                clock=s["clock"],
+            )
+        if limit is None or window is None:
+            raise TypeError(
+                "a rate limit needs `limiter`, `rate` ('100/minute'), or `limit` and "
+                "`window_seconds`"
+            )
+        return RateLimiter(
+            limit,
+            window,
+            s["algorithm"],
+            s["max_keys"],
+            s["cleanup_interval"],
+            burst=s["burst"],
+            clock=s["clock"],
+        )
+
+    def exempt(self, method: str, path: str) -> bool:
+        """Whether a request with this method and path is left alone."""
+        return method in self.exempt_methods or self.is_exempt_path(path)
+
+    def _for_rate(self, rate: str) -> tuple[RateLimiter, HeaderWriter]:
+        found = self._dynamic.get(rate)
+        if found is not None:
+            return found
+        if not isinstance(rate, str):
+            raise TypeError(
+                f"`dynamic_limit` must return a rate string or None, not {type(rate).__name__}"
+            )
+        with self._dynamic_lock:
+            found = self._dynamic.get(rate)
+            if found is None:
+                if len(self._dynamic) >= MAX_DYNAMIC_RATES:
+                    raise ValueError(
+                        f"`dynamic_limit` returned {rate!r}, more than {MAX_DYNAMIC_RATES} "
+                        "distinct rates; return one of a few tiers"
+                    )
+                s = self._settings
+                limiter = RateLimiter.from_rate(
+                    rate,
+                    s["algorithm"],
+                    burst=s["burst"],
+                    max_keys=s["max_keys"],
+                    cleanup_interval=s["cleanup_interval"],
+                    clock=s["clock"],
+                )
+                found = (
+                    limiter,
+                    HeaderWriter(self.headers_style, rates=limiter.rates, name=self.name),
+                )
+                self._dynamic[rate] = found
+        return found
+
+    def resolve(self, request: Any) -> tuple[RateLimiter, HeaderWriter, str, int]:
+        """The limiter, header writer, key and cost for ``request``."""
+        limiter, writer = self.limiter, self.header_writer
+        if self.dynamic_limit is not None:
+            rate = self.dynamic_limit(request)
+            if rate is not None:
+                limiter, writer = self._for_rate(rate)
+        key = self.key_func(request)
+        if not isinstance(key, str):
+            raise TypeError(f"the key function must return a str, not {type(key).__name__}")
+        if self.scope:
+            key = f"{self.scope}:{key}"
+        cost = self._cost
+        if self._cost_func is not None:
+            cost = _check_cost(self._cost_func(request), "the cost function's result")
+        return limiter, writer, key, cost
+
+    def decide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
+        """Count ``request`` and return the decision with the headers to send."""
+        limiter, writer, key, cost = self.resolve(request)
+        decision = limiter.decide(key, cost)
+        return decision, writer.headers(decision)
+
+    async def adecide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
+        """:meth:`decide` for async code (the in-memory limiter answers without waiting)."""
+        return self.decide(request)
