@@ -16,6 +16,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def _check_cost(cost: object) -> None:
     """Raises as ``allow()`` would for this ``cost``."""
 
+def _before_fork() -> None:
+    """Stops and joins the background sweepers (an ``os.register_at_fork`` hook)."""
+
+def _after_fork() -> None:
+    """Starts the background sweepers again (an ``os.register_at_fork`` hook)."""
+
 @final
 class ManualClock:
     """A clock for tests: pass it as ``clock=`` and time stands still until ``advance()``."""

@@ -45,7 +45,7 @@ def check_style(style: object) -> HeaderStyle:
         raise ValueError(
             f"`headers` must be one of 'x-ratelimit', 'ietf', 'both' or None, not {style!r}"
         )
-    return style  # type: ignore[return-value]
+    return style
 
 
 def _policy_name(name: object) -> str:
@@ -86,29 +86,30 @@ class HeaderWriter:
         out: list[tuple[str, str]] = []
         style = self.style
         reset = _whole_seconds(decision.reset_after)
+        window = self._windows.get(decision.limit, self._first_window)
         if style == "x-ratelimit" or style == "both":
             out.append(("X-RateLimit-Limit", str(decision.limit)))
             out.append(("X-RateLimit-Remaining", str(decision.remaining)))
             out.append(("X-RateLimit-Reset", str(reset)))
         if style == "ietf" or style == "both":
-            window = self._windows.get(decision.limit, self._first_window)
             policy = f'"{self._quoted}";q={decision.limit}'
             out.append(("RateLimit-Policy", policy if window is None else f"{policy};w={window}"))
             out.append(("RateLimit", f'"{self._quoted}";r={decision.remaining};t={reset}'))
         if not decision.allowed:
-            out.append(("Retry-After", str(retry_after_seconds(decision))))
+            out.append(("Retry-After", str(retry_after_seconds(decision, window))))
         return out
 
 
-def retry_after_seconds(decision: Decision) -> int:
+def retry_after_seconds(decision: Decision, window: float | None = None) -> int:
     """``Retry-After`` for a refused ``decision``: whole seconds, at least 1.
 
     A request that can never be admitted (its cost is above the capacity, ``retry_after`` is
-    infinite) is told to wait until the key's count resets, the longest any request waits.
+    infinite) is told to wait a whole ``window`` (or until the key's count resets, when no
+    window is known): there is no time after which it passes.
     """
     retry = decision.retry_after
     if not math.isfinite(retry):
-        retry = decision.reset_after
+        retry = window if window is not None else decision.reset_after
     return max(1, _whole_seconds(retry))
 
 

@@ -224,14 +224,17 @@ class RequestPolicy:
                         "distinct rates; return one of a few tiers"
                     )
                 s = self._settings
-                limiter = RateLimiter.from_rate(
-                    rate,
-                    s["algorithm"],
-                    burst=s["burst"],
-                    max_keys=s["max_keys"],
-                    cleanup_interval=s["cleanup_interval"],
-                    clock=s["clock"],
-                )
+                try:
+                    limiter = RateLimiter.from_rate(
+                        rate,
+                        s["algorithm"],
+                        burst=s["burst"],
+                        max_keys=s["max_keys"],
+                        cleanup_interval=s["cleanup_interval"],
+                        clock=s["clock"],
+                    )
+                except ValueError as error:
+                    raise ValueError(f"`dynamic_limit` returned {rate!r}: {error}") from None
                 found = (
                     limiter,
                     HeaderWriter(self.headers_style, rates=limiter.rates, name=self.name),

@@ -36,3 +36,11 @@ def test_examples_pass_mypy_strict(tmp_path: pathlib.Path) -> None:
     assert examples
     result = run(["-m", "mypy", "--strict", "--no-incremental", *examples], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_passes_mypy_strict(tmp_path: pathlib.Path) -> None:
+    # The installed copy, checked as the package it is (-p), integrations included.
+    result = run(
+        ["-m", "mypy", "--strict", "--no-incremental", "-p", "rust_py_rate_limit"], tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

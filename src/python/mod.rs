@@ -15,6 +15,34 @@ fn _check_cost(cost: &Bound<'_, PyAny>) -> PyResult<()> {
     args::cost(Some(cost)).map(drop)
 }
 
+/// Before `fork()`: stops and joins every background sweeper (see `store::sweeper`).
+#[pyfunction]
+fn _before_fork() {
+    crate::store::pause_all_for_fork();
+}
+
+/// After `fork()`, in the parent and in the child: starts the background sweepers again.
+#[pyfunction]
+fn _after_fork() {
+    crate::store::resume_all_after_fork();
+}
+
+/// Hooks the sweepers into `os.register_at_fork`, so that a limiter made before a pre-fork
+/// server (gunicorn `--preload`, multiprocessing) forks keeps sweeping in every worker and no
+/// worker inherits a lock held by a sweep. Platforms without `fork` have no such function.
+fn register_fork_hooks(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let os = m.py().import("os")?;
+    if !os.hasattr("register_at_fork")? {
+        return Ok(());
+    }
+    let kwargs = pyo3::types::PyDict::new(m.py());
+    kwargs.set_item("before", m.getattr("_before_fork")?)?;
+    kwargs.set_item("after_in_parent", m.getattr("_after_fork")?)?;
+    kwargs.set_item("after_in_child", m.getattr("_after_fork")?)?;
+    os.call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
+}
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::RateLimiter>()?;
@@ -22,6 +50,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::PyManualClock>()?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_check_cost", wrap_pyfunction!(_check_cost, m)?)?;
+    m.setattr("_before_fork", wrap_pyfunction!(_before_fork, m)?)?;
+    m.setattr("_after_fork", wrap_pyfunction!(_after_fork, m)?)?;
+    register_fork_hooks(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "ALGORITHMS",

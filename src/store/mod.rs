@@ -9,4 +9,4 @@ mod sweeper;
 pub use key::CompactKey;
 pub use memory::{MemoryStore, StoreStats};
 pub use policy::{MultiRate, Policy, SingleRate, StateList};
-pub use sweeper::Sweeper;
+pub use sweeper::{pause_all_for_fork, resume_all_after_fork, Sweeper};

@@ -1,0 +1,178 @@
+"""RequestPolicy: the one place where a web request becomes a decision, for every framework."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import pytest
+
+from rust_py_rate_limit import ManualClock, RateLimiter
+from rust_py_rate_limit.policy import MAX_DYNAMIC_RATES, Refusal, RequestPolicy
+
+
+class Req:
+    """A request as the key functions see a Werkzeug one: an environ and headers."""
+
+    def __init__(self, peer: str = "203.0.113.7", **headers: str) -> None:
+        self.environ = {"REMOTE_ADDR": peer}
+        self.headers = {k.replace("_", "-").lower(): v for k, v in headers.items()}
+
+
+def test_settings_build_a_limiter(clock: ManualClock) -> None:
+    policy = RequestPolicy(limit=2, window_seconds=10, algorithm="sliding", clock=clock)
+    assert policy.limiter.algorithm == "sliding"
+    assert [policy.decide(Req())[0].allowed for _ in range(3)] == [True, True, False]
+    clock.advance(20)
+    assert policy.decide(Req())[0].allowed
+
+
+def test_a_rate_string_builds_a_limiter() -> None:
+    policy = RequestPolicy(rate="3/minute; 1/second", algorithm="gcra")
+    assert sorted(policy.limiter.rates) == [(1, 1), (3, 60)]
+
+
+def test_an_existing_limiter_is_used_as_it_is(clock: ManualClock) -> None:
+    limiter = RateLimiter(1, 60, clock=clock)
+    policy = RequestPolicy(limiter)
+    assert policy.limiter is limiter
+    policy.decide(Req())
+    assert limiter.remaining("203.0.113.7") == 0
+
+
+def test_keys_are_per_client_and_scoped() -> None:
+    policy = RequestPolicy(rate="1/minute", scope="views.login")
+    assert policy.decide(Req("1.1.1.1"))[0].allowed
+    assert policy.decide(Req("2.2.2.2"))[0].allowed
+    assert not policy.decide(Req("1.1.1.1"))[0].allowed
+    assert policy.limiter.remaining("views.login:2.2.2.2") == 0
+    assert policy.limiter.remaining("2.2.2.2") == 1
+
+
+def test_headers_come_with_the_decision() -> None:
+    policy = RequestPolicy(rate="1/minute", headers="both", name="api")
+    _, headers = policy.decide(Req())
+    assert dict(headers)["RateLimit"] == '"api";r=0;t=60'
+    decision, headers = policy.decide(Req())
+    assert not decision.allowed and dict(headers)["Retry-After"] == "60"
+
+
+def test_exempt_paths_exact_and_by_prefix_and_methods() -> None:
+    policy = RequestPolicy(
+        rate="1/minute", exempt_paths=["/health", "/static/*"], exempt_methods=["options"]
+    )
+    assert policy.exempt("GET", "/health")
+    assert not policy.exempt("GET", "/health/deep")
+    assert policy.exempt("GET", "/static/app.js")
+    assert not policy.exempt("GET", "/staticfile")
+    assert policy.exempt("OPTIONS", "/api")
+    assert not policy.exempt("GET", "/api")
+
+
+def test_cost_fixed_and_per_request() -> None:
+    fixed = RequestPolicy(limit=10, window_seconds=60, cost=4)
+    assert fixed.decide(Req())[0].remaining == 6
+    by_header = RequestPolicy(limit=10, window_seconds=60, cost=lambda r: int(r.headers["n"]))
+    assert by_header.decide(Req(n="7"))[0].remaining == 3
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "message"),
+    [(0, ValueError, ">= 1, not 0"), ("2", TypeError, "str"), (True, TypeError, "bool")],
+)
+def test_a_bad_cost_from_the_cost_function_is_named(
+    result: object, error: type[Exception], message: str
+) -> None:
+    policy = RequestPolicy(limit=10, window_seconds=60, cost=lambda r: result)
+    with pytest.raises(error, match=f"cost function's result.*{message}"):
+        policy.decide(Req())
+
+
+def test_a_dynamic_limit_gives_each_tier_its_own_limiter(clock: ManualClock) -> None:
+    tiers = {"free": "1/minute", "pro": "3/minute"}
+    policy = RequestPolicy(
+        rate="2/minute",
+        clock=clock,
+        dynamic_limit=lambda r: tiers.get(r.headers.get("x-tier", "")),
+    )
+    free = [policy.decide(Req("1.1.1.1", x_tier="free"))[0].allowed for _ in range(2)]
+    pro = [policy.decide(Req("2.2.2.2", x_tier="pro"))[0].allowed for _ in range(4)]
+    default = [policy.decide(Req("3.3.3.3"))[0].allowed for _ in range(3)]
+    assert (free, pro, default) == ([True, False], [True] * 3 + [False], [True, True, False])
+    decision, headers = policy.decide(Req("2.2.2.2", x_tier="pro"))
+    assert decision.limit == 3 and dict(headers)["X-RateLimit-Limit"] == "3"
+    clock.advance(60)  # the tiers' limiters share the policy's clock
+    assert policy.decide(Req("1.1.1.1", x_tier="free"))[0].allowed
+
+
+def test_a_dynamic_limit_returning_rubbish_is_named() -> None:
+    policy = RequestPolicy(rate="2/minute", dynamic_limit=lambda r: r.headers["rate"])
+    with pytest.raises(ValueError, match="'lots'"):
+        policy.decide(Req(rate="lots"))
+    with pytest.raises(TypeError, match="int"):
+        RequestPolicy(rate="2/minute", dynamic_limit=lambda r: 5).decide(Req())
+
+
+def test_dynamic_limits_are_bounded() -> None:
+    policy = RequestPolicy(rate="2/minute", dynamic_limit=lambda r: r.headers["rate"])
+    for n in range(1, MAX_DYNAMIC_RATES + 1):
+        policy.decide(Req(rate=f"{n}/hour"))
+    with pytest.raises(ValueError, match=f"more than {MAX_DYNAMIC_RATES} distinct rates"):
+        policy.decide(Req(rate="99999/hour"))
+    assert policy.decide(Req(rate="5/hour"))[0].allowed  # the known tiers still work
+
+
+def test_adecide_gives_what_decide_gives(clock: ManualClock) -> None:
+    policy = RequestPolicy(rate="1/minute", clock=clock)
+    first = asyncio.run(policy.adecide(Req()))
+    second = asyncio.run(policy.adecide(Req()))
+    assert first[0].allowed and not second[0].allowed
+    assert dict(second[1])["Retry-After"] == "60"
+
+
+def test_refusal_bodies() -> None:
+    default = Refusal()
+    assert (default.status_code, json.loads(default.body)) == (429, {"detail": "Too many requests"})
+    assert default.content_type == "application/json"
+    text = Refusal(503, "slow down")
+    assert (text.status_code, text.body, text.content_type) == (
+        503,
+        b"slow down",
+        "text/plain; charset=utf-8",
+    )
+    raw = Refusal(429, b"<x/>", "application/xml")
+    assert (raw.body, raw.content_type) == (b"<x/>", "application/xml")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({}, TypeError, "needs `limiter`, `rate`"),
+        ({"limit": 5}, TypeError, "needs `limiter`"),
+        ({"rate": "1/minute", "limit": 5}, TypeError, "not both"),
+        ({"limiter": RateLimiter(1, 1), "rate": "1/minute"}, TypeError, "not both"),
+        ({"limiter": "redis://x"}, TypeError, "RateLimiter, not str"),
+        ({"rate": 5}, TypeError, "`rate` must be a str"),
+        ({"rate": "ten per fortnight"}, ValueError, "ten per fortnight"),
+        ({"limit": 0, "window_seconds": 1}, ValueError, "limit"),
+        ({"rate": "1/second", "algorithm": "magic"}, ValueError, "magic"),
+        ({"rate": "1/second", "key_func": "cookie"}, ValueError, "'cookie'"),
+        ({"rate": "1/second", "trusted_proxies": ["nope"]}, ValueError, "'nope'"),
+        ({"rate": "1/second", "cost": 0}, ValueError, "`cost` must be >= 1, not 0"),
+        ({"rate": "1/second", "cost": 1.5}, TypeError, "`cost` must be an int, not float"),
+        ({"rate": "1/second", "exempt_paths": [1]}, TypeError, "exempt_paths"),
+        ({"rate": "1/second", "dynamic_limit": "10/s"}, TypeError, "dynamic_limit"),
+        ({"rate": "1/second", "headers": "X-RateLimit"}, ValueError, "'X-RateLimit'"),
+        ({"rate": "1/second", "status_code": 200}, ValueError, "200"),
+        ({"rate": "1/second", "status_code": "429"}, TypeError, "status_code"),
+        ({"rate": "1/second", "body": 5}, TypeError, "`body`"),
+        ({"rate": "1/second", "scope": 5}, TypeError, "`scope`"),
+    ],
+)
+def test_bad_settings_are_named(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        RequestPolicy(**kwargs)
