@@ -21,6 +21,7 @@ from typing import Literal
 from ._core import Decision
 
 __all__ = [
+    "FIELD_NAMES",
     "HEADER_STYLES",
     "HeaderStyle",
     "HeaderWriter",
@@ -56,14 +57,32 @@ def _policy_name(name: object) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"')
 
 
+#: The fields a writer may emit: wire names (lowercase, as ASGI wants them) and display names.
+_FIELD_NAMES: dict[bytes, str] = {
+    b"x-ratelimit-limit": "X-RateLimit-Limit",
+    b"x-ratelimit-remaining": "X-RateLimit-Remaining",
+    b"x-ratelimit-reset": "X-RateLimit-Reset",
+    b"ratelimit-policy": "RateLimit-Policy",
+    b"ratelimit": "RateLimit",
+    b"retry-after": "Retry-After",
+}
+
+#: The lowercase names of every field a writer emits, for spotting them on a response.
+FIELD_NAMES: frozenset[bytes] = frozenset(_FIELD_NAMES)
+
+_INF = math.inf
+
+
 class HeaderWriter:
     """Writes the headers of one style for a limiter's decisions.
 
     ``rates`` are the limiter's ``(limit, window_seconds)`` pairs (``RateLimiter.rates``); they
     give the ``w=`` of the IETF policy. ``name`` names the policy in the IETF fields.
+    :meth:`headers` gives ``str`` pairs; :meth:`raw_headers` gives the same fields as ASGI wants
+    them (lowercase ``bytes``), without the detour through ``str``.
     """
 
-    __slots__ = ("_first_window", "_quoted", "_windows", "style")
+    __slots__ = ("_first_window", "_ietf", "_policies", "_quoted", "_windows", "_x", "style")
 
     def __init__(
         self,
@@ -73,31 +92,52 @@ class HeaderWriter:
         name: str = "default",
     ) -> None:
         self.style = check_style(style)
-        self._quoted = _policy_name(name)
+        self._x = style in ("x-ratelimit", "both")
+        self._ietf = style in ("ietf", "both")
+        self._quoted = _policy_name(name).encode()
         # limit -> window of the rate with that limit, the most restrictive rate first. A bucket
         # reports its burst as the limit; that decision takes the most restrictive rate's window.
         self._windows: dict[int, int] = {}
         for limit, window in sorted(rates or [], key=lambda r: r[1] / r[0]):
             self._windows.setdefault(limit, _whole_seconds(window))
         self._first_window = next(iter(self._windows.values()), None)
+        # limit -> its RateLimit-Policy item; limits come from the limiter, so few.
+        self._policies: dict[int, bytes] = {}
+
+    def _policy(self, limit: int) -> bytes:
+        item = self._policies.get(limit)
+        if item is None:
+            window = self._windows.get(limit, self._first_window)
+            item = b'"%s";q=%d' % (self._quoted, limit)
+            if window is not None:
+                item += b";w=%d" % window
+            if len(self._policies) < 64:
+                self._policies[limit] = item
+        return item
+
+    def raw_headers(self, decision: Decision) -> list[tuple[bytes, bytes]]:
+        """The fields for ``decision`` as lowercase ``bytes`` pairs, ``Retry-After`` included
+        when it was refused."""
+        reset_after = decision.reset_after
+        reset = math.ceil(reset_after) if reset_after < _INF else 0
+        remaining = decision.remaining
+        out: list[tuple[bytes, bytes]] = []
+        if self._x:
+            out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
+            out.append((b"x-ratelimit-remaining", b"%d" % remaining))
+            out.append((b"x-ratelimit-reset", b"%d" % reset))
+        if self._ietf:
+            out.append((b"ratelimit-policy", self._policy(decision.limit)))
+            out.append((b"ratelimit", b'"%s";r=%d;t=%d' % (self._quoted, remaining, reset)))
+        if not decision.allowed:
+            window = self._windows.get(decision.limit, self._first_window)
+            out.append((b"retry-after", b"%d" % retry_after_seconds(decision, window)))
+        return out
 
     def headers(self, decision: Decision) -> list[tuple[str, str]]:
         """The headers for ``decision``, ``Retry-After`` included when it was refused."""
-        out: list[tuple[str, str]] = []
-        style = self.style
-        reset = _whole_seconds(decision.reset_after)
-        window = self._windows.get(decision.limit, self._first_window)
-        if style == "x-ratelimit" or style == "both":
-            out.append(("X-RateLimit-Limit", str(decision.limit)))
-            out.append(("X-RateLimit-Remaining", str(decision.remaining)))
-            out.append(("X-RateLimit-Reset", str(reset)))
-        if style == "ietf" or style == "both":
-            policy = f'"{self._quoted}";q={decision.limit}'
-            out.append(("RateLimit-Policy", policy if window is None else f"{policy};w={window}"))
-            out.append(("RateLimit", f'"{self._quoted}";r={decision.remaining};t={reset}'))
-        if not decision.allowed:
-            out.append(("Retry-After", str(retry_after_seconds(decision, window))))
-        return out
+        names = _FIELD_NAMES
+        return [(names[name], value.decode()) for name, value in self.raw_headers(decision)]
 
 
 def retry_after_seconds(decision: Decision, window: float | None = None) -> int:

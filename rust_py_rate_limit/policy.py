@@ -154,10 +154,12 @@ class RequestPolicy:
         else:
             self._cost_func = None
             self._cost = _check_cost(cost, "`cost`")
+        exempt_paths = (exempt_paths,) if isinstance(exempt_paths, str) else tuple(exempt_paths)
         self.is_exempt_path = _path_matcher(exempt_paths)
         if isinstance(exempt_methods, str):
             exempt_methods = [exempt_methods]
         self.exempt_methods = frozenset(str(m).upper() for m in exempt_methods)
+        self._nothing_exempt = not self.exempt_methods and not exempt_paths
         if dynamic_limit is not None and not callable(dynamic_limit):
             raise TypeError(f"`dynamic_limit` must be callable, not {type(dynamic_limit).__name__}")
         self.dynamic_limit = dynamic_limit
@@ -205,6 +207,8 @@ class RequestPolicy:
 
     def exempt(self, method: str, path: str) -> bool:
         """Whether a request with this method and path is left alone."""
+        if self._nothing_exempt:
+            return False
         return method in self.exempt_methods or self.is_exempt_path(path)
 
     def _for_rate(self, rate: str) -> tuple[RateLimiter, HeaderWriter]:
@@ -268,3 +272,13 @@ class RequestPolicy:
     async def adecide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
         """:meth:`decide` for async code (the in-memory limiter answers without waiting)."""
         return self.decide(request)
+
+    def decide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
+        """:meth:`decide` with the headers as ASGI wants them (lowercase ``bytes`` pairs)."""
+        limiter, writer, key, cost = self.resolve(request)
+        decision = limiter.decide(key, cost)
+        return decision, writer.raw_headers(decision)
+
+    async def adecide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
+        """:meth:`decide_raw` for async code."""
+        return self.decide_raw(request)

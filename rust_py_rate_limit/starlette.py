@@ -1,0 +1,225 @@
+"""Rate limiting for any Starlette application (FastAPI included): a pure ASGI middleware.
+
+``app.add_middleware(RateLimitMiddleware, limit=100, window_seconds=60)`` counts every HTTP
+request, adds the rate-limit headers to every response it lets through and answers a refused
+request itself (429, ``Retry-After``). WebSocket and lifespan traffic passes untouched. Every
+setting of :class:`~rust_py_rate_limit.policy.RequestPolicy` is accepted.
+
+This module needs only Starlette; :mod:`rust_py_rate_limit.fastapi` adds the per-route pieces.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._core import Decision, ManualClock, RateLimiter
+from .headers import FIELD_NAMES, HeaderStyle
+from .keys import KeyFunc
+from .policy import CostSpec, DynamicLimit, RequestPolicy
+
+__all__ = [
+    "OnBlocked",
+    "RateLimitMiddleware",
+    "RawHeaders",
+    "blocked_response",
+    "check_on_blocked",
+    "finish_blocked",
+    "refusal_response",
+    "with_headers",
+]
+
+#: Builds the response to a refused request: ``(request, decision) -> Response`` (or awaitable).
+OnBlocked = Callable[[Request, Decision], "Response | Awaitable[Response]"]
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def with_headers(existing: Iterable[tuple[bytes, bytes]], raw: RawHeaders) -> RawHeaders:
+    """``existing`` plus the fields of ``raw`` it does not set itself (so a ``Retry-After`` of
+    ``on_blocked``'s own wins and no field appears twice)."""
+    merged = list(existing)
+    for name, _ in merged:
+        if name.lower() in FIELD_NAMES:
+            present = {n.lower() for n, _ in merged}
+            merged.extend(h for h in raw if h[0] not in present)
+            return merged
+    merged.extend(raw)
+    return merged
+
+
+def check_on_blocked(on_blocked: object) -> OnBlocked | None:
+    if on_blocked is not None and not callable(on_blocked):
+        raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
+    return on_blocked
+
+
+def refusal_response(policy: RequestPolicy, headers: RawHeaders) -> Response:
+    """The policy's refusal (429 and ``{"detail": "Too many requests"}`` by default) with the
+    rate-limit headers and ``Retry-After``."""
+    refusal = policy.refusal
+    response = Response(refusal.body, refusal.status_code, media_type=refusal.content_type)
+    response.raw_headers.extend(headers)
+    return response
+
+
+def finish_blocked(result: object, headers: RawHeaders) -> Response:
+    """``on_blocked``'s response, checked, with the rate-limit headers it does not set itself."""
+    if not isinstance(result, Response):
+        raise TypeError(
+            f"`on_blocked` must return a starlette Response, not {type(result).__name__}"
+        )
+    result.raw_headers[:] = with_headers(result.raw_headers, headers)
+    return result
+
+
+async def blocked_response(
+    policy: RequestPolicy,
+    on_blocked: OnBlocked | None,
+    request: Request,
+    decision: Decision,
+    headers: RawHeaders,
+) -> Response:
+    """The response to a refused request, rate-limit headers and ``Retry-After`` included:
+    ``on_blocked(request, decision)`` if given (awaited when it returns an awaitable), else
+    the policy's refusal."""
+    if on_blocked is None:
+        return refusal_response(policy, headers)
+    result = on_blocked(request, decision)
+    if inspect.isawaitable(result):
+        result = await result
+    return finish_blocked(result, headers)
+
+
+class RateLimitMiddleware:
+    """Counts every HTTP request against one :class:`RequestPolicy`.
+
+    Give ``limiter`` (a :class:`RateLimiter`), or ``rate`` (``"100/minute"``), or ``limit`` and
+    ``window_seconds``; the other settings are those of :class:`RequestPolicy` (``key_func``
+    receives a ``starlette.requests.Request``). ``on_blocked(request, decision)`` builds a
+    custom response for refused requests (sync or async); the rate-limit headers and
+    ``Retry-After`` are added to it. ``policy=`` takes a ready :class:`RequestPolicy` instead.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter | None = None,
+        *,
+        rate: str | None = None,
+        limit: int | None = None,
+        window_seconds: float | None = None,
+        algorithm: str | None = None,
+        burst: int | None = None,
+        max_keys: int | None = None,
+        cleanup_interval: float | None = None,
+        clock: ManualClock | None = None,
+        key_func: str | KeyFunc = "ip",
+        trusted_proxies: Iterable[str] | str = (),
+        cost: CostSpec = 1,
+        exempt_paths: Iterable[str] = (),
+        exempt_methods: Iterable[str] = (),
+        dynamic_limit: DynamicLimit | None = None,
+        headers: HeaderStyle = "x-ratelimit",
+        name: str = "default",
+        status_code: int = 429,
+        body: Any = None,
+        scope: str = "",
+        on_blocked: OnBlocked | None = None,
+        policy: RequestPolicy | None = None,
+    ) -> None:
+        if policy is None:
+            policy = RequestPolicy(
+                limiter,
+                rate=rate,
+                limit=limit,
+                window_seconds=window_seconds,
+                algorithm=algorithm,
+                burst=burst,
+                max_keys=max_keys,
+                cleanup_interval=cleanup_interval,
+                clock=clock,
+                key_func=key_func,
+                trusted_proxies=trusted_proxies,
+                cost=cost,
+                exempt_paths=exempt_paths,
+                exempt_methods=exempt_methods,
+                dynamic_limit=dynamic_limit,
+                headers=headers,
+                name=name,
+                status_code=status_code,
+                body=body,
+                scope=scope,
+            )
+        elif not isinstance(policy, RequestPolicy):
+            raise TypeError(f"`policy` must be a RequestPolicy, not {type(policy).__name__}")
+        elif limiter is not None or rate is not None or limit is not None:
+            raise TypeError("give either `policy` or the settings to build one, not both")
+        self.app = app
+        self.policy = policy
+        self.on_blocked = check_on_blocked(on_blocked)
+        refusal = policy.refusal
+        self._refusal_headers: RawHeaders = [
+            (b"content-type", refusal.content_type.encode("latin-1")),
+            (b"content-length", str(len(refusal.body)).encode("latin-1")),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # websocket, lifespan
+            await self.app(scope, receive, send)
+            return
+        policy = self.policy
+        if policy.exempt(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        decision, headers = await policy.adecide_raw(request)
+        if not decision.allowed:
+            await self._refuse(request, decision, headers, receive, send)
+            return
+        if not headers:  # headers=None
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = message.get("headers", ())
+                for name, _ in response_headers:
+                    if name.lower() in FIELD_NAMES:
+                        # A per-route limit set its fields, the more specific limit: they
+                        # stay alone.
+                        break
+                else:  # a new list: the response's own stays as it was
+                    message["headers"] = [*response_headers, *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(
+        self,
+        request: Request,
+        decision: Decision,
+        headers: RawHeaders,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        if self.on_blocked is not None:
+            response = await blocked_response(
+                self.policy, self.on_blocked, request, decision, headers
+            )
+            await response(request.scope, receive, send)
+            return
+        refusal = self.policy.refusal
+        await send(
+            {
+                "type": "http.response.start",
+                "status": refusal.status_code,
+                "headers": self._refusal_headers + headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": refusal.body})
