@@ -121,11 +121,15 @@ class HeaderWriter:
         reset_after = decision.reset_after
         reset = math.ceil(reset_after) if reset_after < _INF else 0
         remaining = decision.remaining
-        out: list[tuple[bytes, bytes]] = []
-        if self._x:
-            out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
-            out.append((b"x-ratelimit-remaining", b"%d" % remaining))
-            out.append((b"x-ratelimit-reset", b"%d" % reset))
+        out: list[tuple[bytes, bytes]] = (
+            [
+                (b"x-ratelimit-limit", b"%d" % decision.limit),
+                (b"x-ratelimit-remaining", b"%d" % remaining),
+                (b"x-ratelimit-reset", b"%d" % reset),
+            ]
+            if self._x
+            else []
+        )
         if self._ietf:
             out.append((b"ratelimit-policy", self._policy(decision.limit)))
             out.append((b"ratelimit", b'"%s";r=%d;t=%d' % (self._quoted, remaining, reset)))

@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "KeyFunc",
+    "accepts_asgi_scope",
     "header_key",
     "key_func_from_spec",
     "peer_address",
@@ -35,10 +36,20 @@ _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _FORWARDING_HEADERS = {"x-forwarded-for": "X-Forwarded-For", "forwarded": "Forwarded"}
 
 
+#: Marks the key functions of this module that read a raw ASGI scope as well as a request.
+_ASGI_SCOPE_MARK = "_reads_asgi_scope"
+
+
+def accepts_asgi_scope(key_func: object) -> bool:
+    """Whether ``key_func`` reads a raw ASGI scope dict as well as a request: the Starlette
+    middleware then skips building a ``Request`` for it."""
+    return bool(getattr(key_func, _ASGI_SCOPE_MARK, False))
+
+
 def peer_address(request: Any) -> str | None:
     """The address of the socket peer of ``request``, or None when the server gives none."""
-    scope = getattr(request, "scope", None)
-    if isinstance(scope, dict):  # Starlette / FastAPI
+    scope = request if type(request) is dict else getattr(request, "scope", None)
+    if isinstance(scope, dict):  # Starlette / FastAPI, or a raw ASGI scope
         client = scope.get("client")
         return str(client[0]) if client else None
     meta = getattr(request, "META", None)
@@ -55,6 +66,9 @@ def peer_address(request: Any) -> str | None:
 
 def header_values(request: Any, name: str) -> list[str]:
     """Every value of header ``name`` on ``request`` (case-insensitive), in arrival order."""
+    if type(request) is dict:  # a raw ASGI scope: lowercase latin-1 names, as Starlette reads
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in request.get("headers", ()) if k.lower() == wanted]
     headers = getattr(request, "headers", None)
     if headers is None:
         raise TypeError(f"a {type(request).__name__} has no headers to read {name!r} from")
@@ -178,6 +192,7 @@ def remote_address(
         return as_key(client)
 
     key.__qualname__ = key.__name__ = "remote_address"
+    setattr(key, _ASGI_SCOPE_MARK, True)
     return key
 
 
@@ -248,6 +263,7 @@ def header_key(name: str, *, fallback: KeyFunc | None = None) -> KeyFunc:
         return f"{lowered}:{values[0]}"
 
     key.__qualname__ = key.__name__ = "header_key"
+    setattr(key, _ASGI_SCOPE_MARK, accepts_asgi_scope(anonymous))
     return key
 
 

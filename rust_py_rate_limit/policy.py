@@ -12,7 +12,7 @@ from typing import Any
 
 from ._core import Decision, ManualClock, RateLimiter
 from .headers import HeaderStyle, HeaderWriter
-from .keys import KeyFunc, key_func_from_spec
+from .keys import KeyFunc, accepts_asgi_scope, key_func_from_spec
 
 __all__ = ["DEFAULT_BODY", "MAX_DYNAMIC_RATES", "Refusal", "RequestPolicy"]
 
@@ -163,6 +163,11 @@ class RequestPolicy:
         if dynamic_limit is not None and not callable(dynamic_limit):
             raise TypeError(f"`dynamic_limit` must be callable, not {type(dynamic_limit).__name__}")
         self.dynamic_limit = dynamic_limit
+        #: Whether :meth:`resolve` may be given a raw ASGI scope instead of a request: the key
+        #: function reads one, and no callable of the request (cost, dynamic limit) needs more.
+        self.accepts_asgi_scope = (
+            accepts_asgi_scope(self.key_func) and dynamic_limit is None and self._cost_func is None
+        )
         self._dynamic: dict[str, tuple[RateLimiter, HeaderWriter]] = {}
         self._dynamic_lock = threading.Lock()
         self.headers_style = headers

@@ -177,10 +177,12 @@ class RateLimitMiddleware:
         if policy.exempt(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        decision, headers = await policy.adecide_raw(request)
+        # The built-in key functions read the scope itself: no Request to build for them.
+        decision, headers = await policy.adecide_raw(
+            scope if policy.accepts_asgi_scope else Request(scope)
+        )
         if not decision.allowed:
-            await self._refuse(request, decision, headers, receive, send)
+            await self._refuse(Request(scope), decision, headers, receive, send)
             return
         if not headers:  # headers=None
             await self.app(scope, receive, send)

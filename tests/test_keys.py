@@ -15,6 +15,7 @@ from starlette.requests import Request as StarletteRequest
 from werkzeug.test import EnvironBuilder
 
 from rust_py_rate_limit.keys import (
+    accepts_asgi_scope,
     header_key,
     key_func_from_spec,
     peer_address,
@@ -68,8 +69,15 @@ def werkzeug_request(peer: str | None, headers: Headers = ()) -> Any:  # type: i
     return request
 
 
-MAKERS: list[Callable[..., Any]] = [starlette_request, django_request, werkzeug_request]
-each_framework = pytest.mark.parametrize("make", MAKERS, ids=["starlette", "django", "werkzeug"])
+def asgi_scope(peer: str | None, headers: Headers = ()) -> Any:  # type: ignore[assignment]
+    """The raw scope the Starlette middleware hands the built-in key functions."""
+    return starlette_request(peer, headers).scope
+
+
+MAKERS: list[Callable[..., Any]] = [starlette_request, django_request, werkzeug_request, asgi_scope]
+each_framework = pytest.mark.parametrize(
+    "make", MAKERS, ids=["starlette", "django", "werkzeug", "asgi-scope"]
+)
 
 
 @each_framework
@@ -268,3 +276,11 @@ def test_the_client_cannot_choose_its_key(client: str, forged: list[str], proxie
         if ipaddress.ip_address(expected) in ipaddress.ip_network(trusted[0]):
             return
     assert key(starlette_request(peer, headers)) == expected
+
+
+def test_the_builtin_address_and_header_keys_read_a_raw_asgi_scope() -> None:
+    assert accepts_asgi_scope(remote_address())
+    assert accepts_asgi_scope(header_key("X-Api-Key"))
+    assert not accepts_asgi_scope(header_key("X-Api-Key", fallback=lambda request: "anon"))
+    assert not accepts_asgi_scope(user_key())
+    assert not accepts_asgi_scope(lambda request: "k")

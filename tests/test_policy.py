@@ -176,3 +176,15 @@ def test_bad_settings_are_named(
 ) -> None:
     with pytest.raises(error, match=re.escape(message)):
         RequestPolicy(**kwargs)
+
+
+def test_a_policy_takes_a_raw_asgi_scope_only_when_nothing_needs_the_request() -> None:
+    assert RequestPolicy(rate="1/minute").accepts_asgi_scope
+    assert RequestPolicy(rate="1/minute", key_func="header:X-Api-Key").accepts_asgi_scope
+    assert not RequestPolicy(rate="1/minute", key_func="user").accepts_asgi_scope
+    assert not RequestPolicy(rate="1/minute", cost=lambda r: 2).accepts_asgi_scope
+    assert not RequestPolicy(rate="1/minute", dynamic_limit=lambda r: None).accepts_asgi_scope
+    scope = {"type": "http", "client": ("203.0.113.7", 1), "headers": []}
+    policy = RequestPolicy(rate="1/minute")
+    assert policy.decide_raw(scope)[0].allowed
+    assert not policy.decide(Req("203.0.113.7"))[0].allowed  # the same client, the same key

@@ -86,6 +86,12 @@ fn registry() -> &'static Mutex<Vec<Weak<Inner>>> {
     LIVE.get_or_init(Mutex::default)
 }
 
+/// Every sweeper whose handle is still alive (taken out of the registry's lock, so that
+/// stopping or starting one never happens under it).
+fn live_sweepers() -> Vec<Arc<Inner>> {
+    registry().lock().iter().filter_map(Weak::upgrade).collect()
+}
+
 /// Owns the sweeping thread; dropping it stops the thread.
 pub struct Sweeper {
     inner: Arc<Inner>,
@@ -131,8 +137,7 @@ impl Drop for Sweeper {
 /// would inherit. Under the GIL no sweeper can start between this and the fork (both need the
 /// GIL); a free-threaded build has a window in which a new limiter's sweeper could.
 pub fn pause_all_for_fork() {
-    let live: Vec<Arc<Inner>> = registry().lock().iter().filter_map(Weak::upgrade).collect();
-    for inner in live {
+    for inner in live_sweepers() {
         inner.stop(true);
     }
 }
@@ -142,8 +147,7 @@ pub fn pause_all_for_fork() {
 /// without background sweeps (expired keys are still reclaimed on use); there is no caller
 /// to report it to.
 pub fn resume_all_after_fork() {
-    let live: Vec<Arc<Inner>> = registry().lock().iter().filter_map(Weak::upgrade).collect();
-    for inner in live {
+    for inner in live_sweepers() {
         let _ = inner.start();
     }
 }
