@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Iterator
 
 import pytest
+from redis_support import RedisCluster, RedisServer, RespClient
 
 import rust_py_rate_limit
 from rust_py_rate_limit import ManualClock
@@ -20,3 +22,34 @@ def pytest_report_header() -> str:
 def clock() -> ManualClock:
     """A clock that only moves when the test advances it."""
     return ManualClock()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port for the whole session (fails, never
+    skips, when redis-server is not installed)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> Iterator[RespClient]:
+    """A client of the session's server, emptied before the test."""
+    if redis_server.process is None:  # a fault test killed it
+        redis_server.start()
+    with redis_server.client() as client:
+        client.call("FLUSHALL")
+        yield client
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster of 3 masters on free loopback ports, for the whole session."""
+    cluster = RedisCluster(3).start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
