@@ -1,17 +1,18 @@
 """Type stubs for the compiled core (checked against the built module by mypy's stubtest)."""
 
-from collections.abc import Callable
-from typing import Any, Final, TypeVar, final
+from collections.abc import Callable, Generator
+from typing import Any, Final, Generic, TypeVar, final
 
 from .decorators import KeySpec
 from .results import CheckResult, Stats
 
-__all__ = ["ALGORITHMS", "Decision", "ManualClock", "RateLimiter", "__version__"]
+__all__ = ["ALGORITHMS", "Decision", "ManualClock", "RateLimiter", "Ready", "__version__"]
 
 __version__: Final[str]
 ALGORITHMS: Final[list[str]]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 def _check_cost(cost: object) -> None:
     """Raises as ``allow()`` would for this ``cost``."""
@@ -21,6 +22,25 @@ def _before_fork() -> None:
 
 def _after_fork() -> None:
     """Starts the background sweepers again (an ``os.register_at_fork`` hook)."""
+
+@final
+class Ready(Generic[_T]):
+    """An awaitable whose result is already known: ``await ready`` gives it at once."""
+
+    def __await__(self) -> Generator[Any, Any, _T]: ...
+    def __iter__(self) -> Ready[_T]: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: object, /) -> Any: ...
+    def throw(
+        self,
+        error: BaseException | type[BaseException],
+        value: object = None,
+        traceback: object = None,
+        /,
+    ) -> Any: ...
+    def close(self) -> None: ...
+    def result(self) -> _T:
+        """The result, without awaiting."""
 
 @final
 class ManualClock:
@@ -85,6 +105,16 @@ class RateLimiter:
     def decide(self, key: str, cost: int | None = None) -> Decision: ...
     def remaining(self, key: str) -> int: ...
     def reset(self, key: str) -> bool: ...
+    def aallow(self, key: str, cost: int | None = None) -> Ready[bool]:
+        """``allow()`` for ``await``; the in-memory limiter's awaitable is ready at once."""
+    def acheck(self, key: str, cost: int | None = None) -> Ready[CheckResult]:
+        """``check()`` for ``await``."""
+    def adecide(self, key: str, cost: int | None = None) -> Ready[Decision]:
+        """``decide()`` for ``await``."""
+    def aremaining(self, key: str) -> Ready[int]:
+        """``remaining()`` for ``await``."""
+    def areset(self, key: str) -> Ready[bool]:
+        """``reset()`` for ``await``."""
     def clear(self) -> None: ...
     def cleanup_expired(self) -> int: ...
     def stats(self) -> Stats: ...

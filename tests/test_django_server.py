@@ -34,12 +34,14 @@ def bind(server: str, port: int) -> list[str]:
     return ["--host", "127.0.0.1", "--port", str(port)]
 
 
-def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+def get(port: int, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Status, headers (looked up case-insensitively: servers differ in how they spell
+    names) and body."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.headers, response.read()
     finally:
         connection.close()
 

@@ -14,6 +14,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use super::args::{self, Seconds};
 use super::clock::PyManualClock;
 use super::decision::{decision_dict, PyDecision};
+use super::ready::Ready;
 use crate::algorithm::AlgorithmKind;
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
@@ -253,6 +254,49 @@ impl RateLimiter {
     /// Forgets the key's state; True if it was tracked.
     fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         args::with_key(key, |key| self.limiter.reset(key))
+    }
+
+    /// `allow()` for `await`: this limiter answers without waiting, so the awaitable is ready.
+    #[pyo3(signature = (key, cost=None))]
+    fn aallow(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Ready> {
+        Ready::new(self.allow(key, cost)?, py)
+    }
+
+    /// `check()` for `await`.
+    #[pyo3(signature = (key, cost=None))]
+    fn acheck(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Ready> {
+        Ready::new(self.check(key, cost)?, py)
+    }
+
+    /// `decide()` for `await`.
+    #[pyo3(signature = (key, cost=None))]
+    fn adecide(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Ready> {
+        Ready::new(self.decide(key, cost)?, py)
+    }
+
+    /// `remaining()` for `await`.
+    fn aremaining(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Ready> {
+        Ready::new(self.remaining(key)?, py)
+    }
+
+    /// `reset()` for `await`.
+    fn areset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Ready> {
+        Ready::new(self.reset(key)?, py)
     }
 
     /// Forgets every key (the statistics are kept).

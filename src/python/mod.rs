@@ -5,6 +5,7 @@ mod args;
 mod clock;
 mod decision;
 mod limiter;
+mod ready;
 
 use pyo3::prelude::*;
 
@@ -48,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::RateLimiter>()?;
     m.add_class::<decision::PyDecision>()?;
     m.add_class::<clock::PyManualClock>()?;
+    m.add_class::<ready::Ready>()?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_check_cost", wrap_pyfunction!(_check_cost, m)?)?;
     m.setattr("_before_fork", wrap_pyfunction!(_before_fork, m)?)?;
