@@ -10,7 +10,7 @@ exception. Quick start::
         ...  # admitted
 """
 
-from ._core import ALGORITHMS, Decision, ManualClock, RateLimiter, __version__
+from ._core import ALGORITHMS, Decision, ManualClock, RateLimiter, StorageError, __version__
 from .decorators import KeySpec, rate_limit
 from .exceptions import RateLimitExceeded
 from .results import CheckResult, Stats
@@ -24,6 +24,7 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimiter",
     "Stats",
+    "StorageError",
     "__version__",
     "rate_limit",
 ]

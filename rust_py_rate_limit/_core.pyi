@@ -1,12 +1,20 @@
 """Type stubs for the compiled core (checked against the built module by mypy's stubtest)."""
 
-from collections.abc import Callable, Generator
-from typing import Any, Final, Generic, TypeVar, final
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Final, Generic, Literal, TypeVar, final
 
 from .decorators import KeySpec
 from .results import CheckResult, Stats
 
-__all__ = ["ALGORITHMS", "Decision", "ManualClock", "RateLimiter", "Ready", "__version__"]
+__all__ = [
+    "ALGORITHMS",
+    "Decision",
+    "ManualClock",
+    "RateLimiter",
+    "Ready",
+    "StorageError",
+    "__version__",
+]
 
 __version__: Final[str]
 ALGORITHMS: Final[list[str]]
@@ -22,6 +30,9 @@ def _before_fork() -> None:
 
 def _after_fork() -> None:
     """Starts the background sweepers again (an ``os.register_at_fork`` hook)."""
+
+class StorageError(Exception):
+    """The limiter's storage (Redis) failed: unreachable, too slow, or an error reply."""
 
 @final
 class Ready(Generic[_T]):
@@ -88,6 +99,10 @@ class RateLimiter:
         *,
         burst: int | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: Literal["allow", "deny", "raise"] | None = None,
     ) -> RateLimiter: ...
     @classmethod
     def from_rate(
@@ -99,21 +114,25 @@ class RateLimiter:
         max_keys: int | None = None,
         cleanup_interval: float | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: Literal["allow", "deny", "raise"] | None = None,
     ) -> RateLimiter: ...
     def allow(self, key: str, cost: int | None = None) -> bool: ...
     def check(self, key: str, cost: int | None = None) -> CheckResult: ...
     def decide(self, key: str, cost: int | None = None) -> Decision: ...
     def remaining(self, key: str) -> int: ...
     def reset(self, key: str) -> bool: ...
-    def aallow(self, key: str, cost: int | None = None) -> Ready[bool]:
+    def aallow(self, key: str, cost: int | None = None) -> Awaitable[bool]:
         """``allow()`` for ``await``; the in-memory limiter's awaitable is ready at once."""
-    def acheck(self, key: str, cost: int | None = None) -> Ready[CheckResult]:
+    def acheck(self, key: str, cost: int | None = None) -> Awaitable[CheckResult]:
         """``check()`` for ``await``."""
-    def adecide(self, key: str, cost: int | None = None) -> Ready[Decision]:
+    def adecide(self, key: str, cost: int | None = None) -> Awaitable[Decision]:
         """``decide()`` for ``await``."""
-    def aremaining(self, key: str) -> Ready[int]:
+    def aremaining(self, key: str) -> Awaitable[int]:
         """``remaining()`` for ``await``."""
-    def areset(self, key: str) -> Ready[bool]:
+    def areset(self, key: str) -> Awaitable[bool]:
         """``reset()`` for ``await``."""
     def clear(self) -> None: ...
     def cleanup_expired(self) -> int: ...
@@ -140,4 +159,12 @@ class RateLimiter:
     def max_keys(self) -> int | None: ...
     @property
     def cleanup_interval(self) -> int | float | None: ...
+    @property
+    def storage(self) -> str: ...
+    @property
+    def key_prefix(self) -> str | None: ...
+    @property
+    def timeout(self) -> int | float | None: ...
+    @property
+    def on_storage_error(self) -> str | None: ...
     def _noop(self, key: str) -> bool: ...

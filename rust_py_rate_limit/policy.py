@@ -147,6 +147,17 @@ class RequestPolicy:
         else:
             limiter = self._build(rate, limit, window_seconds)
         self.limiter = limiter
+        #: A Redis-backed limiter answers async code through its awaitable twins, and a
+        #: dynamic tier's limiter goes to the same server, under a prefix of its own.
+        self._on_redis = limiter.storage != "memory://"
+        self._storage: dict[str, Any] = {}
+        if self._on_redis:
+            self._storage = {
+                "storage": limiter.storage,
+                "key_prefix": limiter.key_prefix,
+                "timeout": limiter.timeout,
+                "on_storage_error": limiter.on_storage_error,
+            }
         self.key_func = key_func_from_spec(key_func, trusted_proxies=trusted_proxies)
         if callable(cost):
             self._cost_func: Callable[[Any], int] | None = cost
@@ -241,6 +252,7 @@ class RequestPolicy:
                         max_keys=s["max_keys"],
                         cleanup_interval=s["cleanup_interval"],
                         clock=s["clock"],
+                        **self._tier_storage(rate),
                     )
                 except ValueError as error:
                     raise ValueError(f"`dynamic_limit` returned {rate!r}: {error}") from None
@@ -250,6 +262,13 @@ class RequestPolicy:
                 )
                 self._dynamic[rate] = found
         return found
+
+    def _tier_storage(self, rate: str) -> dict[str, Any]:
+        """The storage settings of a dynamic tier's limiter: the policy limiter's, with the
+        tier in the key prefix so that tiers never share a key."""
+        if not self._on_redis:
+            return {}
+        return {**self._storage, "key_prefix": f"{self._storage['key_prefix']}:{rate}"}
 
     def resolve(self, request: Any) -> tuple[RateLimiter, HeaderWriter, str, int]:
         """The limiter, header writer, key and cost for ``request``."""
@@ -275,8 +294,14 @@ class RequestPolicy:
         return decision, writer.headers(decision)
 
     async def adecide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
-        """:meth:`decide` for async code (the in-memory limiter answers without waiting)."""
-        return self.decide(request)
+        """:meth:`decide` for async code: on Redis the round trip is awaited, so the event
+        loop runs on meanwhile; in memory the decision is made at once."""
+        limiter, writer, key, cost = self.resolve(request)
+        if self._on_redis:
+            decision = await limiter.adecide(key, cost)
+        else:
+            decision = limiter.decide(key, cost)
+        return decision, writer.headers(decision)
 
     def decide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
         """:meth:`decide` with the headers as ASGI wants them (lowercase ``bytes`` pairs)."""
@@ -285,5 +310,10 @@ class RequestPolicy:
         return decision, writer.raw_headers(decision)
 
     async def adecide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
-        """:meth:`decide_raw` for async code."""
-        return self.decide_raw(request)
+        """:meth:`decide_raw` for async code (see :meth:`adecide`)."""
+        limiter, writer, key, cost = self.resolve(request)
+        if self._on_redis:
+            decision = await limiter.adecide(key, cost)
+        else:
+            decision = limiter.decide(key, cost)
+        return decision, writer.raw_headers(decision)

@@ -23,3 +23,4 @@ class Stats(TypedDict):
     total_checks: int
     active_keys: int
     rejected_full: int
+    storage_errors: int

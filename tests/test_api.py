@@ -28,7 +28,14 @@ from rust_py_rate_limit import (
 WINDOWS = ["fixed", "sliding"]
 BUCKETS = ["token_bucket", "leaky_bucket", "gcra"]
 CHECK_KEYS = {"allowed", "limit", "remaining", "reset_after_seconds", "retry_after_seconds"}
-STATS_KEYS = {"allowed", "blocked", "total_checks", "active_keys", "rejected_full"}
+STATS_KEYS = {
+    "allowed",
+    "blocked",
+    "total_checks",
+    "active_keys",
+    "rejected_full",
+    "storage_errors",
+}
 
 
 def admitted(limiter: RateLimiter, key: str, attempts: int, cost: int = 1) -> int:
@@ -378,6 +385,7 @@ def test_remaining_does_not_consume_or_track(algorithm: str, clock: ManualClock)
         "total_checks": 0,
         "active_keys": 0,
         "rejected_full": 0,
+        "storage_errors": 0,
     }
     assert limiter.allow("k", 3)
     assert [limiter.remaining("k") for _ in range(10)] == [1] * 10
@@ -424,6 +432,7 @@ def test_clear_forgets_every_key_but_keeps_the_totals(clock: ManualClock) -> Non
         "total_checks": 6,
         "active_keys": 0,
         "rejected_full": 0,
+        "storage_errors": 0,
     }
     assert all(limiter.allow(key) for key in ("a", "b", "c"))
     assert limiter.stats()["active_keys"] == 3
@@ -447,6 +456,7 @@ def test_stats_counts_every_decision(clock: ManualClock) -> None:
         "total_checks": 7,
         "active_keys": 2,
         "rejected_full": 0,
+        "storage_errors": 0,
     }
     assert all(type(v) is int for v in stats.values())
 
@@ -463,6 +473,7 @@ def test_stats_json_parses_to_stats(clock: ManualClock) -> None:
         "total_checks": 5,
         "active_keys": 2,
         "rejected_full": 2,
+        "storage_errors": 0,
     }
 
 
@@ -592,6 +603,7 @@ def test_a_full_map_refuses_new_keys_for_one_window(clock: ManualClock) -> None:
         "total_checks": 4,
         "active_keys": 2,
         "rejected_full": 2,
+        "storage_errors": 0,
     }
     # Tracked keys are never evicted: they keep their state, and a denial of one is an
     # ordinary denial, not a full-map refusal.

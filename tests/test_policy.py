@@ -188,3 +188,27 @@ def test_a_policy_takes_a_raw_asgi_scope_only_when_nothing_needs_the_request() -
     policy = RequestPolicy(rate="1/minute")
     assert policy.decide_raw(scope)[0].allowed
     assert not policy.decide(Req("203.0.113.7"))[0].allowed  # the same client, the same key
+
+
+def test_on_redis_async_code_awaits_the_round_trip_and_tiers_keep_apart(
+    redis_server: Any, redis: Any
+) -> None:
+    clock = ManualClock()
+    limiter = RateLimiter.from_rate(
+        "2/minute", clock=clock, storage=redis_server.url, key_prefix="app"
+    )
+    tiers = {"pro": "3/minute"}
+    policy = RequestPolicy(limiter, dynamic_limit=lambda r: tiers.get(r.headers.get("x-tier", "")))
+
+    async def run() -> tuple[list[bool], list[bool]]:
+        default = [(await policy.adecide(Req("1.1.1.1")))[0].allowed for _ in range(3)]
+        pro = [
+            (await policy.adecide_raw(Req("1.1.1.1", x_tier="pro")))[0].allowed for _ in range(4)
+        ]
+        return default, pro
+
+    # The same client under two tiers: two counts, both on the server.
+    assert asyncio.run(run()) == ([True, True, False], [True, True, True, False])
+    keys = sorted(redis.call("KEYS", "*"))
+    assert keys == ["{app:1.1.1.1}:0", "{app:3/minute:1.1.1.1}:0"]
+    assert policy.decide(Req("1.1.1.1"))[0].allowed is False  # sync code agrees

@@ -15,9 +15,11 @@ use super::args::{self, Seconds};
 use super::clock::PyManualClock;
 use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
+use super::storage::{RedisSide, StorageOptions};
 use crate::algorithm::AlgorithmKind;
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
+use crate::decision::Decision;
 use crate::limiter::Limiter;
 use crate::rate::{parse_rates, Rate};
 use crate::store::Sweeper;
@@ -42,6 +44,9 @@ pub struct RateLimiter {
     source: RateSource,
     cleanup_interval: Option<Seconds>,
     _sweeper: Option<Sweeper>,
+    /// Set when `storage=` is a Redis URL: decisions are made there, not in `limiter`. Boxed,
+    /// so the in-memory hot path tests one pointer next to `limiter`.
+    redis: Option<Box<RedisSide>>,
 }
 
 /// The settings shared by the constructor and `from_rate`.
@@ -52,6 +57,7 @@ struct Options<'a, 'py> {
     max_keys: Option<&'a Bound<'py, PyAny>>,
     cleanup_interval: Option<&'a Bound<'py, PyAny>>,
     clock: Option<&'a Bound<'py, PyAny>>,
+    storage: StorageOptions<'a, 'py>,
 }
 
 impl RateLimiter {
@@ -112,7 +118,8 @@ impl RateLimiter {
             burst,
             max_keys,
         };
-        let limiter = Arc::new(Limiter::new(config, clock).map_err(config_error)?);
+        let limiter = Arc::new(Limiter::new(config, clock.clone()).map_err(config_error)?);
+        let redis = RedisSide::from_options(&opts.storage, limiter.config(), &clock)?.map(Box::new);
         let sweeper = cleanup_interval
             .map(|(_, ns)| {
                 let weak = Arc::downgrade(&limiter);
@@ -133,18 +140,39 @@ impl RateLimiter {
             source,
             cleanup_interval: cleanup_interval.map(|(given, _)| given),
             _sweeper: sweeper,
+            redis,
         })
     }
 
     fn config(&self) -> &LimiterConfig {
         self.limiter.config()
     }
+
+    /// `allowed, blocked, total_checks, active_keys, rejected_full, storage_errors`.
+    fn stats_fields(&self) -> [(&'static str, u64); 6] {
+        if let Some(redis) = &self.redis {
+            return redis.stats();
+        }
+        let [a, b, c, d, e] = self.limiter.stats().fields();
+        [a, b, c, d, e, ("storage_errors", 0)]
+    }
+
+    /// A decision made on Redis (`cost` None: only the key's standing).
+    fn on_redis(
+        &self,
+        redis: &RedisSide,
+        key: &Bound<'_, PyAny>,
+        cost: Option<u64>,
+    ) -> PyResult<Decision> {
+        let key_bytes = args::with_key(key, |k| k.to_vec())?;
+        redis.decide(key.py(), &key_bytes, cost)
+    }
 }
 
 #[pymethods]
 impl RateLimiter {
     #[new]
-    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None))]
+    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -154,6 +182,10 @@ impl RateLimiter {
         cleanup_interval: Option<&Bound<'_, PyAny>>,
         burst: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
+        storage: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        on_storage_error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let limit = args::positive_int(limit, "limit", MAX_COUNT)?;
         let (window, period_ns) = args::seconds(window_seconds, "window_seconds", false)?;
@@ -163,6 +195,12 @@ impl RateLimiter {
             max_keys,
             cleanup_interval,
             clock,
+            storage: StorageOptions {
+                storage,
+                key_prefix,
+                timeout,
+                on_storage_error,
+            },
         };
         Self::build(
             vec![Rate { limit, period_ns }],
@@ -174,7 +212,7 @@ impl RateLimiter {
     /// A limiter from a rate string such as `"10/second; 1000/hour"`; with several rates every
     /// one must admit a request.
     #[classmethod]
-    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None))]
+    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_rate(
         _cls: &Bound<'_, PyType>,
@@ -184,6 +222,10 @@ impl RateLimiter {
         max_keys: Option<&Bound<'_, PyAny>>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
+        storage: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        on_storage_error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = rate
             .cast::<PyString>()
@@ -202,6 +244,12 @@ impl RateLimiter {
             max_keys,
             cleanup_interval,
             clock,
+            storage: StorageOptions {
+                storage,
+                key_prefix,
+                timeout,
+                on_storage_error,
+            },
         };
         let source = if rates.len() == 1 {
             RateSource::LimitWindow(Seconds::from_ns(rates[0].period_ns))
@@ -216,6 +264,9 @@ impl RateLimiter {
     #[inline]
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let cost = args::cost(cost)?;
+        if let Some(redis) = &self.redis {
+            return Ok(self.on_redis(redis, key, Some(cost))?.allowed);
+        }
         args::with_key(key, |key| self.limiter.allow(key, cost))
     }
 
@@ -229,6 +280,9 @@ impl RateLimiter {
     ) -> PyResult<Bound<'py, PyDict>> {
         let py = key.py();
         let cost = args::cost(cost)?;
+        if let Some(redis) = &self.redis {
+            return decision_dict(py, &self.on_redis(redis, key, Some(cost))?);
+        }
         decision_dict(
             py,
             &args::with_key(key, |key| self.limiter.decide(key, cost))?,
@@ -243,65 +297,114 @@ impl RateLimiter {
         cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyDecision> {
         let cost = args::cost(cost)?;
+        if let Some(redis) = &self.redis {
+            return Ok(self.on_redis(redis, key, Some(cost))?.into());
+        }
         args::with_key(key, |key| self.limiter.decide(key, cost).into())
     }
 
     /// Requests of cost 1 the key could make right now, consuming nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
+        if let Some(redis) = &self.redis {
+            return Ok(self.on_redis(redis, key, None)?.remaining);
+        }
         args::with_key(key, |key| self.limiter.peek(key).remaining)
     }
 
     /// Forgets the key's state; True if it was tracked.
     fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if let Some(redis) = &self.redis {
+            let key_bytes = args::with_key(key, |k| k.to_vec())?;
+            return redis.reset(key.py(), &key_bytes);
+        }
         args::with_key(key, |key| self.limiter.reset(key))
     }
 
     /// `allow()` for `await`: this limiter answers without waiting, so the awaitable is ready.
     #[pyo3(signature = (key, cost=None))]
-    fn aallow(
+    fn aallow<'py>(
         &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        cost: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Ready> {
-        Ready::new(self.allow(key, cost)?, py)
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(redis) = &self.redis {
+            let cost = args::cost(cost)?;
+            let key = args::with_key(key, |k| k.to_vec())?;
+            return redis.decide_async(py, key, Some(cost), |py, d| {
+                Ok(d.allowed.into_pyobject(py)?.to_owned().into_any().unbind())
+            });
+        }
+        Ok(Bound::new(py, Ready::new(self.allow(key, cost)?, py)?)?.into_any())
     }
 
     /// `check()` for `await`.
     #[pyo3(signature = (key, cost=None))]
-    fn acheck(
+    fn acheck<'py>(
         &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        cost: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Ready> {
-        Ready::new(self.check(key, cost)?, py)
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(redis) = &self.redis {
+            let cost = args::cost(cost)?;
+            let key = args::with_key(key, |k| k.to_vec())?;
+            return redis.decide_async(py, key, Some(cost), |py, d| {
+                Ok(decision_dict(py, &d)?.into_any().unbind())
+            });
+        }
+        Ok(Bound::new(py, Ready::new(self.check(key, cost)?, py)?)?.into_any())
     }
 
     /// `decide()` for `await`.
     #[pyo3(signature = (key, cost=None))]
-    fn adecide(
+    fn adecide<'py>(
         &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        cost: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Ready> {
-        Ready::new(self.decide(key, cost)?, py)
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(redis) = &self.redis {
+            let cost = args::cost(cost)?;
+            let key = args::with_key(key, |k| k.to_vec())?;
+            return redis.decide_async(py, key, Some(cost), |py, d| {
+                Ok(Bound::new(py, PyDecision::from(d))?.into_any().unbind())
+            });
+        }
+        Ok(Bound::new(py, Ready::new(self.decide(key, cost)?, py)?)?.into_any())
     }
 
     /// `remaining()` for `await`.
-    fn aremaining(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Ready> {
-        Ready::new(self.remaining(key)?, py)
+    fn aremaining<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(redis) = &self.redis {
+            let key = args::with_key(key, |k| k.to_vec())?;
+            return redis.decide_async(py, key, None, |py, d| {
+                Ok(d.remaining.into_pyobject(py)?.into_any().unbind())
+            });
+        }
+        Ok(Bound::new(py, Ready::new(self.remaining(key)?, py)?)?.into_any())
     }
 
     /// `reset()` for `await`.
-    fn areset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Ready> {
-        Ready::new(self.reset(key)?, py)
+    fn areset<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(redis) = &self.redis {
+            let key = args::with_key(key, |k| k.to_vec())?;
+            return redis.reset_async(py, key);
+        }
+        Ok(Bound::new(py, Ready::new(self.reset(key)?, py)?)?.into_any())
     }
 
     /// Forgets every key (the statistics are kept).
-    fn clear(&self, py: Python<'_>) {
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(redis) = &self.redis {
+            redis.clear(py)?;
+        }
         py.detach(|| self.limiter.clear());
+        Ok(())
     }
 
     /// Removes the keys whose state has expired; returns how many.
@@ -312,7 +415,7 @@ impl RateLimiter {
     /// `allowed, blocked, total_checks, active_keys, rejected_full`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        for (name, value) in self.limiter.stats().fields() {
+        for (name, value) in self.stats_fields() {
             dict.set_item(name, value)?;
         }
         Ok(dict)
@@ -321,9 +424,7 @@ impl RateLimiter {
     /// `stats()` as a JSON object.
     fn stats_json(&self) -> String {
         let fields = self
-            .limiter
-            .stats()
-            .fields()
+            .stats_fields()
             .map(|(name, value)| format!("\"{name}\":{value}"));
         format!("{{{}}}", fields.join(","))
     }
@@ -408,6 +509,33 @@ impl RateLimiter {
         self.cleanup_interval.map(|c| c.to_object(py)).transpose()
     }
 
+    /// Where the state lives: the `storage=` URL, or `"memory://"`.
+    #[getter]
+    fn storage(&self) -> String {
+        self.redis
+            .as_ref()
+            .map_or_else(|| "memory://".to_string(), |r| r.url.clone())
+    }
+
+    #[getter]
+    fn key_prefix(&self) -> Option<String> {
+        self.redis.as_ref().map(|r| r.prefix.clone())
+    }
+
+    /// Seconds one storage round trip may take (None in memory).
+    #[getter]
+    fn timeout<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.redis
+            .as_ref()
+            .map(|r| r.timeout.to_object(py))
+            .transpose()
+    }
+
+    #[getter]
+    fn on_storage_error(&self) -> Option<&'static str> {
+        self.redis.as_ref().map(|r| r.on_error.name())
+    }
+
     /// A no-op taking one str: the floor the benchmarks compare `allow()` against.
     fn _noop(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         args::key(key)?;
@@ -435,6 +563,15 @@ impl RateLimiter {
         }
         if let Some(interval) = self.cleanup_interval {
             out.push_str(&format!(", cleanup_interval={interval}"));
+        }
+        if let Some(redis) = &self.redis {
+            out.push_str(&format!(
+                ", storage={:?}, key_prefix={:?}, timeout={}, on_storage_error={:?}",
+                redis.url,
+                redis.prefix,
+                redis.timeout,
+                redis.on_error.name()
+            ));
         }
         out.push(')');
         out

@@ -6,6 +6,7 @@ mod clock;
 mod decision;
 mod limiter;
 mod ready;
+mod storage;
 
 use pyo3::prelude::*;
 
@@ -50,6 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<decision::PyDecision>()?;
     m.add_class::<clock::PyManualClock>()?;
     m.add_class::<ready::Ready>()?;
+    m.add("StorageError", m.py().get_type::<storage::StorageError>())?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_check_cost", wrap_pyfunction!(_check_cost, m)?)?;
     m.setattr("_before_fork", wrap_pyfunction!(_before_fork, m)?)?;

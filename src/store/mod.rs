@@ -3,6 +3,8 @@
 mod key;
 mod memory;
 mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod shard_lock;
 mod sweeper;
 

@@ -1,0 +1,286 @@
+//! The Python side of `storage="redis://..."`: the settings, the GIL released around each
+//! round trip, the asyncio twins, and the failure policy (`on_storage_error`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::args::{self, Seconds};
+use crate::clock::Clock;
+use crate::config::LimiterConfig;
+use crate::decision::Decision;
+use crate::store::redis::{parse_storage, redacted, RedisBackend, Storage};
+
+create_exception!(
+    _core,
+    StorageError,
+    PyException,
+    "The limiter's storage (Redis) failed: unreachable, too slow, or an error reply."
+);
+
+/// How long one Redis round trip may take unless `timeout=` says otherwise: 50 ms.
+const DEFAULT_TIMEOUT_NS: u64 = 50_000_000;
+
+/// The default `key_prefix`.
+const DEFAULT_PREFIX: &str = "rl";
+
+/// What a decision is when the storage fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnStorageError {
+    /// Admit (fail open).
+    Allow,
+    /// Refuse (fail closed).
+    Deny,
+    /// Raise `StorageError`.
+    Raise,
+}
+
+impl OnStorageError {
+    fn parse(value: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let Some(value) = value.filter(|v| !v.is_none()) else {
+            return Ok(OnStorageError::Raise);
+        };
+        let text = value.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err("`on_storage_error` must be 'allow', 'deny' or 'raise'")
+        })?;
+        match text.to_str()? {
+            "allow" => Ok(OnStorageError::Allow),
+            "deny" => Ok(OnStorageError::Deny),
+            "raise" => Ok(OnStorageError::Raise),
+            other => Err(PyValueError::new_err(format!(
+                "`on_storage_error` must be 'allow', 'deny' or 'raise', got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnStorageError::Allow => "allow",
+            OnStorageError::Deny => "deny",
+            OnStorageError::Raise => "raise",
+        }
+    }
+}
+
+/// The storage settings of a constructor, as given.
+pub struct StorageOptions<'a, 'py> {
+    pub storage: Option<&'a Bound<'py, PyAny>>,
+    pub key_prefix: Option<&'a Bound<'py, PyAny>>,
+    pub timeout: Option<&'a Bound<'py, PyAny>>,
+    pub on_storage_error: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// A limiter's Redis side.
+pub struct RedisSide {
+    backend: Arc<RedisBackend>,
+    pub on_error: OnStorageError,
+    pub url: String,
+    pub prefix: String,
+    pub timeout: Seconds,
+    /// The most restrictive rate's limit and window, for the decisions of the failure policy.
+    limit: u64,
+    window_ns: u64,
+}
+
+fn given<'a, 'py>(value: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+    value.filter(|v| !v.is_none())
+}
+
+fn text(value: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
+    Ok(value
+        .cast::<PyString>()
+        .map_err(|_| {
+            let type_name = value
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!("`{name}` must be a str, not {type_name}"))
+        })?
+        .to_str()?
+        .to_string())
+}
+
+impl RedisSide {
+    /// The Redis side the options ask for; None for the in-memory default. Settings that only
+    /// mean something with Redis are refused without it, so a forgotten `storage=` shows.
+    pub fn from_options(
+        opts: &StorageOptions<'_, '_>,
+        config: &LimiterConfig,
+        clock: &Clock,
+    ) -> PyResult<Option<Self>> {
+        let storage = match given(opts.storage) {
+            None => Storage::Memory,
+            Some(url) => parse_storage(&text(url, "storage")?)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+        };
+        let Storage::Redis(target) = storage else {
+            for (name, value) in [
+                ("key_prefix", opts.key_prefix),
+                ("timeout", opts.timeout),
+                ("on_storage_error", opts.on_storage_error),
+            ] {
+                if given(value).is_some() {
+                    return Err(PyValueError::new_err(format!(
+                        "`{name}` only applies with a Redis `storage=` URL"
+                    )));
+                }
+            }
+            return Ok(None);
+        };
+        let url = redacted(&text(
+            opts.storage.expect("a Redis URL was given"),
+            "storage",
+        )?);
+        let prefix = match given(opts.key_prefix) {
+            None => DEFAULT_PREFIX.to_string(),
+            Some(prefix) => {
+                let prefix = text(prefix, "key_prefix")?;
+                if prefix.is_empty() || prefix.contains(['{', '}']) {
+                    return Err(PyValueError::new_err(format!(
+                        "`key_prefix` must be non-empty and without braces (they make Redis \
+                         Cluster hash tags), got {prefix:?}"
+                    )));
+                }
+                prefix
+            }
+        };
+        let (timeout, timeout_ns) = match given(opts.timeout) {
+            None => (Seconds::from_ns(DEFAULT_TIMEOUT_NS), DEFAULT_TIMEOUT_NS),
+            Some(t) => args::seconds(t, "timeout", false)?,
+        };
+        let on_error = OnStorageError::parse(opts.on_storage_error)?;
+        let backend = RedisBackend::new(
+            target,
+            config,
+            clock.clone(),
+            &prefix,
+            Duration::from_nanos(timeout_ns),
+        )
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let strictest = config
+            .rates
+            .iter()
+            .min_by_key(|r| u128::from(r.period_ns) * 1_000_000 / u128::from(r.limit))
+            .expect("a limiter has a rate");
+        Ok(Some(RedisSide {
+            backend: Arc::new(backend),
+            on_error,
+            url,
+            prefix,
+            timeout,
+            limit: strictest.limit,
+            window_ns: strictest.period_ns,
+        }))
+    }
+
+    /// `stats()` of a Redis-backed limiter: the decisions made through it, and the failed
+    /// round trips. Redis expires keys itself, so no key count is kept in process.
+    pub fn stats(&self) -> [(&'static str, u64); 6] {
+        let (allowed, blocked) = self.backend.counts();
+        [
+            ("allowed", allowed),
+            ("blocked", blocked),
+            ("total_checks", allowed + blocked),
+            ("active_keys", 0),
+            ("rejected_full", 0),
+            ("storage_errors", self.backend.storage_errors()),
+        ]
+    }
+
+    /// Deletes every key of the prefix.
+    pub fn clear(&self, py: Python<'_>) -> PyResult<u64> {
+        let backend = &self.backend;
+        py.detach(|| runtime().block_on(backend.clear()))
+            .map_err(|e| StorageError::new_err(e.to_string()))
+    }
+
+    /// The decision when the storage failed, by the policy.
+    fn on_failure(
+        on_error: OnStorageError,
+        limit: u64,
+        window_ns: u64,
+        error: impl std::fmt::Display,
+    ) -> PyResult<Decision> {
+        match on_error {
+            OnStorageError::Raise => Err(StorageError::new_err(error.to_string())),
+            OnStorageError::Allow => Ok(Decision {
+                allowed: true,
+                limit,
+                remaining: limit,
+                reset_after_ns: 0,
+                retry_after_ns: 0,
+            }),
+            OnStorageError::Deny => Ok(Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_after_ns: window_ns,
+                retry_after_ns: window_ns,
+            }),
+        }
+    }
+
+    /// A decision (`cost` counted) or, with `cost` None, the key's standing; the GIL is released
+    /// for the round trip.
+    pub fn decide(&self, py: Python<'_>, key: &[u8], cost: Option<u64>) -> PyResult<Decision> {
+        let backend = &self.backend;
+        let result = py.detach(|| {
+            runtime().block_on(async {
+                match cost {
+                    Some(cost) => backend.decide(key, cost).await,
+                    None => backend.peek(key).await,
+                }
+            })
+        });
+        result.or_else(|e| Self::on_failure(self.on_error, self.limit, self.window_ns, e))
+    }
+
+    /// Forgets `key`; a storage failure raises whatever the policy, since nothing was decided.
+    pub fn reset(&self, py: Python<'_>, key: &[u8]) -> PyResult<bool> {
+        let backend = &self.backend;
+        py.detach(|| runtime().block_on(backend.reset(key)))
+            .map_err(|e| StorageError::new_err(e.to_string()))
+    }
+
+    /// The asyncio twin of [`Self::decide`]: an awaitable resolved on the tokio runtime, its
+    /// result turned into a Python object by `convert` (under the GIL).
+    pub fn decide_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: Vec<u8>,
+        cost: Option<u64>,
+        convert: fn(Python<'_>, Decision) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (backend, on_error) = (self.backend.clone(), self.on_error);
+        let (limit, window_ns) = (self.limit, self.window_ns);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let result = match cost {
+                Some(cost) => backend.decide(&key, cost).await,
+                None => backend.peek(&key).await,
+            };
+            let decision = result.or_else(|e| Self::on_failure(on_error, limit, window_ns, e))?;
+            Python::attach(|py| convert(py, decision))
+        })
+    }
+
+    /// The asyncio twin of [`Self::reset`].
+    pub fn reset_async<'py>(&self, py: Python<'py>, key: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        let backend = self.backend.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            backend
+                .reset(&key)
+                .await
+                .map_err(|e| StorageError::new_err(e.to_string()))
+        })
+    }
+}
+
+/// The tokio runtime every Redis round trip runs on (shared with the asyncio twins).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    pyo3_async_runtimes::tokio::get_runtime()
+}

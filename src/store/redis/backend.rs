@@ -1,0 +1,329 @@
+//! `RedisBackend`: one limiter's decisions made on Redis, one script call per decision.
+//!
+//! Time: with a manual clock the client sends its time in nanoseconds, so decisions match the
+//! in-memory store exactly; otherwise each script reads the server's `TIME` (microseconds), so
+//! hosts with skewed clocks agree, and the rates are sent in microseconds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use tokio::sync::OnceCell;
+
+use super::scripts::script;
+use super::url::RedisTarget;
+use crate::algorithm::AlgorithmKind;
+use crate::clock::Clock;
+use crate::config::{ConfigError, LimiterConfig};
+use crate::decision::{Decision, NEVER};
+
+/// A failed round trip: the server is unreachable, slow, or answered with an error.
+#[derive(Debug)]
+pub enum StorageError {
+    Timeout(Duration),
+    Redis(redis::RedisError),
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::Timeout(d) => write!(f, "Redis did not answer within {d:?}"),
+            StorageError::Redis(e) => {
+                write!(f, "Redis error: {e}")?;
+                let text = e.to_string();
+                if text.contains("NOAUTH") || text.contains("unauthenticated") {
+                    f.write_str(
+                        " (the server requires authentication: give the password in the URL, \
+                         redis://:password@host)",
+                    )?;
+                }
+                Ok(())
+            }
+            StorageError::Unsupported(what) => write!(f, "not supported: {what}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A manual clock's keys live at least this long on the server (real time), so that Redis
+/// expiring them on its own clock never changes a decision the manual clock would make.
+const MANUAL_CLOCK_MIN_TTL_MS: u64 = 3_600_000;
+
+pub struct RedisBackend {
+    target: RedisTarget,
+    connection: OnceCell<Connection>,
+    kind: AlgorithmKind,
+    prefix: Vec<u8>,
+    rate_count: usize,
+    /// The script's per-rate parameters, in `unit`.
+    params: Vec<u64>,
+    /// Nanoseconds per unit of the script's times: 1 with a manual clock, 1000 on server time.
+    unit_ns: u64,
+    clock: Clock,
+    timeout: Duration,
+    errors: AtomicU64,
+    allowed: AtomicU64,
+    blocked: AtomicU64,
+}
+
+impl RedisBackend {
+    /// Checks the rates for the script's time unit; connects on first use, not here.
+    pub fn new(
+        target: RedisTarget,
+        config: &LimiterConfig,
+        clock: Clock,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        let unit_ns = if matches!(clock, Clock::Manual(_)) {
+            1
+        } else {
+            1000
+        };
+        let mut params = Vec::with_capacity(config.rates.len() * 3);
+        for rate in &config.rates {
+            let window = (rate.period_ns + unit_ns / 2) / unit_ns;
+            if config.algorithm.has_burst() {
+                // As the core's Bucket: T = window / limit rounded to the nearest unit.
+                let interval = (window + rate.limit / 2) / rate.limit;
+                if interval == 0 {
+                    return Err(ConfigError {
+                        param: "storage",
+                        message: format!(
+                            "{} requests per {} ns is more than one a microsecond, finer than \
+                             Redis time",
+                            rate.limit, rate.period_ns
+                        ),
+                    });
+                }
+                params.extend([rate.limit, interval, config.burst.unwrap_or(rate.limit)]);
+            } else {
+                params.extend([rate.limit, window.max(1)]);
+            }
+        }
+        Ok(RedisBackend {
+            target,
+            connection: OnceCell::new(),
+            kind: config.algorithm,
+            prefix: prefix.as_bytes().to_vec(),
+            rate_count: config.rates.len(),
+            params,
+            unit_ns,
+            clock,
+            timeout,
+            errors: AtomicU64::new(0),
+            allowed: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+        })
+    }
+
+    /// Round trips that failed (timeouts, connection and server errors).
+    pub fn storage_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Requests Redis admitted and refused through this backend.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.allowed.load(Ordering::Relaxed),
+            self.blocked.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn connect(&self) -> Result<Connection, redis::RedisError> {
+        let t = &self.target;
+        if t.cluster {
+            let mut builder = redis::cluster::ClusterClient::builder(t.nodes.clone());
+            if let Some(d) = t.connect_timeout {
+                builder = builder.connection_timeout(d);
+            }
+            if let Some(d) = t.response_timeout {
+                builder = builder.response_timeout(d);
+            }
+            let client = builder.build()?;
+            Ok(Connection::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(t.nodes[0].as_str())?;
+            // No retry inside a connection attempt: its backoff (100 ms and more) outlasts the
+            // per-call timeout, so a refused connection or a wrong password would only show as
+            // a timeout. A failed connection is attempted again by the next call.
+            let mut config = ConnectionManagerConfig::new().set_number_of_retries(0);
+            config = config.set_connection_timeout(t.connect_timeout.or(Some(self.timeout)));
+            config = config.set_response_timeout(t.response_timeout);
+            Ok(Connection::Single(
+                ConnectionManager::new_with_config(client, config).await?,
+            ))
+        }
+    }
+
+    /// Runs `work` on the connection (made on first use) within the per-call timeout.
+    async fn round_trip<T, F>(&self, work: impl FnOnce(Connection) -> F) -> Result<T, StorageError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let connection = self.connection.get_or_try_init(|| self.connect()).await?;
+            work(connection.clone()).await
+        };
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => StorageError::Redis(error),
+            Err(_) => StorageError::Timeout(self.timeout),
+        };
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        Err(result)
+    }
+
+    fn keys(&self, key: &[u8]) -> Vec<Vec<u8>> {
+        (0..self.rate_count)
+            .map(|i| {
+                let mut k = Vec::with_capacity(self.prefix.len() + key.len() + 8);
+                k.push(b'{');
+                k.extend_from_slice(&self.prefix);
+                k.push(b':');
+                k.extend_from_slice(key);
+                k.extend_from_slice(format!("}}:{i}").as_bytes());
+                k
+            })
+            .collect()
+    }
+
+    async fn evaluate(&self, key: &[u8], mode: &str, cost: u64) -> Result<Decision, StorageError> {
+        let mut invocation = script(self.kind).prepare_invoke();
+        for k in self.keys(key) {
+            invocation.key(k);
+        }
+        let manual = matches!(self.clock, Clock::Manual(_));
+        let now = if manual {
+            self.clock.now_ns().to_string()
+        } else {
+            String::new()
+        };
+        let (unit_per_ms, min_ttl) = if manual {
+            (1_000_000, MANUAL_CLOCK_MIN_TTL_MS)
+        } else {
+            (1000, 0)
+        };
+        invocation
+            .arg(mode)
+            .arg(now)
+            .arg(cost)
+            .arg(unit_per_ms)
+            .arg(min_ttl);
+        for p in &self.params {
+            invocation.arg(*p);
+        }
+        let reply: (u8, u64, u64, i64, i64) = self
+            .round_trip(|connection| async move {
+                match connection {
+                    Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
+                    Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+                }
+            })
+            .await?;
+        let (allowed, limit, remaining, reset, retry) = reply;
+        let unit = |v: i64| (v.max(0) as u64).saturating_mul(self.unit_ns);
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit,
+            remaining,
+            reset_after_ns: unit(reset),
+            retry_after_ns: if retry < 0 { NEVER } else { unit(retry) },
+        })
+    }
+
+    /// Counts `cost` for `key` if every rate admits it.
+    pub async fn decide(&self, key: &[u8], cost: u64) -> Result<Decision, StorageError> {
+        let decision = self.evaluate(key, "decide", cost).await?;
+        let counter = if decision.allowed {
+            &self.allowed
+        } else {
+            &self.blocked
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(decision)
+    }
+
+    /// The key's standing without counting anything.
+    pub async fn peek(&self, key: &[u8]) -> Result<Decision, StorageError> {
+        self.evaluate(key, "peek", 0).await
+    }
+
+    /// Deletes every key of this prefix (a single server; a cluster would need every master
+    /// scanned); returns how many were deleted.
+    pub async fn clear(&self) -> Result<u64, StorageError> {
+        if self.target.cluster {
+            return Err(StorageError::Unsupported(
+                "clear() on a Redis Cluster (delete the prefix's keys on each master)",
+            ));
+        }
+        // The prefix's glob characters are escaped, so that "a*" does not match "abc"'s keys.
+        let mut pattern = b"{".to_vec();
+        for &byte in &self.prefix {
+            if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(byte);
+        }
+        pattern.extend_from_slice(b":*");
+        let mut deleted = 0u64;
+        let mut cursor = 0u64;
+        loop {
+            let pattern = pattern.clone();
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .round_trip(|connection| async move {
+                    let mut cmd = redis::cmd("SCAN");
+                    cmd.arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000);
+                    match connection {
+                        Connection::Single(mut c) => cmd.query_async(&mut c).await,
+                        Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+                    }
+                })
+                .await?;
+            if !keys.is_empty() {
+                let removed: u64 = self
+                    .round_trip(|connection| async move {
+                        let mut cmd = redis::cmd("UNLINK");
+                        cmd.arg(keys);
+                        match connection {
+                            Connection::Single(mut c) => cmd.query_async(&mut c).await,
+                            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+                        }
+                    })
+                    .await?;
+                deleted += removed;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Forgets `key`; whether it had any state.
+    pub async fn reset(&self, key: &[u8]) -> Result<bool, StorageError> {
+        let keys = self.keys(key);
+        let removed: u64 = self
+            .round_trip(|connection| async move {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(keys);
+                match connection {
+                    Connection::Single(mut c) => cmd.query_async(&mut c).await,
+                    Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+                }
+            })
+            .await?;
+        Ok(removed > 0)
+    }
+}

@@ -1,0 +1,279 @@
+//! `storage=` URLs: which store a limiter uses, and how to reach it.
+//!
+//! - `memory://` (the default): in process.
+//! - `redis://[[user]:password@]host[:port][/db][?options]`, and `valkey://` alike.
+//! - `redis+cluster://[[user]:password@]host:port[,host:port...][?options]`: a Redis Cluster,
+//!   found from any of the listed nodes.
+//!
+//! Options, as redis-py users write them: `socket_timeout` and `socket_connect_timeout`
+//! (seconds). Anything else is refused, so a typo does not pass unnoticed.
+
+use std::time::Duration;
+
+/// Where a limiter keeps its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Memory,
+    Redis(RedisTarget),
+}
+
+/// How to reach Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// One `redis://` URL per node (one for a single server), without our options.
+    pub nodes: Vec<String>,
+    pub cluster: bool,
+    /// `socket_timeout`: how long one command may take.
+    pub response_timeout: Option<Duration>,
+    /// `socket_connect_timeout`: how long connecting may take.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Why a `storage=` URL is refused; the message quotes the URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageUrlError(pub String);
+
+impl std::fmt::Display for StorageUrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const SCHEMES: &str = "memory://, redis://, valkey:// or redis+cluster://";
+
+/// `url` with its password replaced by `***`, for error messages, `repr()` and `.storage`
+/// (which end up in logs). The authority is found as the URL parser finds it: up to the first `/` or `?`, the
+/// user information before its last `@`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, hosts)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return url.to_string();
+    };
+    if password.is_empty() {
+        return url.to_string();
+    }
+    format!("{scheme}://{user}:***@{hosts}{tail}")
+}
+
+fn refuse(url: &str, why: impl std::fmt::Display) -> StorageUrlError {
+    StorageUrlError(format!("invalid storage URL {:?}: {why}", redacted(url)))
+}
+
+fn seconds(url: &str, name: &str, value: &str) -> Result<Duration, StorageUrlError> {
+    match value.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(refuse(
+            url,
+            format!("{name} must be a number of seconds > 0, got {value:?}"),
+        )),
+    }
+}
+
+/// A host and port as a URL authority wants them, checked.
+fn check_host_port(url: &str, hostport: &str) -> Result<(), StorageUrlError> {
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (host, Some(port)),
+        _ => (hostport, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || "/?#@,".contains(c))
+    {
+        return Err(refuse(url, format!("{hostport:?} is not a host[:port]")));
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => {
+                return Err(refuse(
+                    url,
+                    format!("port {port:?} is not a number in 1..=65535"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a `storage=` URL.
+pub fn parse_storage(url: &str) -> Result<Storage, StorageUrlError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(refuse(url, format!("expected a URL such as {SCHEMES}")));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let cluster = match scheme.as_str() {
+        "memory" => {
+            return if rest.is_empty() {
+                Ok(Storage::Memory)
+            } else {
+                Err(refuse(url, "memory:// takes nothing after the scheme"))
+            };
+        }
+        "redis" | "valkey" => false,
+        "redis+cluster" | "valkey+cluster" => true,
+        "rediss" | "valkeys" => {
+            return Err(refuse(
+                url,
+                "TLS (rediss://) is not supported by this build yet",
+            ));
+        }
+        other => {
+            return Err(refuse(
+                url,
+                format!("unknown scheme {other:?}; use {SCHEMES}"),
+            ))
+        }
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    if hosts.is_empty() {
+        return Err(refuse(url, "no host"));
+    }
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    if !cluster && hosts.len() > 1 {
+        return Err(refuse(url, "several hosts need redis+cluster://"));
+    }
+    for host in &hosts {
+        check_host_port(url, host)?;
+    }
+    let db = match path {
+        "" => None,
+        db if cluster => {
+            return Err(refuse(
+                url,
+                format!("a cluster has no database number, got /{db}"),
+            ));
+        }
+        db => match db.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => return Err(refuse(url, format!("database {db:?} is not a number"))),
+        },
+    };
+    let mut target = RedisTarget {
+        nodes: Vec::new(),
+        cluster,
+        response_timeout: None,
+        connect_timeout: None,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "socket_timeout" => target.response_timeout = Some(seconds(url, name, value)?),
+            "socket_connect_timeout" => target.connect_timeout = Some(seconds(url, name, value)?),
+            _ => {
+                return Err(refuse(
+                    url,
+                    format!(
+                        "unknown option {name:?} (known: socket_timeout, socket_connect_timeout)"
+                    ),
+                ))
+            }
+        }
+    }
+    let credentials = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let db = db.map(|n| format!("/{n}")).unwrap_or_default();
+    target.nodes = hosts
+        .iter()
+        .map(|host| format!("redis://{credentials}{host}{db}"))
+        .collect();
+    Ok(Storage::Redis(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(url: &str) -> RedisTarget {
+        match parse_storage(url).unwrap() {
+            Storage::Redis(target) => target,
+            Storage::Memory => panic!("{url} is not memory"),
+        }
+    }
+
+    #[test]
+    fn memory_and_single_servers() {
+        assert_eq!(parse_storage("memory://"), Ok(Storage::Memory));
+        let t = redis("redis://127.0.0.1:6379/2");
+        assert_eq!(t.nodes, ["redis://127.0.0.1:6379/2"]);
+        assert!(!t.cluster);
+        let t = redis("valkey://:secret@cache.internal?socket_timeout=0.05");
+        assert_eq!(t.nodes, ["redis://:secret@cache.internal"]);
+        assert_eq!(t.response_timeout, Some(Duration::from_millis(50)));
+        let t = redis("redis://user:pw@[::1]:7000/0?socket_connect_timeout=2");
+        assert_eq!(t.nodes, ["redis://user:pw@[::1]:7000/0"]);
+        assert_eq!(t.connect_timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn clusters_list_their_nodes() {
+        let t = redis("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001");
+        assert!(t.cluster);
+        assert_eq!(
+            t.nodes,
+            ["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redacted("redis://user:secret@h:1/0?socket_timeout=1"),
+            "redis://user:***@h:1/0?socket_timeout=1"
+        );
+        assert_eq!(redacted("redis://:p@ss@h"), "redis://:***@h");
+        assert_eq!(
+            redacted("redis+cluster://:pw@a:1,b:2"),
+            "redis+cluster://:***@a:1,b:2"
+        );
+        for url in [
+            "redis://h:1/0",
+            "redis://user@h",
+            "redis://:@h",
+            "memory://",
+        ] {
+            assert_eq!(redacted(url), url);
+        }
+        let err = parse_storage("redis://:secret@h:0").unwrap_err().0;
+        assert!(
+            !err.contains("secret") && err.contains("redis://:***@h:0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_url_quoted() {
+        for (url, why) in [
+            ("localhost:6379", "expected a URL"),
+            ("http://localhost", "unknown scheme \"http\""),
+            ("rediss://localhost", "TLS"),
+            ("memory://x", "nothing after"),
+            ("redis://", "no host"),
+            ("redis://a:1,b:2", "redis+cluster"),
+            ("redis://host:99999", "port \"99999\""),
+            ("redis://host:0", "port \"0\""),
+            ("redis://host/abc", "database \"abc\""),
+            ("redis+cluster://a:1/0", "no database"),
+            ("redis://host?timeout=1", "unknown option \"timeout\""),
+            ("redis://host?socket_timeout=0", "socket_timeout"),
+            ("redis://host?socket_timeout=soon", "socket_timeout"),
+            ("redis://ho st", "host[:port]"),
+        ] {
+            let err = parse_storage(url).unwrap_err().0;
+            assert!(err.contains(&format!("{url:?}")), "{err}");
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+}
