@@ -148,7 +148,7 @@ class RequestPolicy:
             limiter = self._build(rate, limit, window_seconds)
         self.limiter = limiter
         #: A Redis-backed limiter answers async code through its awaitable twins, and a
-        #: dynamic tier's limiter goes to the same server, under a prefix of its own.
+        #: dynamic tier's limiter goes to the same server and prefix (its keys name its rate).
         self._on_redis = limiter.storage != "memory://"
         self._storage: dict[str, Any] = {}
         if self._on_redis:
@@ -252,7 +252,7 @@ class RequestPolicy:
                         max_keys=s["max_keys"],
                         cleanup_interval=s["cleanup_interval"],
                         clock=s["clock"],
-                        **self._tier_storage(rate),
+                        **self._storage,
                     )
                 except ValueError as error:
                     raise ValueError(f"`dynamic_limit` returned {rate!r}: {error}") from None
@@ -262,13 +262,6 @@ class RequestPolicy:
                 )
                 self._dynamic[rate] = found
         return found
-
-    def _tier_storage(self, rate: str) -> dict[str, Any]:
-        """The storage settings of a dynamic tier's limiter: the policy limiter's, with the
-        tier in the key prefix so that tiers never share a key."""
-        if not self._on_redis:
-            return {}
-        return {**self._storage, "key_prefix": f"{self._storage['key_prefix']}:{rate}"}
 
     def resolve(self, request: Any) -> tuple[RateLimiter, HeaderWriter, str, int]:
         """The limiter, header writer, key and cost for ``request``."""

@@ -210,5 +210,5 @@ def test_on_redis_async_code_awaits_the_round_trip_and_tiers_keep_apart(
     # The same client under two tiers: two counts, both on the server.
     assert asyncio.run(run()) == ([True, True, False], [True, True, True, False])
     keys = sorted(redis.call("KEYS", "*"))
-    assert keys == ["{app:1.1.1.1}:0", "{app:3/minute:1.1.1.1}:0"]
+    assert keys == ["app:{1.1.1.1}:fixed:2:60s", "app:{1.1.1.1}:fixed:3:60s"]
     assert policy.decide(Req("1.1.1.1"))[0].allowed is False  # sync code agrees

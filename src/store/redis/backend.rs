@@ -52,6 +52,19 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// `:<algorithm>:<limit>:<period>` with the period in whole seconds, milliseconds or
+/// nanoseconds, whichever is exact: `:gcra:100:60s`.
+fn rate_suffix(kind: AlgorithmKind, limit: u64, period_ns: u64) -> Vec<u8> {
+    let period = if period_ns % 1_000_000_000 == 0 {
+        format!("{}s", period_ns / 1_000_000_000)
+    } else if period_ns % 1_000_000 == 0 {
+        format!("{}ms", period_ns / 1_000_000)
+    } else {
+        format!("{period_ns}ns")
+    };
+    format!(":{}:{limit}:{period}", kind.name()).into_bytes()
+}
+
 /// A manual clock's keys live at least this long on the server (real time), so that Redis
 /// expiring them on its own clock never changes a decision the manual clock would make.
 const MANUAL_CLOCK_MIN_TTL_MS: u64 = 3_600_000;
@@ -61,7 +74,9 @@ pub struct RedisBackend {
     connection: OnceCell<Connection>,
     kind: AlgorithmKind,
     prefix: Vec<u8>,
-    rate_count: usize,
+    /// What follows `{key}` in each rate's Redis key: the algorithm and the rate, so that
+    /// limiters of other settings under the same prefix never share a state.
+    suffixes: Vec<Vec<u8>>,
     /// The script's per-rate parameters, in `unit`.
     params: Vec<u64>,
     /// Nanoseconds per unit of the script's times: 1 with a manual clock, 1000 on server time.
@@ -113,7 +128,11 @@ impl RedisBackend {
             connection: OnceCell::new(),
             kind: config.algorithm,
             prefix: prefix.as_bytes().to_vec(),
-            rate_count: config.rates.len(),
+            suffixes: config
+                .rates
+                .iter()
+                .map(|rate| rate_suffix(config.algorithm, rate.limit, rate.period_ns))
+                .collect(),
             params,
             unit_ns,
             clock,
@@ -181,15 +200,28 @@ impl RedisBackend {
         Err(result)
     }
 
+    /// `<prefix>:{<key>}:<algorithm>:<limit>:<period>` for each rate. The braces make the key
+    /// the Redis Cluster hash tag, so all of a key's rates share one slot (and one script
+    /// call) while different keys spread over the cluster; prefixes have no braces, so a
+    /// prefix and a key can never be read as another prefix and key. An empty key would
+    /// make an empty tag, which Redis ignores: it is `{<prefix>}:<suffix>` instead, a shape
+    /// no other key takes.
     fn keys(&self, key: &[u8]) -> Vec<Vec<u8>> {
-        (0..self.rate_count)
-            .map(|i| {
-                let mut k = Vec::with_capacity(self.prefix.len() + key.len() + 8);
-                k.push(b'{');
-                k.extend_from_slice(&self.prefix);
-                k.push(b':');
-                k.extend_from_slice(key);
-                k.extend_from_slice(format!("}}:{i}").as_bytes());
+        self.suffixes
+            .iter()
+            .map(|suffix| {
+                let mut k = Vec::with_capacity(self.prefix.len() + key.len() + suffix.len() + 4);
+                if key.is_empty() {
+                    k.push(b'{');
+                    k.extend_from_slice(&self.prefix);
+                    k.extend_from_slice(b"}:");
+                } else {
+                    k.extend_from_slice(&self.prefix);
+                    k.extend_from_slice(b":{");
+                    k.extend_from_slice(key);
+                    k.push(b'}');
+                }
+                k.extend_from_slice(suffix);
                 k
             })
             .collect()
@@ -265,14 +297,25 @@ impl RedisBackend {
             ));
         }
         // The prefix's glob characters are escaped, so that "a*" does not match "abc"'s keys.
-        let mut pattern = b"{".to_vec();
+        let mut escaped = Vec::with_capacity(self.prefix.len() + 4);
         for &byte in &self.prefix {
             if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
-                pattern.push(b'\\');
+                escaped.push(b'\\');
             }
-            pattern.push(byte);
+            escaped.push(byte);
         }
-        pattern.extend_from_slice(b":*");
+        // The two shapes of `keys`: `<prefix>:{<key>}...` and, for the empty key, `{<prefix>}:...`.
+        let by_key = [escaped.as_slice(), b":{*"].concat();
+        let empty_key = [b"{".as_slice(), &escaped, b"}:*"].concat();
+        let mut deleted = 0u64;
+        for pattern in [by_key, empty_key] {
+            deleted += self.delete_matching(pattern).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// SCANs for `pattern` and UNLINKs what it finds.
+    async fn delete_matching(&self, pattern: Vec<u8>) -> Result<u64, StorageError> {
         let mut deleted = 0u64;
         let mut cursor = 0u64;
         loop {

@@ -42,8 +42,8 @@ impl std::fmt::Display for StorageUrlError {
 const SCHEMES: &str = "memory://, redis://, valkey:// or redis+cluster://";
 
 /// `url` with its password replaced by `***`, for error messages, `repr()` and `.storage`
-/// (which end up in logs). The authority is found as the URL parser finds it: up to the first `/` or `?`, the
-/// user information before its last `@`.
+/// (which end up in logs). The authority is found as the parser finds it: up to the first `/`
+/// or `?`, the user information before its last `@`.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();

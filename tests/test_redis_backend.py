@@ -1,0 +1,781 @@
+"""The Redis backend end to end, through the public API, against real ``redis-server`` processes
+(and a 3-master Redis Cluster) started by the fixtures.
+
+- A memory limiter and a Redis limiter on one ``ManualClock`` decide identically (hand-written
+  vectors and a property test), for every algorithm, with one rate and with two.
+- On server time: the limit holds, the keys carry a TTL, prefixes separate limiters, instances
+  (and processes, and threads, and asyncio tasks) on one prefix share one exact limit.
+- Faults: ``SCRIPT FLUSH`` loses no decision; with nothing listening or the server killed, each
+  failure policy answers promptly, ``storage_errors`` counts the failures, and the limiter works
+  again once the server is back.
+- Bad settings are refused at construction; a wrong password or an unreachable host fails with
+  a clear ``StorageError`` on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis_support import RedisCluster, RedisServer, RespClient
+from servers import free_port
+
+from rust_py_rate_limit import ALGORITHMS, ManualClock, RateLimiter, StorageError
+
+WORKER = Path(__file__).resolve().parent / "redis_worker.py"
+
+#: A failing call must come back well within this (the timeout is 50 ms): only catches hangs.
+PROMPT_SECONDS = 2.0
+
+#: The `timeout` of the limiters whose tests are not about timeouts: a loaded CI host may take
+#: longer than the default 50 ms for a round trip now and then.
+SAFE = 5.0
+
+#: How long a limiter may take to reconnect once its server is back.
+RECONNECT_SECONDS = 10.0
+
+BUCKETS = ("token_bucket", "leaky_bucket", "gcra")
+
+_prefixes = itertools.count()
+
+
+def fresh_prefix() -> str:
+    """A key prefix no other limiter of this session uses (for shared servers)."""
+    return f"t{next(_prefixes)}"
+
+
+# --- Cross-backend equality on a ManualClock -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A limiter configuration, built the same way on both backends."""
+
+    algorithm: str
+    rate: str
+    burst: int | None = None
+
+    def build(self, clock: ManualClock, **storage: Any) -> RateLimiter:
+        return RateLimiter.from_rate(
+            self.rate, self.algorithm, burst=self.burst, clock=clock, **storage
+        )
+
+
+ONE_RATE = "3/second"
+TWO_RATES = "3/second; 10/minute"
+
+SETUPS = [Setup(a, rate) for a in ALGORITHMS for rate in (ONE_RATE, TWO_RATES)] + [
+    Setup(a, "2/second", burst=4) for a in BUCKETS
+]
+
+#: Steps of (seconds to advance the clock first, key, cost).
+Step = tuple[float, str, int]
+
+VECTORS: dict[str, list[Step]] = {
+    "burst_then_refused": [(0, "a", 1)] * 5,
+    "refill_by_the_window": [
+        *[(0, "a", 1)] * 4,
+        (0.4, "a", 1),
+        (0.3, "a", 1),
+        (0.3, "a", 1),
+        (0.999999999, "a", 1),
+        (1e-9, "a", 1),
+        (0, "a", 1),
+    ],
+    "costs": [(0, "a", 2), (0, "a", 2), (0.5, "a", 1), (0, "a", 3), (1, "a", 3), (0, "a", 1)],
+    "cost_above_every_limit": [(0, "a", 11), (0, "a", 4), (0, "a", 1), (5, "a", 4)],
+    "keys_are_separate": [
+        (0, "a", 1),
+        (0, "b", 2),
+        (0, "a", 2),
+        (0, "c", 1),
+        (0, "b", 2),
+        (0.25, "a", 1),
+        (0, "c", 3),
+        (0.25, "b", 1),
+    ],
+    "the_minute_rate_binds": [(0.35, "a", 1)] * 14 + [(0, "b", 1)],
+    "idle_past_every_window": [
+        (0, "a", 3),
+        (0, "a", 1),
+        (120, "a", 1),
+        (0, "a", 2),
+        (0.1, "a", 1),
+    ],
+    "unicode_and_odd_keys": [
+        (0, "ключ", 1),
+        (0, "a}b{c", 2),
+        (0, "", 1),
+        (0, "ключ", 3),
+        (0, "a}b{c", 2),
+        (0.5, "", 3),
+    ],
+}
+
+
+def run_side_by_side(
+    memory: RateLimiter, on_redis: RateLimiter, clock: ManualClock, steps: Sequence[Step]
+) -> None:
+    keys: list[str] = []
+    for i, (advance, key, cost) in enumerate(steps):
+        if advance:
+            clock.advance(advance)
+        if key not in keys:
+            keys.append(key)
+        expected = memory.decide(key, cost)
+        assert on_redis.decide(key, cost) == expected, f"step {i}: {(advance, key, cost)}"
+        for k in keys:
+            assert on_redis.remaining(k) == memory.remaining(k), f"step {i}: remaining({k!r})"
+    for name in ("allowed", "blocked", "total_checks"):
+        assert on_redis.stats()[name] == memory.stats()[name]
+
+
+@pytest.mark.parametrize("vector", VECTORS)
+@pytest.mark.parametrize("setup", SETUPS, ids=lambda s: f"{s.algorithm}-{s.rate}-{s.burst}")
+def test_redis_decides_like_memory_on_the_vectors(
+    setup: Setup, vector: str, redis_server: RedisServer, redis: RespClient
+) -> None:
+    clock = ManualClock()
+    memory = setup.build(clock)
+    on_redis = setup.build(clock, storage=redis_server.url, timeout=SAFE)
+    run_side_by_side(memory, on_redis, clock, VECTORS[vector])
+
+
+steps_strategy = st.lists(
+    st.tuples(
+        st.one_of(
+            st.sampled_from([0.0, 0.0, 1e-9, 0.1, 1 / 3, 0.5, 0.999999999, 1.0, 7.0, 61.0]),
+            st.floats(min_value=0, max_value=3, allow_nan=False),
+        ),
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(min_value=1, max_value=5),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(setup=st.sampled_from(SETUPS), steps=steps_strategy, start=st.floats(0, 1e6))
+def test_redis_decides_like_memory_on_random_sequences(
+    redis_server: RedisServer, setup: Setup, steps: list[Step], start: float
+) -> None:
+    clock = ManualClock(start)
+    memory = setup.build(clock)
+    on_redis = setup.build(clock, storage=redis_server.url, key_prefix=fresh_prefix(), timeout=SAFE)
+    run_side_by_side(memory, on_redis, clock, steps)
+
+
+# --- Server time ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_server_time_admits_the_limit_and_keys_carry_a_ttl(
+    algorithm: str, redis_server: RedisServer, redis: RespClient
+) -> None:
+    limiter = RateLimiter(5, 600, algorithm, storage=redis_server.url, timeout=SAFE)
+    assert [limiter.allow("user") for _ in range(6)] == [True] * 5 + [False]
+    refused = limiter.decide("user")
+    assert not refused.allowed and refused.remaining == 0 and refused.retry_after > 0
+    assert limiter.remaining("user") == 0
+    key = f"rl:{{user}}:{algorithm}:5:600s"
+    assert redis.call("KEYS", "*") == [key]
+    assert 0 < redis.call("PTTL", key) <= 1_200_000
+    stats = limiter.stats()
+    assert (stats["allowed"], stats["blocked"], stats["total_checks"]) == (5, 2, 7)
+
+
+def test_server_time_two_rates_keep_one_key_each(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    limiter = RateLimiter.from_rate("3/second; 5/hour", storage=redis_server.url, timeout=SAFE)
+    assert [limiter.allow("u") for _ in range(4)] == [True] * 3 + [False]
+    per_second, per_hour = "rl:{u}:fixed:3:1s", "rl:{u}:fixed:5:3600s"
+    assert sorted(redis.call("KEYS", "*")) == [per_second, per_hour]
+    assert 0 < redis.call("PTTL", per_second) <= 2_000
+    assert 2_000 < redis.call("PTTL", per_hour) <= 7_200_000
+
+
+def test_key_prefixes_separate_limiters(redis_server: RedisServer, redis: RespClient) -> None:
+    first = RateLimiter(2, 600, storage=redis_server.url, key_prefix="app1", timeout=SAFE)
+    second = RateLimiter(2, 600, storage=redis_server.url, key_prefix="app2:rl", timeout=SAFE)
+    assert [first.allow("k") for _ in range(3)] == [True, True, False]
+    assert [second.allow("k") for _ in range(3)] == [True, True, False]
+    assert sorted(redis.call("KEYS", "*")) == ["app1:{k}:fixed:2:600s", "app2:rl:{k}:fixed:2:600s"]
+
+
+def test_instances_on_one_prefix_share_one_limit(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    one = RateLimiter(
+        3, 600, "sliding", storage=redis_server.url, key_prefix="shared", timeout=SAFE
+    )
+    two = RateLimiter(
+        3, 600, "sliding", storage=redis_server.url, key_prefix="shared", timeout=SAFE
+    )
+    assert [one.allow("k"), two.allow("k"), one.allow("k")] == [True] * 3
+    assert [two.allow("k"), one.allow("k")] == [False, False]
+    assert one.remaining("k") == two.remaining("k") == 0
+    assert two.reset("k") is True
+    assert one.remaining("k") == 3
+
+
+def test_valkey_urls_reach_the_same_server(redis_server: RedisServer, redis: RespClient) -> None:
+    url = f"valkey://127.0.0.1:{redis_server.port}/0"
+    limiter = RateLimiter(1, 600, storage=url, timeout=SAFE)
+    assert limiter.storage == url
+    assert [limiter.allow("k"), limiter.allow("k")] == [True, False]
+    assert redis.call("EXISTS", "rl:{k}:fixed:1:600s") == 1
+
+
+def test_the_database_number_of_the_url_is_used(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    limiter = RateLimiter(1, 600, storage=f"redis://127.0.0.1:{redis_server.port}/3", timeout=SAFE)
+    assert limiter.allow("k") is True
+    assert redis.call("EXISTS", "rl:{k}:fixed:1:600s") == 0
+    redis.call("SELECT", 3)
+    assert redis.call("EXISTS", "rl:{k}:fixed:1:600s") == 1
+
+
+# --- Async ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_twins_give_the_sync_results(
+    algorithm: str, redis_server: RedisServer, redis: RespClient
+) -> None:
+    clock = ManualClock()
+    twin = RateLimiter.from_rate(
+        TWO_RATES, algorithm, clock=clock, storage=redis_server.url, timeout=SAFE
+    )
+    sync = RateLimiter.from_rate(
+        TWO_RATES, algorithm, clock=clock, storage=redis_server.url, key_prefix="sync", timeout=SAFE
+    )
+
+    async def run() -> None:
+        for cost in (1, 2, 1, 5, 1):
+            assert await twin.aallow("a", cost) == sync.allow("a", cost)
+            assert await twin.adecide("b", cost) == sync.decide("b", cost)
+            assert await twin.acheck("c", cost) == sync.check("c", cost)
+            for key in "abc":
+                assert await twin.aremaining(key) == sync.remaining(key)
+            clock.advance(0.4)
+        assert await twin.areset("a") is True
+        assert await twin.areset("never-seen") is False
+        assert await twin.aremaining("a") == 3
+
+    asyncio.run(run())
+    assert twin.stats() == sync.stats()
+
+
+def test_concurrent_tasks_admit_exactly_the_limit(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    limiters = [
+        RateLimiter(37, 3600, a, storage=redis_server.url, timeout=SAFE) for a in ALGORITHMS
+    ]
+
+    async def run(limiter: RateLimiter) -> list[bool]:
+        return list(await asyncio.gather(*(limiter.aallow("k") for _ in range(100))))
+
+    for limiter in limiters:
+        results = asyncio.run(run(limiter))
+        redis.call("FLUSHALL")
+        assert results.count(True) == 37, limiter.algorithm
+        assert limiter.stats()["allowed"] == 37
+
+
+def test_bad_arguments_raise_at_the_call_not_at_the_await(redis_server: RedisServer) -> None:
+    limiter = RateLimiter(3, 60, storage=redis_server.url)
+    calls: list[tuple[type[Exception], Callable[[], object]]] = [
+        (ValueError, lambda: limiter.aallow("k", 0)),
+        (TypeError, lambda: limiter.acheck("k", 1.5)),
+        (TypeError, lambda: limiter.adecide(5)),  # type: ignore[arg-type]
+        (TypeError, lambda: limiter.aremaining(None)),  # type: ignore[arg-type]
+        (TypeError, lambda: limiter.areset(b"k")),  # type: ignore[arg-type]
+    ]
+
+    async def run() -> None:  # a running loop, as the twins would have in real use
+        for error, call in calls:
+            with pytest.raises(error):
+                call()
+
+    asyncio.run(run())
+    assert limiter.stats()["total_checks"] == 0
+
+
+# --- Concurrency across processes and threads ------------------------------------------------
+
+
+def test_processes_and_threads_share_one_exact_limit(
+    redis_server: RedisServer, redis: RespClient, tmp_path: Path
+) -> None:
+    limit, processes, threads, calls = 40, 4, 4, 10
+    args = [redis_server.url, "hammer", limit, 3600, threads, calls, *ALGORITHMS]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), *map(str, args)],
+            cwd=tmp_path,  # not the checkout, whose package has no compiled core
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    reports = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+        reports.append(json.loads(out))
+    for algorithm in ALGORITHMS:
+        admitted = [r["admitted"][algorithm] for r in reports]
+        assert sum(admitted) == limit, (algorithm, admitted)
+        assert all(r["storage_errors"][algorithm] == 0 for r in reports)
+
+
+# --- SCRIPT FLUSH -----------------------------------------------------------------------------
+
+
+def cached_scripts(redis: RespClient) -> int:
+    (line,) = [
+        line for line in redis.call("INFO", "memory").splitlines() if "cached_scripts:" in line
+    ]
+    return int(line.split(":")[1])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_script_flush_mid_run_loses_no_decision(
+    algorithm: str, redis_server: RedisServer, redis: RespClient
+) -> None:
+    clock = ManualClock()
+    memory = RateLimiter.from_rate("10/second; 15/minute", algorithm, clock=clock)
+    on_redis = RateLimiter.from_rate(
+        "10/second; 15/minute", algorithm, clock=clock, storage=redis_server.url, timeout=SAFE
+    )
+    steps: list[Step] = [(0.05, "k", 1)] * 6
+    redis.call("SCRIPT", "FLUSH")  # FLUSHALL keeps the scripts of the earlier tests
+    run_side_by_side(memory, on_redis, clock, steps)
+    assert cached_scripts(redis) == 1
+    redis.call("SCRIPT", "FLUSH")
+    assert cached_scripts(redis) == 0
+    run_side_by_side(memory, on_redis, clock, steps * 3)
+    assert cached_scripts(redis) == 1  # loaded again
+    assert on_redis.stats()["storage_errors"] == 0
+    assert 0 < on_redis.stats()["blocked"] < on_redis.stats()["total_checks"] == 24
+
+    server_time = RateLimiter(
+        4, 3600, algorithm, storage=redis_server.url, key_prefix="st", timeout=SAFE
+    )
+    assert [server_time.allow("k") for _ in range(2)] == [True, True]
+    redis.call("SCRIPT", "FLUSH")
+    assert [server_time.allow("k") for _ in range(3)] == [True, True, False]
+
+
+# --- Failure policies -------------------------------------------------------------------------
+
+POLICIES = ("allow", "deny", "raise")
+
+
+def awaited(make: Callable[[], Awaitable[Any]]) -> Any:
+    """The result of awaiting ``make()`` in a fresh event loop (the twins need a running one)."""
+
+    async def run() -> Any:
+        return await make()
+
+    return asyncio.run(run())
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()``'s result (or the StorageError it raised) and how long it took."""
+    started = time.monotonic()
+    try:
+        result = call()
+    except StorageError as error:
+        result = error
+    return result, time.monotonic() - started
+
+
+def assert_policy(limiter: RateLimiter, policy: str, key: str = "k") -> int:
+    """Every call fails as ``policy`` says, promptly; returns how many round trips failed."""
+    calls: list[tuple[str, Callable[[], Any]]] = [
+        ("allow", lambda: limiter.allow(key)),
+        ("decide", lambda: limiter.decide(key, 2)),
+        ("check", lambda: limiter.check(key)),
+        ("remaining", lambda: limiter.remaining(key)),
+        ("aallow", lambda: awaited(lambda: limiter.aallow(key))),
+        ("adecide", lambda: awaited(lambda: limiter.adecide(key))),
+    ]
+    for name, call in calls:
+        result, took = timed(call)
+        assert took < PROMPT_SECONDS, (policy, name, took)
+        if policy == "raise":
+            assert isinstance(result, StorageError), (name, result)
+            assert str(result)
+            continue
+        assert not isinstance(result, StorageError), (policy, name, result)
+        admitted = policy == "allow"
+        if name in ("allow", "aallow"):
+            assert result is admitted
+        elif name in ("decide", "adecide"):
+            assert result.allowed is admitted and result.limit == limiter.max_requests
+            assert (result.retry_after > 0) is not admitted
+        elif name == "check":
+            assert result["allowed"] is admitted
+        else:
+            assert result == (limiter.max_requests if admitted else 0)
+    # reset() decides nothing, so it raises whatever the policy.
+    for call in (lambda: limiter.reset(key), lambda: awaited(lambda: limiter.areset(key))):
+        result, took = timed(call)
+        assert isinstance(result, StorageError) and took < PROMPT_SECONDS
+    return len(calls) + 2
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_nothing_listening_follows_the_policy(policy: str) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    limiter = RateLimiter(5, 60, storage=url, on_storage_error=policy)
+    failures = assert_policy(limiter, policy)
+    failures += assert_policy(limiter, policy)  # and again: no state kept from the first round
+    stats = limiter.stats()
+    assert stats["storage_errors"] == failures
+    assert stats["total_checks"] == stats["allowed"] == stats["blocked"] == 0
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of the test's own, to kill and restart."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def wait_until_reconnected(limiter: RateLimiter) -> None:
+    """Polls until a round trip succeeds (the server was just started again)."""
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    while True:
+        before = limiter.stats()["storage_errors"]
+        with contextlib.suppress(StorageError):
+            limiter.remaining("probe")
+        if limiter.stats()["storage_errors"] == before:
+            return
+        assert time.monotonic() < deadline, "the limiter did not reconnect"
+        time.sleep(0.02)
+
+
+def test_a_killed_server_follows_each_policy_and_the_limiter_recovers(
+    own_server: RedisServer,
+) -> None:
+    limiters = {
+        policy: RateLimiter(3, 3600, storage=own_server.url, on_storage_error=policy)
+        for policy in POLICIES
+    }
+    for policy, limiter in limiters.items():
+        assert [limiter.allow(policy) for _ in range(2)] == [True, True]
+
+    own_server.kill()
+    for policy, limiter in limiters.items():
+        failures = assert_policy(limiter, policy, key=policy)
+        assert limiter.stats()["storage_errors"] == failures
+        assert limiter.stats()["total_checks"] == 2
+
+    own_server.start()  # same port, empty
+    for policy, limiter in limiters.items():
+        wait_until_reconnected(limiter)
+        assert limiter.remaining(policy) == 3
+        assert [limiter.allow(policy) for _ in range(4)] == [True, True, True, False]
+    assert awaited(lambda: limiters["raise"].aallow("async-too")) is True
+
+
+# --- Bad settings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:6379",
+        "http://localhost:6379",
+        "mysql://localhost",
+        "redis://",
+        "redis://host:99999",
+        "redis://host:port",
+        "redis://host/db",
+        "redis://a:1,b:2",
+        "redis+cluster://a:1/0",
+        "redis://host?timeout=1",
+        "redis://host?socket_timeout=-1",
+        "memory://somewhere",
+        "rediss://localhost",
+    ],
+)
+def test_malformed_urls_and_unknown_schemes_are_refused_quoting_the_url(url: str) -> None:
+    with pytest.raises(ValueError, match="storage") as excinfo:
+        RateLimiter(1, 1, storage=url)
+    assert f'"{url}"' in str(excinfo.value)
+    with pytest.raises(ValueError, match="storage"):
+        RateLimiter.from_rate("1/second", storage=url)
+
+
+def test_a_password_is_not_shown_in_errors_or_repr() -> None:
+    with pytest.raises(ValueError) as excinfo:
+        RateLimiter(1, 1, storage="redis://user:s3cret@host:0/0")
+    assert "s3cret" not in str(excinfo.value) and "redis://user:***@host:0/0" in str(excinfo.value)
+    limiter = RateLimiter(1, 1, storage="redis://:s3cret@127.0.0.1:1/0")
+    assert "s3cret" not in repr(limiter) and "s3cret" not in limiter.storage
+    assert limiter.storage == "redis://:***@127.0.0.1:1/0"
+
+
+def test_storage_must_be_a_str() -> None:
+    with pytest.raises(TypeError, match="`storage`"):
+        RateLimiter(1, 1, storage=b"redis://h")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", ["", "{app}", "app}", "a{b"])
+def test_key_prefixes_with_braces_or_empty_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="`key_prefix`"):
+        RateLimiter(1, 1, storage="redis://127.0.0.1:1", key_prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        (0, ValueError),
+        (-0.5, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("0.1", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_bad_timeouts_are_refused(timeout: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="`timeout`"):
+        RateLimiter(1, 1, storage="redis://127.0.0.1:1", timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("ignore", ValueError),
+        ("ALLOW", ValueError),
+        ("", ValueError),
+        (1, TypeError),
+        (True, TypeError),
+    ],
+)
+def test_bad_failure_policies_are_refused(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="`on_storage_error`"):
+        RateLimiter(1, 1, storage="redis://127.0.0.1:1", on_storage_error=value)
+
+
+@pytest.mark.parametrize(
+    "setting", [{"key_prefix": "app"}, {"timeout": 0.1}, {"on_storage_error": "allow"}]
+)
+@pytest.mark.parametrize("storage", [None, "memory://"])
+def test_redis_settings_without_redis_are_refused(
+    setting: dict[str, Any], storage: str | None
+) -> None:
+    (name,) = setting
+    with pytest.raises(ValueError, match=f"`{name}` only applies with a Redis"):
+        RateLimiter(1, 1, storage=storage, **setting)
+    with pytest.raises(ValueError, match=f"`{name}` only applies with a Redis"):
+        RateLimiter.from_rate("1/second", storage=storage, **setting)
+
+
+def test_a_missing_or_wrong_password_fails_on_first_use(own_server: RedisServer) -> None:
+    with own_server.client() as admin:
+        admin.call("CONFIG", "SET", "requirepass", "pw")
+    port = own_server.port
+    for url in (own_server.url, f"redis://:wrong@127.0.0.1:{port}/0"):
+        limiter = RateLimiter(1, 60, storage=url, timeout=SAFE)  # connects lazily
+        error, took = timed(lambda limiter=limiter: limiter.allow("k"))
+        assert isinstance(error, StorageError), error
+        assert "auth" in str(error).lower(), str(error)
+        assert took < PROMPT_SECONDS
+        allowing = RateLimiter(1, 60, storage=url, timeout=SAFE, on_storage_error="allow")
+        assert allowing.allow("k") is True and allowing.stats()["storage_errors"] == 1
+    limiter = RateLimiter(1, 60, storage=f"redis://:pw@127.0.0.1:{port}/0", timeout=SAFE)
+    assert [limiter.allow("k"), limiter.allow("k")] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://no-such-host.invalid:6379/0", "redis+cluster://no-such-host.invalid:7000"]
+)
+def test_an_unreachable_host_fails_promptly(url: str) -> None:
+    limiter = RateLimiter(1, 60, storage=url)
+    error, took = timed(lambda: limiter.allow("k"))
+    assert isinstance(error, StorageError) and took < PROMPT_SECONDS
+    assert limiter.stats()["storage_errors"] == 1
+    denying = RateLimiter(1, 60, storage=url, on_storage_error="deny")
+    assert denying.allow("k") is False
+
+
+# --- Properties, stats, reset, clear ----------------------------------------------------------
+
+
+def test_properties_and_repr(redis_server: RedisServer) -> None:
+    url = redis_server.url
+    default = RateLimiter(10, 60, "gcra", storage=url)
+    assert (default.storage, default.key_prefix) == (url, "rl")
+    assert (default.timeout, default.on_storage_error) == (0.05, "raise")
+    assert repr(default) == (
+        f'RateLimiter(limit=10, window_seconds=60, algorithm="gcra", storage="{url}", '
+        'key_prefix="rl", timeout=0.05, on_storage_error="raise")'
+    )
+    custom = RateLimiter.from_rate(
+        "5/second; 100/hour",
+        storage=url,
+        key_prefix="app:rl",
+        timeout=1,
+        on_storage_error="deny",
+    )
+    assert (custom.storage, custom.key_prefix) == (url, "app:rl")
+    assert (custom.timeout, custom.on_storage_error) == (1, "deny")
+    assert f'storage="{url}", key_prefix="app:rl", timeout=1, on_storage_error="deny")' in repr(
+        custom
+    )
+    memory = RateLimiter(10, 60)
+    assert (memory.storage, memory.key_prefix, memory.timeout, memory.on_storage_error) == (
+        "memory://",
+        None,
+        None,
+        None,
+    )
+    assert "storage" not in repr(memory)
+    assert RateLimiter(1, 1, storage="memory://").storage == "memory://"
+
+
+def test_stats_reset_clear_and_cleanup(redis_server: RedisServer, redis: RespClient) -> None:
+    url = redis_server.url
+    limiter = RateLimiter.from_rate("2/second; 3/hour", storage=url, key_prefix="a", timeout=SAFE)
+    assert [limiter.allow("x") for _ in range(3)] == [True, True, False]
+    limiter.allow("y")
+    assert limiter.stats() == {
+        "allowed": 3,
+        "blocked": 1,
+        "total_checks": 4,
+        "active_keys": 0,
+        "rejected_full": 0,
+        "storage_errors": 0,
+    }
+    assert json.loads(limiter.stats_json()) == limiter.stats()
+    assert limiter.cleanup_expired() == 0
+
+    assert limiter.reset("x") is True
+    assert redis.call("EXISTS", "a:{x}:fixed:2:1s", "a:{x}:fixed:3:3600s") == 0
+    assert redis.call("EXISTS", "a:{y}:fixed:2:1s", "a:{y}:fixed:3:3600s") == 2
+    assert limiter.reset("x") is False
+    assert limiter.remaining("x") == 2
+
+    other = RateLimiter(5, 60, storage=url, key_prefix="ab", timeout=SAFE)
+    glob = RateLimiter(5, 60, storage=url, key_prefix="a*", timeout=SAFE)
+    for key in ("x", "y"):
+        other.allow(key)
+        glob.allow(key)
+    redis.call("SET", "unrelated", 1)
+    glob.clear()  # "a*" is a prefix, not a pattern: "ab" and "a" keep their keys
+    assert sorted(redis.call("KEYS", "*")) == [
+        "a:{y}:fixed:2:1s",
+        "a:{y}:fixed:3:3600s",
+        "ab:{x}:fixed:5:60s",
+        "ab:{y}:fixed:5:60s",
+        "unrelated",
+    ]
+    assert limiter.clear() is None
+    assert sorted(redis.call("KEYS", "*")) == [
+        "ab:{x}:fixed:5:60s",
+        "ab:{y}:fixed:5:60s",
+        "unrelated",
+    ]
+    assert limiter.remaining("y") == 2
+    assert limiter.stats()["total_checks"] == 4  # clear() keeps the statistics
+
+
+def test_clear_with_many_keys(redis_server: RedisServer, redis: RespClient) -> None:
+    limiter = RateLimiter(5, 60, storage=redis_server.url, key_prefix="many", timeout=SAFE)
+
+    async def fill() -> None:
+        await asyncio.gather(*(limiter.aallow(f"user:{i}") for i in range(2500)))
+
+    asyncio.run(fill())
+    assert redis.call("DBSIZE") == 2500
+    limiter.clear()
+    assert redis.call("DBSIZE") == 0
+
+
+# --- Redis Cluster ----------------------------------------------------------------------------
+
+
+def test_cluster_decides_like_memory_with_one_slot_per_key(redis_cluster: RedisCluster) -> None:
+    prefix = fresh_prefix()
+    clock = ManualClock()
+    for algorithm in ALGORITHMS:
+        memory = RateLimiter.from_rate(TWO_RATES, algorithm, clock=clock)
+        on_cluster = RateLimiter.from_rate(
+            TWO_RATES,
+            algorithm,
+            clock=clock,
+            storage=redis_cluster.url,
+            key_prefix=f"{prefix}-{algorithm}",
+            timeout=SAFE,
+        )
+        steps = [step for vector in VECTORS.values() for step in vector]
+        run_side_by_side(memory, on_cluster, clock, steps)
+
+    users = [f"user:{i}" for i in range(30)]
+    limiter = RateLimiter.from_rate(
+        TWO_RATES, storage=redis_cluster.url, key_prefix=prefix, timeout=SAFE
+    )
+    for user in users:
+        assert limiter.allow(user) is True
+    nodes = set()
+    for user in users:
+        keys = [f"{prefix}:{{{user}}}:fixed:{rate}" for rate in ("3:1s", "10:60s")]
+        node = redis_cluster.node_for(keys[0])
+        assert redis_cluster.node_for(keys[1]) is node
+        with node.client() as client:
+            assert client.call("EXISTS", *keys) == 2
+        nodes.add(node.port)
+    assert len(nodes) >= 2
+
+    async def run() -> list[bool]:
+        return list(await asyncio.gather(*(limiter.aallow("burst") for _ in range(20))))
+
+    assert asyncio.run(run()).count(True) == 3
+    assert limiter.reset("burst") is True
+    with pytest.raises(StorageError, match="Cluster"):
+        limiter.clear()
+
+
+def test_prefixes_and_keys_never_run_into_each_other(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    url = redis_server.url
+    short = RateLimiter(1, 600, storage=url, key_prefix="a", timeout=SAFE)
+    longer = RateLimiter(1, 600, storage=url, key_prefix="a:b", timeout=SAFE)
+    other_rate = RateLimiter(2, 600, storage=url, key_prefix="a", timeout=SAFE)
+    assert short.allow("b:k") and longer.allow("k")  # two keys, not one
+    assert other_rate.allow("b:k")  # another rate under the same prefix: its own state
+    assert short.allow("") and not short.allow("")  # the empty key is a key too
+    assert sorted(redis.call("KEYS", "*")) == [
+        "a:b:{k}:fixed:1:600s",
+        "a:{b:k}:fixed:1:600s",
+        "a:{b:k}:fixed:2:600s",
+        "{a}::fixed:1:600s",
+    ]
+    short.clear()
+    assert sorted(redis.call("KEYS", "*")) == ["a:b:{k}:fixed:1:600s"]
