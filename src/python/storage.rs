@@ -230,6 +230,9 @@ impl RedisSide {
     pub fn decide(&self, py: Python<'_>, key: &[u8], cost: Option<u64>) -> PyResult<Decision> {
         let backend = &self.backend;
         let result = py.detach(|| {
+            if backend.has_blocking() {
+                return backend.decide_blocking(key, cost);
+            }
             runtime().block_on(async {
                 match cost {
                     Some(cost) => backend.decide(key, cost).await,
@@ -243,8 +246,13 @@ impl RedisSide {
     /// Forgets `key`; a storage failure raises whatever the policy, since nothing was decided.
     pub fn reset(&self, py: Python<'_>, key: &[u8]) -> PyResult<bool> {
         let backend = &self.backend;
-        py.detach(|| runtime().block_on(backend.reset(key)))
-            .map_err(|e| StorageError::new_err(e.to_string()))
+        py.detach(|| {
+            if backend.has_blocking() {
+                return backend.reset_blocking(key);
+            }
+            runtime().block_on(backend.reset(key))
+        })
+        .map_err(|e| StorageError::new_err(e.to_string()))
     }
 
     /// The asyncio twin of [`Self::decide`]: an awaitable resolved on the tokio runtime, its

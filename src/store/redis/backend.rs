@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
+use super::blocking::BlockingPool;
 use super::scripts::script;
 use super::url::RedisTarget;
 use crate::algorithm::AlgorithmKind;
@@ -65,6 +66,9 @@ fn rate_suffix(kind: AlgorithmKind, limit: u64, period_ns: u64) -> Vec<u8> {
     format!(":{}:{limit}:{period}", kind.name()).into_bytes()
 }
 
+/// The script's reply: allowed (0/1), limit, remaining, reset_after, retry_after (-1: never).
+type Reply = (u8, u64, u64, i64, i64);
+
 /// A manual clock's keys live at least this long on the server (real time), so that Redis
 /// expiring them on its own clock never changes a decision the manual clock would make.
 const MANUAL_CLOCK_MIN_TTL_MS: u64 = 3_600_000;
@@ -72,6 +76,9 @@ const MANUAL_CLOCK_MIN_TTL_MS: u64 = 3_600_000;
 pub struct RedisBackend {
     target: RedisTarget,
     connection: OnceCell<Connection>,
+    /// Blocking connections for the sync calls (a single server; a cluster's sync calls go
+    /// through the async connection).
+    blocking: Option<BlockingPool>,
     kind: AlgorithmKind,
     prefix: Vec<u8>,
     /// What follows `{key}` in each rate's Redis key: the algorithm and the rate, so that
@@ -123,9 +130,24 @@ impl RedisBackend {
                 params.extend([rate.limit, window.max(1)]);
             }
         }
+        let blocking = if target.cluster {
+            None
+        } else {
+            let connect_timeout = target.connect_timeout.unwrap_or(timeout);
+            let response_timeout = target.response_timeout.unwrap_or(timeout);
+            Some(
+                BlockingPool::new(&target.nodes[0], connect_timeout, response_timeout).map_err(
+                    |e| ConfigError {
+                        param: "storage",
+                        message: format!("cannot use the URL: {e}"),
+                    },
+                )?,
+            )
+        };
         Ok(RedisBackend {
             target,
             connection: OnceCell::new(),
+            blocking,
             kind: config.algorithm,
             prefix: prefix.as_bytes().to_vec(),
             suffixes: config
@@ -227,7 +249,8 @@ impl RedisBackend {
             .collect()
     }
 
-    async fn evaluate(&self, key: &[u8], mode: &str, cost: u64) -> Result<Decision, StorageError> {
+    /// The script call deciding (`mode` "decide") or peeking at `key`.
+    fn invocation(&self, key: &[u8], mode: &str, cost: u64) -> redis::ScriptInvocation<'static> {
         let mut invocation = script(self.kind).prepare_invoke();
         for k in self.keys(key) {
             invocation.key(k);
@@ -252,7 +275,12 @@ impl RedisBackend {
         for p in &self.params {
             invocation.arg(*p);
         }
-        let reply: (u8, u64, u64, i64, i64) = self
+        invocation
+    }
+
+    async fn evaluate(&self, key: &[u8], mode: &str, cost: u64) -> Result<Decision, StorageError> {
+        let invocation = self.invocation(key, mode, cost);
+        let reply: Reply = self
             .round_trip(|connection| async move {
                 match connection {
                     Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
@@ -260,26 +288,79 @@ impl RedisBackend {
                 }
             })
             .await?;
+        Ok(self.decision(reply))
+    }
+
+    /// The script's reply, from its units to a [`Decision`].
+    fn decision(&self, reply: Reply) -> Decision {
         let (allowed, limit, remaining, reset, retry) = reply;
         let unit = |v: i64| (v.max(0) as u64).saturating_mul(self.unit_ns);
-        Ok(Decision {
+        Decision {
             allowed: allowed == 1,
             limit,
             remaining,
             reset_after_ns: unit(reset),
             retry_after_ns: if retry < 0 { NEVER } else { unit(retry) },
-        })
+        }
     }
 
-    /// Counts `cost` for `key` if every rate admits it.
-    pub async fn decide(&self, key: &[u8], cost: u64) -> Result<Decision, StorageError> {
-        let decision = self.evaluate(key, "decide", cost).await?;
+    /// Counts a failed round trip and says what failed.
+    fn failed(&self, error: redis::RedisError) -> StorageError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if error.is_timeout() {
+            StorageError::Timeout(self.timeout)
+        } else {
+            StorageError::Redis(error)
+        }
+    }
+
+    fn count(&self, decision: &Decision) {
         let counter = if decision.allowed {
             &self.allowed
         } else {
             &self.blocked
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the sync calls below can run on this thread (a single server), rather than
+    /// through the async connection.
+    pub fn has_blocking(&self) -> bool {
+        self.blocking.is_some()
+    }
+
+    /// [`Self::decide`] (`cost` Some) or [`Self::peek`] on the calling thread, blocking.
+    /// Only for a single server (see [`Self::has_blocking`]).
+    pub fn decide_blocking(&self, key: &[u8], cost: Option<u64>) -> Result<Decision, StorageError> {
+        let pool = self.blocking.as_ref().expect("has_blocking() was checked");
+        let invocation = match cost {
+            Some(cost) => self.invocation(key, "decide", cost),
+            None => self.invocation(key, "peek", 0),
+        };
+        let reply: Reply = pool
+            .with(|connection| invocation.invoke(connection))
+            .map_err(|e| self.failed(e))?;
+        let decision = self.decision(reply);
+        if cost.is_some() {
+            self.count(&decision);
+        }
+        Ok(decision)
+    }
+
+    /// [`Self::reset`] on the calling thread, blocking (a single server).
+    pub fn reset_blocking(&self, key: &[u8]) -> Result<bool, StorageError> {
+        let pool = self.blocking.as_ref().expect("has_blocking() was checked");
+        let keys = self.keys(key);
+        let removed: u64 = pool
+            .with(|connection| redis::cmd("DEL").arg(keys).query(connection))
+            .map_err(|e| self.failed(e))?;
+        Ok(removed > 0)
+    }
+
+    /// Counts `cost` for `key` if every rate admits it.
+    pub async fn decide(&self, key: &[u8], cost: u64) -> Result<Decision, StorageError> {
+        let decision = self.evaluate(key, "decide", cost).await?;
+        self.count(&decision);
         Ok(decision)
     }
 

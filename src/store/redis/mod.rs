@@ -2,6 +2,7 @@
 //! call, so every process and host pointed at the same server shares one exact limit.
 
 mod backend;
+mod blocking;
 mod scripts;
 mod url;
 
