@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::args::{self, Seconds};
+use super::async_bridge::Answer;
 use super::clock::PyManualClock;
 use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
@@ -23,6 +24,14 @@ use crate::decision::Decision;
 use crate::limiter::Limiter;
 use crate::rate::{parse_rates, Rate};
 use crate::store::Sweeper;
+
+/// The decision of a round trip that decides (not a reset).
+fn decided(answer: Answer) -> Decision {
+    match answer {
+        Answer::Decision(decision) => decision,
+        Answer::Bool(_) => unreachable!("a deciding round trip answers a decision"),
+    }
+}
 
 /// The shortest `cleanup_interval`: one millisecond.
 const MIN_CLEANUP_INTERVAL_NS: u64 = 1_000_000;
@@ -331,8 +340,9 @@ impl RateLimiter {
         if let Some(redis) = &self.redis {
             let cost = args::cost(cost)?;
             let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, Some(cost), |py, d| {
-                Ok(d.allowed.into_pyobject(py)?.to_owned().into_any().unbind())
+            return redis.decide_async(py, key, Some(cost), |py, answer| {
+                let allowed = decided(answer).allowed;
+                Ok(allowed.into_pyobject(py)?.to_owned().into_any().unbind())
             });
         }
         Ok(Bound::new(py, Ready::new(self.allow(key, cost)?, py)?)?.into_any())
@@ -349,8 +359,8 @@ impl RateLimiter {
         if let Some(redis) = &self.redis {
             let cost = args::cost(cost)?;
             let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, Some(cost), |py, d| {
-                Ok(decision_dict(py, &d)?.into_any().unbind())
+            return redis.decide_async(py, key, Some(cost), |py, answer| {
+                Ok(decision_dict(py, &decided(answer))?.into_any().unbind())
             });
         }
         Ok(Bound::new(py, Ready::new(self.check(key, cost)?, py)?)?.into_any())
@@ -367,8 +377,9 @@ impl RateLimiter {
         if let Some(redis) = &self.redis {
             let cost = args::cost(cost)?;
             let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, Some(cost), |py, d| {
-                Ok(Bound::new(py, PyDecision::from(d))?.into_any().unbind())
+            return redis.decide_async(py, key, Some(cost), |py, answer| {
+                let decision = PyDecision::from(decided(answer));
+                Ok(Bound::new(py, decision)?.into_any().unbind())
             });
         }
         Ok(Bound::new(py, Ready::new(self.decide(key, cost)?, py)?)?.into_any())
@@ -382,8 +393,12 @@ impl RateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         if let Some(redis) = &self.redis {
             let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, None, |py, d| {
-                Ok(d.remaining.into_pyobject(py)?.into_any().unbind())
+            return redis.decide_async(py, key, None, |py, answer| {
+                Ok(decided(answer)
+                    .remaining
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind())
             });
         }
         Ok(Bound::new(py, Ready::new(self.remaining(key)?, py)?)?.into_any())

@@ -2,6 +2,7 @@
 //! made here; everything is delegated to [`crate::Limiter`].
 
 mod args;
+mod async_bridge;
 mod clock;
 mod decision;
 mod limiter;

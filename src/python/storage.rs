@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::args::{self, Seconds};
+use super::async_bridge::{self, Answer, Convert};
 use crate::clock::Clock;
 use crate::config::LimiterConfig;
 use crate::decision::Decision;
@@ -255,35 +256,59 @@ impl RedisSide {
         .map_err(|e| StorageError::new_err(e.to_string()))
     }
 
-    /// The asyncio twin of [`Self::decide`]: an awaitable resolved on the tokio runtime, its
-    /// result turned into a Python object by `convert` (under the GIL).
+    /// The asyncio twin of [`Self::decide`]: a future of the running loop, resolved by the
+    /// round trip on the tokio runtime through the loop's bridge (see `async_bridge`), its
+    /// result made by `convert` on the loop's thread.
     pub fn decide_async<'py>(
         &self,
         py: Python<'py>,
         key: Vec<u8>,
         cost: Option<u64>,
-        convert: fn(Python<'_>, Decision) -> PyResult<Py<PyAny>>,
+        convert: Convert,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (backend, on_error) = (self.backend.clone(), self.on_error);
         let (limit, window_ns) = (self.limit, self.window_ns);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let round_trip = async move {
             let result = match cost {
                 Some(cost) => backend.decide(&key, cost).await,
                 None => backend.peek(&key).await,
             };
-            let decision = result.or_else(|e| Self::on_failure(on_error, limit, window_ns, e))?;
-            Python::attach(|py| convert(py, decision))
-        })
+            result
+                .or_else(|e| Self::on_failure(on_error, limit, window_ns, e))
+                .map(Answer::Decision)
+        };
+        Self::spawn(py, round_trip, convert)
     }
 
     /// The asyncio twin of [`Self::reset`].
     pub fn reset_async<'py>(&self, py: Python<'py>, key: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
         let backend = self.backend.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let round_trip = async move {
             backend
                 .reset(&key)
                 .await
+                .map(Answer::Bool)
                 .map_err(|e| StorageError::new_err(e.to_string()))
+        };
+        Self::spawn(py, round_trip, |py, answer| match answer {
+            Answer::Bool(removed) => Ok(removed.into_pyobject(py)?.to_owned().into_any().unbind()),
+            Answer::Decision(_) => unreachable!("reset answers a bool"),
+        })
+    }
+
+    /// Runs `round_trip` on the tokio runtime and returns the awaitable of its answer.
+    fn spawn<'py>(
+        py: Python<'py>,
+        round_trip: impl std::future::Future<Output = PyResult<Answer>> + Send + 'static,
+        convert: Convert,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some((future, completer)) = async_bridge::future_and_completer(py, convert)? {
+            runtime().spawn(async move { completer.complete(round_trip.await) });
+            return Ok(future);
+        }
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let answer = round_trip.await?;
+            Python::attach(|py| convert(py, answer))
         })
     }
 }
