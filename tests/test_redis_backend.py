@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -816,3 +817,32 @@ def test_a_cancelled_await_leaves_the_others_alone(
     # all resolve, and together they admit exactly the limit.
     assert len(rest) == 6 and rest.count(True) in (4, 5)
     assert limiter.remaining("k") == 0
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer().start()
+    try:
+        limiter = RateLimiter(100, 600, storage=server.url, on_storage_error="allow")
+        assert limiter.allow("k")
+        server.kill()
+        with caplog.at_level(logging.INFO, logger="rust_py_rate_limit"):
+            assert all(limiter.allow("k") for _ in range(5))  # fail open, five times
+
+            async def twins() -> list[bool]:
+                return list(await asyncio.gather(*(limiter.aallow("k") for _ in range(5))))
+
+            assert all(asyncio.run(twins()))
+            warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warnings) == 1
+            assert "failed" in warnings[0].getMessage()
+            assert "on_storage_error='allow'" in warnings[0].getMessage().replace('"', "'")
+            server.start()
+            deadline = time.monotonic() + 10
+            while limiter.stats()["allowed"] < 2 and time.monotonic() < deadline:
+                limiter.allow("k")
+                time.sleep(0.01)
+        recovered = [r for r in caplog.records if r.levelno == logging.INFO]
+        assert len(recovered) == 1 and recovered[0].getMessage().endswith("answers again")
+        assert limiter.stats()["storage_errors"] >= 10
+    finally:
+        server.close()

@@ -241,6 +241,9 @@ impl RedisSide {
                 }
             })
         });
+        if let Some(began) = backend.outage_changed(&result) {
+            log_outage(py, began, &self.url, self.on_error, &result);
+        }
         result.or_else(|e| Self::on_failure(self.on_error, self.limit, self.window_ns, e))
     }
 
@@ -267,12 +270,16 @@ impl RedisSide {
         convert: Convert,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (backend, on_error) = (self.backend.clone(), self.on_error);
-        let (limit, window_ns) = (self.limit, self.window_ns);
+        let (limit, window_ns, url) = (self.limit, self.window_ns, self.url.clone());
         let round_trip = async move {
             let result = match cost {
                 Some(cost) => backend.decide(&key, cost).await,
                 None => backend.peek(&key).await,
             };
+            if let Some(began) = backend.outage_changed(&result) {
+                // Once per outage: taking the GIL here is rare.
+                Python::attach(|py| log_outage(py, began, &url, on_error, &result));
+            }
             result
                 .or_else(|e| Self::on_failure(on_error, limit, window_ns, e))
                 .map(Answer::Decision)
@@ -311,6 +318,31 @@ impl RedisSide {
             Python::attach(|py| convert(py, answer))
         })
     }
+}
+
+/// Logs, through Python's `logging` (logger `rust_py_rate_limit`), the start of an outage (a
+/// warning) or its end (info); a logging failure must not fail the request, so it is dropped.
+fn log_outage<T>(
+    py: Python<'_>,
+    began: bool,
+    url: &str,
+    on_error: OnStorageError,
+    result: &Result<T, crate::store::redis::StorageError>,
+) {
+    let message = match result {
+        Err(error) if began => format!(
+            "rate-limit storage {url} failed: {error}; on_storage_error={:?} applies until it \
+             answers again (logged once per outage)",
+            on_error.name()
+        ),
+        _ => format!("rate-limit storage {url} answers again"),
+    };
+    let level = if began { "warning" } else { "info" };
+    let logged = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("rust_py_rate_limit",)))
+        .and_then(|logger| logger.call_method1(level, (message,)));
+    drop(logged);
 }
 
 /// The tokio runtime every Redis round trip runs on (shared with the asyncio twins).

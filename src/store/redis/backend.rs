@@ -4,7 +4,7 @@
 //! in-memory store exactly; otherwise each script reads the server's `TIME` (microseconds), so
 //! hosts with skewed clocks agree, and the rates are sent in microseconds.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -91,6 +91,8 @@ pub struct RedisBackend {
     clock: Clock,
     timeout: Duration,
     errors: AtomicU64,
+    /// Set from a failed round trip until the next one that succeeds.
+    outage: AtomicBool,
     allowed: AtomicU64,
     blocked: AtomicU64,
 }
@@ -160,6 +162,7 @@ impl RedisBackend {
             clock,
             timeout,
             errors: AtomicU64::new(0),
+            outage: AtomicBool::new(false),
             allowed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
         })
@@ -168,6 +171,18 @@ impl RedisBackend {
     /// Round trips that failed (timeouts, connection and server errors).
     pub fn storage_errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Records how a round trip went; `Some(true)` when it is the first failure of an outage,
+    /// `Some(false)` when it is the first success after one, so that an outage is reported
+    /// once, not once per request.
+    pub fn outage_changed<T, E>(&self, result: &Result<T, E>) -> Option<bool> {
+        match result {
+            Err(_) => (!self.outage.swap(true, Ordering::AcqRel)).then_some(true),
+            Ok(_) => (self.outage.load(Ordering::Relaxed)
+                && self.outage.swap(false, Ordering::AcqRel))
+            .then_some(false),
+        }
     }
 
     /// Requests Redis admitted and refused through this backend.
