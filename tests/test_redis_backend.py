@@ -846,3 +846,68 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixt
         assert limiter.stats()["storage_errors"] >= 10
     finally:
         server.close()
+
+
+def evalsha_calls(redis: RespClient) -> int:
+    stats = redis.call("INFO", "commandstats")
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def test_the_local_deny_cache_answers_a_refused_key_without_round_trips(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(
+        2, 60, storage=redis_server.url, clock=clock, local_deny_cache=True, timeout=SAFE
+    )
+    assert limiter.local_deny_cache is True and "local_deny_cache=True" in repr(limiter)
+    assert [limiter.allow("k") for _ in range(3)] == [True, True, False]
+    redis.call("CONFIG", "RESETSTAT")
+    clock.advance(20)
+    refused = limiter.decide("k")
+    assert (refused.allowed, refused.retry_after, refused.reset_after) == (False, 40.0, 40.0)
+    assert limiter.remaining("k") == 0
+
+    async def twin() -> bool:
+        return await limiter.aallow("k")
+
+    assert asyncio.run(twin()) is False
+    assert limiter.allow("other") is True  # other keys still go to Redis
+    assert evalsha_calls(redis) == 1
+    assert limiter.stats()["blocked"] == 3  # the cached refusals are counted
+    clock.advance(40)  # the retry time: Redis is asked again, and admits
+    assert limiter.allow("k") is True
+    assert evalsha_calls(redis) == 2
+
+
+def test_reset_drops_a_cached_refusal(redis_server: RedisServer, redis: RespClient) -> None:
+    limiter = RateLimiter(
+        1, 600, storage=redis_server.url, clock=ManualClock(), local_deny_cache=True, timeout=SAFE
+    )
+    assert [limiter.allow("k"), limiter.allow("k")] == [True, False]
+    assert limiter.reset("k") is True
+    assert limiter.allow("k") is True
+
+
+def test_without_the_cache_every_refusal_is_a_round_trip(
+    redis_server: RedisServer, redis: RespClient
+) -> None:
+    limiter = RateLimiter(1, 600, storage=redis_server.url, timeout=SAFE)
+    assert limiter.local_deny_cache is False
+    limiter.allow("k")
+    redis.call("CONFIG", "RESETSTAT")
+    assert not any(limiter.allow("k") for _ in range(3))
+    assert evalsha_calls(redis) == 3
+
+
+@pytest.mark.parametrize(("value", "error"), [("yes", TypeError), (1, TypeError)])
+def test_local_deny_cache_takes_a_bool(
+    redis_server: RedisServer, value: object, error: type
+) -> None:
+    with pytest.raises(error, match="local_deny_cache"):
+        RateLimiter(1, 1, storage=redis_server.url, local_deny_cache=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="local_deny_cache"):
+        RateLimiter(1, 1, local_deny_cache=True)

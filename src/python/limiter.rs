@@ -181,7 +181,7 @@ impl RateLimiter {
 #[pymethods]
 impl RateLimiter {
     #[new]
-    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None))]
+    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -195,6 +195,7 @@ impl RateLimiter {
         key_prefix: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         on_storage_error: Option<&Bound<'_, PyAny>>,
+        local_deny_cache: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let limit = args::positive_int(limit, "limit", MAX_COUNT)?;
         let (window, period_ns) = args::seconds(window_seconds, "window_seconds", false)?;
@@ -209,6 +210,7 @@ impl RateLimiter {
                 key_prefix,
                 timeout,
                 on_storage_error,
+                local_deny_cache,
             },
         };
         Self::build(
@@ -221,7 +223,7 @@ impl RateLimiter {
     /// A limiter from a rate string such as `"10/second; 1000/hour"`; with several rates every
     /// one must admit a request.
     #[classmethod]
-    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None))]
+    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_rate(
         _cls: &Bound<'_, PyType>,
@@ -235,6 +237,7 @@ impl RateLimiter {
         key_prefix: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         on_storage_error: Option<&Bound<'_, PyAny>>,
+        local_deny_cache: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = rate
             .cast::<PyString>()
@@ -258,6 +261,7 @@ impl RateLimiter {
                 key_prefix,
                 timeout,
                 on_storage_error,
+                local_deny_cache,
             },
         };
         let source = if rates.len() == 1 {
@@ -551,6 +555,12 @@ impl RateLimiter {
         self.redis.as_ref().map(|r| r.on_error.name())
     }
 
+    /// Whether refusals are answered in process until their retry time (None in memory).
+    #[getter]
+    fn local_deny_cache(&self) -> Option<bool> {
+        self.redis.as_ref().map(|r| r.local_deny_cache)
+    }
+
     /// A no-op taking one str: the floor the benchmarks compare `allow()` against.
     fn _noop(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         args::key(key)?;
@@ -587,6 +597,9 @@ impl RateLimiter {
                 redis.timeout,
                 redis.on_error.name()
             ));
+            if redis.local_deny_cache {
+                out.push_str(", local_deny_cache=True");
+            }
         }
         out.push(')');
         out

@@ -73,6 +73,7 @@ pub struct StorageOptions<'a, 'py> {
     pub key_prefix: Option<&'a Bound<'py, PyAny>>,
     pub timeout: Option<&'a Bound<'py, PyAny>>,
     pub on_storage_error: Option<&'a Bound<'py, PyAny>>,
+    pub local_deny_cache: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// A limiter's Redis side.
@@ -82,6 +83,7 @@ pub struct RedisSide {
     pub url: String,
     pub prefix: String,
     pub timeout: Seconds,
+    pub local_deny_cache: bool,
     /// The most restrictive rate's limit and window, for the decisions of the failure policy.
     limit: u64,
     window_ns: u64,
@@ -124,6 +126,7 @@ impl RedisSide {
                 ("key_prefix", opts.key_prefix),
                 ("timeout", opts.timeout),
                 ("on_storage_error", opts.on_storage_error),
+                ("local_deny_cache", opts.local_deny_cache),
             ] {
                 if given(value).is_some() {
                     return Err(PyValueError::new_err(format!(
@@ -155,12 +158,20 @@ impl RedisSide {
             Some(t) => args::seconds(t, "timeout", false)?,
         };
         let on_error = OnStorageError::parse(opts.on_storage_error)?;
+        let local_deny_cache = match given(opts.local_deny_cache) {
+            None => false,
+            Some(flag) => flag
+                .cast::<pyo3::types::PyBool>()
+                .map(|b| b.is_true())
+                .map_err(|_| PyTypeError::new_err("`local_deny_cache` must be True or False"))?,
+        };
         let backend = RedisBackend::new(
             target,
             config,
             clock.clone(),
             &prefix,
             Duration::from_nanos(timeout_ns),
+            local_deny_cache,
         )
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let strictest = config
@@ -174,6 +185,7 @@ impl RedisSide {
             url,
             prefix,
             timeout,
+            local_deny_cache,
             limit: strictest.limit,
             window_ns: strictest.period_ns,
         }))

@@ -12,6 +12,7 @@ use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
 use super::blocking::BlockingPool;
+use super::deny_cache::DenyCache;
 use super::scripts::script;
 use super::url::RedisTarget;
 use crate::algorithm::AlgorithmKind;
@@ -93,6 +94,8 @@ pub struct RedisBackend {
     errors: AtomicU64,
     /// Set from a failed round trip until the next one that succeeds.
     outage: AtomicBool,
+    /// Refusals answered in process until their retry time (`local_deny_cache=True`).
+    deny_cache: Option<DenyCache>,
     allowed: AtomicU64,
     blocked: AtomicU64,
 }
@@ -105,6 +108,7 @@ impl RedisBackend {
         clock: Clock,
         prefix: &str,
         timeout: Duration,
+        local_deny_cache: bool,
     ) -> Result<Self, ConfigError> {
         let unit_ns = if matches!(clock, Clock::Manual(_)) {
             1
@@ -163,6 +167,7 @@ impl RedisBackend {
             timeout,
             errors: AtomicU64::new(0),
             outage: AtomicBool::new(false),
+            deny_cache: local_deny_cache.then(DenyCache::default),
             allowed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
         })
@@ -347,6 +352,9 @@ impl RedisBackend {
     /// [`Self::decide`] (`cost` Some) or [`Self::peek`] on the calling thread, blocking.
     /// Only for a single server (see [`Self::has_blocking`]).
     pub fn decide_blocking(&self, key: &[u8], cost: Option<u64>) -> Result<Decision, StorageError> {
+        if let Some(refused) = self.cached_refusal(key, cost.is_some()) {
+            return Ok(refused);
+        }
         let pool = self.blocking.as_ref().expect("has_blocking() was checked");
         let invocation = match cost {
             Some(cost) => self.invocation(key, "decide", cost),
@@ -358,12 +366,38 @@ impl RedisBackend {
         let decision = self.decision(reply);
         if cost.is_some() {
             self.count(&decision);
+            self.remember_refusal(key, &decision);
         }
         Ok(decision)
     }
 
+    /// A refusal the deny cache still holds for `key` (counted as blocked when `counts`).
+    fn cached_refusal(&self, key: &[u8], counts: bool) -> Option<Decision> {
+        let refused = self.deny_cache.as_ref()?.check(key, self.clock.now_ns())?;
+        if counts {
+            self.count(&refused);
+        }
+        Some(refused)
+    }
+
+    /// Drops cached refusals of `key`, or of every key.
+    fn forget_refusals(&self, key: Option<&[u8]>) {
+        match (&self.deny_cache, key) {
+            (Some(cache), Some(key)) => cache.forget(key),
+            (Some(cache), None) => cache.clear(),
+            (None, _) => {}
+        }
+    }
+
+    fn remember_refusal(&self, key: &[u8], decision: &Decision) {
+        if let Some(cache) = &self.deny_cache {
+            cache.remember(key, decision, self.clock.now_ns());
+        }
+    }
+
     /// [`Self::reset`] on the calling thread, blocking (a single server).
     pub fn reset_blocking(&self, key: &[u8]) -> Result<bool, StorageError> {
+        self.forget_refusals(Some(key));
         let pool = self.blocking.as_ref().expect("has_blocking() was checked");
         let keys = self.keys(key);
         let removed: u64 = pool
@@ -374,19 +408,27 @@ impl RedisBackend {
 
     /// Counts `cost` for `key` if every rate admits it.
     pub async fn decide(&self, key: &[u8], cost: u64) -> Result<Decision, StorageError> {
+        if let Some(refused) = self.cached_refusal(key, true) {
+            return Ok(refused);
+        }
         let decision = self.evaluate(key, "decide", cost).await?;
         self.count(&decision);
+        self.remember_refusal(key, &decision);
         Ok(decision)
     }
 
     /// The key's standing without counting anything.
     pub async fn peek(&self, key: &[u8]) -> Result<Decision, StorageError> {
+        if let Some(refused) = self.cached_refusal(key, false) {
+            return Ok(refused);
+        }
         self.evaluate(key, "peek", 0).await
     }
 
     /// Deletes every key of this prefix (a single server; a cluster would need every master
     /// scanned); returns how many were deleted.
     pub async fn clear(&self) -> Result<u64, StorageError> {
+        self.forget_refusals(None);
         if self.target.cluster {
             return Err(StorageError::Unsupported(
                 "clear() on a Redis Cluster (delete the prefix's keys on each master)",
@@ -452,6 +494,7 @@ impl RedisBackend {
 
     /// Forgets `key`; whether it had any state.
     pub async fn reset(&self, key: &[u8]) -> Result<bool, StorageError> {
+        self.forget_refusals(Some(key));
         let keys = self.keys(key);
         let removed: u64 = self
             .round_trip(|connection| async move {

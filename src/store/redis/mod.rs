@@ -3,6 +3,7 @@
 
 mod backend;
 mod blocking;
+mod deny_cache;
 mod scripts;
 mod url;
 
