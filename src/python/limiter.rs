@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::args::{self, Seconds};
-use super::async_bridge::Answer;
+use super::async_bridge::{Answer, Convert};
 use super::clock::PyManualClock;
 use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
@@ -164,6 +164,28 @@ impl RateLimiter {
         }
         let [a, b, c, d, e] = self.limiter.stats().fields();
         [a, b, c, d, e, ("storage_errors", 0)]
+    }
+
+    /// The async twin of a method that decides (`cost` Some: counts it) or peeks (`cost`
+    /// None): on Redis, the awaitable of the round trip, answered through `convert`; in
+    /// memory, `in_memory()`'s result in a ready awaitable.
+    fn twin<'py, T>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<Option<&Bound<'py, PyAny>>>,
+        convert: Convert,
+        in_memory: impl FnOnce() -> PyResult<T>,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: IntoPyObject<'py>,
+    {
+        let Some(redis) = &self.redis else {
+            return Ok(Bound::new(py, Ready::new(in_memory()?, py)?)?.into_any());
+        };
+        let cost = cost.map(args::cost).transpose()?;
+        let key = args::with_key(key, |k| k.to_vec())?;
+        redis.decide_async(py, key, cost, convert)
     }
 
     /// A decision made on Redis (`cost` None: only the key's standing).
@@ -333,7 +355,8 @@ impl RateLimiter {
         args::with_key(key, |key| self.limiter.reset(key))
     }
 
-    /// `allow()` for `await`: this limiter answers without waiting, so the awaitable is ready.
+    /// `allow()` for `await`: on Redis the awaitable of the round trip; in memory the answer
+    /// is there at once, and so is the awaitable.
     #[pyo3(signature = (key, cost=None))]
     fn aallow<'py>(
         &self,
@@ -341,15 +364,11 @@ impl RateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(redis) = &self.redis {
-            let cost = args::cost(cost)?;
-            let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, Some(cost), |py, answer| {
-                let allowed = decided(answer).allowed;
-                Ok(allowed.into_pyobject(py)?.to_owned().into_any().unbind())
-            });
-        }
-        Ok(Bound::new(py, Ready::new(self.allow(key, cost)?, py)?)?.into_any())
+        let convert: Convert = |py, answer| {
+            let allowed = decided(answer).allowed;
+            Ok(allowed.into_pyobject(py)?.to_owned().into_any().unbind())
+        };
+        self.twin(py, key, Some(cost), convert, || self.allow(key, cost))
     }
 
     /// `check()` for `await`.
@@ -360,14 +379,9 @@ impl RateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(redis) = &self.redis {
-            let cost = args::cost(cost)?;
-            let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, Some(cost), |py, answer| {
-                Ok(decision_dict(py, &decided(answer))?.into_any().unbind())
-            });
-        }
-        Ok(Bound::new(py, Ready::new(self.check(key, cost)?, py)?)?.into_any())
+        let convert: Convert =
+            |py, answer| Ok(decision_dict(py, &decided(answer))?.into_any().unbind());
+        self.twin(py, key, Some(cost), convert, || self.check(key, cost))
     }
 
     /// `decide()` for `await`.
@@ -378,15 +392,11 @@ impl RateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(redis) = &self.redis {
-            let cost = args::cost(cost)?;
-            let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, Some(cost), |py, answer| {
-                let decision = PyDecision::from(decided(answer));
-                Ok(Bound::new(py, decision)?.into_any().unbind())
-            });
-        }
-        Ok(Bound::new(py, Ready::new(self.decide(key, cost)?, py)?)?.into_any())
+        let convert: Convert = |py, answer| {
+            let decision = PyDecision::from(decided(answer));
+            Ok(Bound::new(py, decision)?.into_any().unbind())
+        };
+        self.twin(py, key, Some(cost), convert, || self.decide(key, cost))
     }
 
     /// `remaining()` for `await`.
@@ -395,17 +405,14 @@ impl RateLimiter {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(redis) = &self.redis {
-            let key = args::with_key(key, |k| k.to_vec())?;
-            return redis.decide_async(py, key, None, |py, answer| {
-                Ok(decided(answer)
-                    .remaining
-                    .into_pyobject(py)?
-                    .into_any()
-                    .unbind())
-            });
-        }
-        Ok(Bound::new(py, Ready::new(self.remaining(key)?, py)?)?.into_any())
+        let convert: Convert = |py, answer| {
+            Ok(decided(answer)
+                .remaining
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
+        };
+        self.twin(py, key, None, convert, || self.remaining(key))
     }
 
     /// `reset()` for `await`.
