@@ -911,3 +911,45 @@ def test_local_deny_cache_takes_a_bool(
         RateLimiter(1, 1, storage=redis_server.url, local_deny_cache=value)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="local_deny_cache"):
         RateLimiter(1, 1, local_deny_cache=True)
+
+
+def test_fallback_memory_decides_in_process_while_redis_is_down_and_returns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RedisServer().start()
+    clock = ManualClock()
+    try:
+        limiter = RateLimiter(
+            3, 600, storage=server.url, clock=clock, fallback="memory", timeout=SAFE
+        )
+        assert limiter.fallback == "memory" and 'fallback="memory"' in repr(limiter)
+        assert limiter.allow("k")  # on Redis
+        server.kill()
+        with caplog.at_level(logging.WARNING, logger="rust_py_rate_limit"):
+            # In process now: its own count, so the limit still holds while Redis is down.
+            assert [limiter.allow("k") for _ in range(4)] == [True, True, True, False]
+
+            async def twin() -> bool:
+                return await limiter.aallow("k")
+
+            assert asyncio.run(twin()) is False
+            assert limiter.remaining("k") == 0
+        assert limiter.stats()["storage_errors"] == 1  # one failure, then no probe for 5 s
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+        server.start()
+        assert limiter.allow("fresh") is True  # still in process: not probed yet
+        assert limiter.stats()["allowed"] == 1
+        clock.advance(5)  # the probe interval: the next call tries Redis, which answers
+        assert limiter.allow("fresh") is True
+        assert limiter.stats()["allowed"] == 2
+        assert limiter.stats()["storage_errors"] == 1
+    finally:
+        server.close()
+
+
+def test_fallback_takes_memory_or_nothing(redis_server: RedisServer) -> None:
+    with pytest.raises(ValueError, match="`fallback` must be 'memory'"):
+        RateLimiter(1, 1, storage=redis_server.url, fallback="disk")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fallback"):
+        RateLimiter(1, 1, fallback="memory")
+    assert RateLimiter(1, 1, storage=redis_server.url).fallback is None

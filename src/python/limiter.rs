@@ -128,7 +128,7 @@ impl RateLimiter {
             max_keys,
         };
         let limiter = Arc::new(Limiter::new(config, clock.clone()).map_err(config_error)?);
-        let redis = RedisSide::from_options(&opts.storage, limiter.config(), &clock)?.map(Box::new);
+        let redis = RedisSide::from_options(&opts.storage, &limiter, &clock)?.map(Box::new);
         let sweeper = cleanup_interval
             .map(|(_, ns)| {
                 let weak = Arc::downgrade(&limiter);
@@ -203,7 +203,7 @@ impl RateLimiter {
 #[pymethods]
 impl RateLimiter {
     #[new]
-    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None))]
+    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -218,6 +218,7 @@ impl RateLimiter {
         timeout: Option<&Bound<'_, PyAny>>,
         on_storage_error: Option<&Bound<'_, PyAny>>,
         local_deny_cache: Option<&Bound<'_, PyAny>>,
+        fallback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let limit = args::positive_int(limit, "limit", MAX_COUNT)?;
         let (window, period_ns) = args::seconds(window_seconds, "window_seconds", false)?;
@@ -233,6 +234,7 @@ impl RateLimiter {
                 timeout,
                 on_storage_error,
                 local_deny_cache,
+                fallback,
             },
         };
         Self::build(
@@ -245,7 +247,7 @@ impl RateLimiter {
     /// A limiter from a rate string such as `"10/second; 1000/hour"`; with several rates every
     /// one must admit a request.
     #[classmethod]
-    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None))]
+    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_rate(
         _cls: &Bound<'_, PyType>,
@@ -260,6 +262,7 @@ impl RateLimiter {
         timeout: Option<&Bound<'_, PyAny>>,
         on_storage_error: Option<&Bound<'_, PyAny>>,
         local_deny_cache: Option<&Bound<'_, PyAny>>,
+        fallback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = rate
             .cast::<PyString>()
@@ -284,6 +287,7 @@ impl RateLimiter {
                 timeout,
                 on_storage_error,
                 local_deny_cache,
+                fallback,
             },
         };
         let source = if rates.len() == 1 {
@@ -562,6 +566,15 @@ impl RateLimiter {
         self.redis.as_ref().map(|r| r.on_error.name())
     }
 
+    /// `"memory"` when decisions fall back to the process while Redis fails, else None.
+    #[getter]
+    fn fallback(&self) -> Option<&'static str> {
+        self.redis
+            .as_ref()
+            .and_then(|r| r.fallback.as_ref())
+            .map(|_| "memory")
+    }
+
     /// Whether refusals are answered in process until their retry time (None in memory).
     #[getter]
     fn local_deny_cache(&self) -> Option<bool> {
@@ -606,6 +619,9 @@ impl RateLimiter {
             ));
             if redis.local_deny_cache {
                 out.push_str(", local_deny_cache=True");
+            }
+            if redis.fallback.is_some() {
+                out.push_str(", fallback=\"memory\"");
             }
         }
         out.push(')');

@@ -1,6 +1,7 @@
 //! The Python side of `storage="redis://..."`: the settings, the GIL released around each
 //! round trip, the asyncio twins, and the failure policy (`on_storage_error`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use pyo3::types::PyString;
 use super::args::{self, Seconds};
 use super::async_bridge::{self, Answer, Convert};
 use crate::clock::Clock;
-use crate::config::LimiterConfig;
 use crate::decision::Decision;
+use crate::limiter::Limiter;
 use crate::store::redis::{parse_storage, redacted, RedisBackend, Storage};
 
 create_exception!(
@@ -74,6 +75,56 @@ pub struct StorageOptions<'a, 'py> {
     pub timeout: Option<&'a Bound<'py, PyAny>>,
     pub on_storage_error: Option<&'a Bound<'py, PyAny>>,
     pub local_deny_cache: Option<&'a Bound<'py, PyAny>>,
+    pub fallback: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// How long a limiter decides in process after Redis failed, before it tries Redis again.
+const PROBE_INTERVAL_NS: u64 = 5_000_000_000;
+
+/// `fallback="memory"`: while Redis fails, decisions are made by the limiter's in-memory
+/// store, and Redis is tried again at most every [`PROBE_INTERVAL_NS`] (not on every call).
+#[derive(Clone)]
+pub struct Fallback {
+    memory: Arc<Limiter>,
+    clock: Clock,
+    /// When Redis may be tried again; 0 while it answers.
+    probe_after_ns: Arc<AtomicU64>,
+}
+
+impl Fallback {
+    /// The in-memory decision, if Redis is not to be tried yet.
+    fn while_down(&self, key: &[u8], cost: Option<u64>) -> Option<Decision> {
+        let probe_after = self.probe_after_ns.load(Ordering::Relaxed);
+        (probe_after != 0 && self.clock.now_ns() < probe_after).then(|| self.decide(key, cost))
+    }
+
+    fn decide(&self, key: &[u8], cost: Option<u64>) -> Decision {
+        match cost {
+            Some(cost) => self.memory.decide(key, cost),
+            None => self.memory.peek(key),
+        }
+    }
+
+    /// After a round trip: back to Redis when it answered, else the in-memory decision and
+    /// the next probe a while from now.
+    fn after(
+        &self,
+        result: Result<Decision, crate::store::redis::StorageError>,
+        key: &[u8],
+        cost: Option<u64>,
+    ) -> Decision {
+        match result {
+            Ok(decision) => {
+                self.probe_after_ns.store(0, Ordering::Relaxed);
+                decision
+            }
+            Err(_) => {
+                let next = self.clock.now_ns().saturating_add(PROBE_INTERVAL_NS).max(1);
+                self.probe_after_ns.store(next, Ordering::Relaxed);
+                self.decide(key, cost)
+            }
+        }
+    }
 }
 
 /// A limiter's Redis side.
@@ -84,6 +135,8 @@ pub struct RedisSide {
     pub prefix: String,
     pub timeout: Seconds,
     pub local_deny_cache: bool,
+    /// `fallback="memory"`: decide in process while Redis fails.
+    pub fallback: Option<Fallback>,
     /// The most restrictive rate's limit and window, for the decisions of the failure policy.
     limit: u64,
     window_ns: u64,
@@ -113,9 +166,10 @@ impl RedisSide {
     /// mean something with Redis are refused without it, so a forgotten `storage=` shows.
     pub fn from_options(
         opts: &StorageOptions<'_, '_>,
-        config: &LimiterConfig,
+        memory: &Arc<Limiter>,
         clock: &Clock,
     ) -> PyResult<Option<Self>> {
+        let config = memory.config();
         let storage = match given(opts.storage) {
             None => Storage::Memory,
             Some(url) => parse_storage(&text(url, "storage")?)
@@ -127,6 +181,7 @@ impl RedisSide {
                 ("timeout", opts.timeout),
                 ("on_storage_error", opts.on_storage_error),
                 ("local_deny_cache", opts.local_deny_cache),
+                ("fallback", opts.fallback),
             ] {
                 if given(value).is_some() {
                     return Err(PyValueError::new_err(format!(
@@ -158,6 +213,21 @@ impl RedisSide {
             Some(t) => args::seconds(t, "timeout", false)?,
         };
         let on_error = OnStorageError::parse(opts.on_storage_error)?;
+        let fallback = match given(opts.fallback) {
+            None => None,
+            Some(value) => match text(value, "fallback")?.as_str() {
+                "memory" => Some(Fallback {
+                    memory: memory.clone(),
+                    clock: clock.clone(),
+                    probe_after_ns: Arc::new(AtomicU64::new(0)),
+                }),
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "`fallback` must be 'memory' or None, got {other:?}"
+                    )))
+                }
+            },
+        };
         let local_deny_cache = match given(opts.local_deny_cache) {
             None => false,
             Some(flag) => flag
@@ -186,6 +256,7 @@ impl RedisSide {
             prefix,
             timeout,
             local_deny_cache,
+            fallback,
             limit: strictest.limit,
             window_ns: strictest.period_ns,
         }))
@@ -241,6 +312,9 @@ impl RedisSide {
     /// A decision (`cost` counted) or, with `cost` None, the key's standing; the GIL is released
     /// for the round trip.
     pub fn decide(&self, py: Python<'_>, key: &[u8], cost: Option<u64>) -> PyResult<Decision> {
+        if let Some(decision) = self.fallback.as_ref().and_then(|f| f.while_down(key, cost)) {
+            return Ok(decision);
+        }
         let backend = &self.backend;
         let result = py.detach(|| {
             if backend.has_blocking() {
@@ -255,6 +329,9 @@ impl RedisSide {
         });
         if let Some(began) = backend.outage_changed(&result) {
             log_outage(py, began, &self.url, self.on_error, &result);
+        }
+        if let Some(fallback) = &self.fallback {
+            return Ok(fallback.after(result, key, cost));
         }
         result.or_else(|e| Self::on_failure(self.on_error, self.limit, self.window_ns, e))
     }
@@ -281,8 +358,16 @@ impl RedisSide {
         cost: Option<u64>,
         convert: Convert,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(decision) = self
+            .fallback
+            .as_ref()
+            .and_then(|f| f.while_down(&key, cost))
+        {
+            return Self::spawn(py, async move { Ok(Answer::Decision(decision)) }, convert);
+        }
         let (backend, on_error) = (self.backend.clone(), self.on_error);
         let (limit, window_ns, url) = (self.limit, self.window_ns, self.url.clone());
+        let fallback = self.fallback.clone();
         let round_trip = async move {
             let result = match cost {
                 Some(cost) => backend.decide(&key, cost).await,
@@ -291,6 +376,9 @@ impl RedisSide {
             if let Some(began) = backend.outage_changed(&result) {
                 // Once per outage: taking the GIL here is rare.
                 Python::attach(|py| log_outage(py, began, &url, on_error, &result));
+            }
+            if let Some(fallback) = fallback {
+                return Ok(Answer::Decision(fallback.after(result, &key, cost)));
             }
             result
                 .or_else(|e| Self::on_failure(on_error, limit, window_ns, e))
