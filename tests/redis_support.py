@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -92,6 +93,80 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
+def _answers_tls(port: int, ca_file: Path) -> bool:
+    """Whether a TLS handshake trusting ``ca_file`` succeeds and PING gets PONG."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return tls.recv(7) == b"+PONG\r\n"
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway certificate authority and a server certificate for 127.0.0.1, made with
+    the openssl command: (ca.crt, server.crt, server.key)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the openssl command is needed to make test certificates")
+    ca_key, ca, key, csr, cert = (
+        directory / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
+    )
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    days = ["-days", "2"]
+    ca_subject = ["-subj", "/CN=rust-py-rate-limit test CA"]
+    for args in (
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+            *days,
+            *ca_subject,
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            cert,
+            *days,
+            "-extfile",
+            ext,
+        ],
+    ):
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, timeout=60)
+    return ca, cert, key
+
+
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1: no persistence, its own scratch directory.
 
@@ -99,7 +174,7 @@ class RedisServer:
     the same port, empty.
     """
 
-    def __init__(self, *extra_args: str, port: int | None = None) -> None:
+    def __init__(self, *extra_args: str, port: int | None = None, tls: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
@@ -108,13 +183,37 @@ class RedisServer:
         self.extra_args = extra_args
         self.dir = Path(tempfile.mkdtemp(prefix=f"redis-{self.port}-"))
         self.process: subprocess.Popen[bytes] | None = None
+        #: With ``tls``, the server speaks only TLS on its port; ``ca_file`` is the authority
+        #: that signed its certificate.
+        self.tls = tls
+        self.ca_file: Path | None = None
+        if tls:
+            self.ca_file, cert, key = make_tls_files(self.dir)
+            self.extra_args = (
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(self.ca_file),
+                "--tls-auth-clients",
+                "no",
+                *extra_args,
+            )
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        ports = (
+            ["--port", "0", "--tls-port", str(self.port)]
+            if self.tls
+            else ["--port", str(self.port)]
+        )
+        args = [self.binary, *ports, "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
         args += ["--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
         self.process = subprocess.Popen(
@@ -124,7 +223,12 @@ class RedisServer:
             start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not _answers_ping(self.port):
+        ready = (
+            (lambda: _answers_tls(self.port, self.ca_file))
+            if self.ca_file is not None
+            else (lambda: _answers_ping(self.port))
+        )
+        while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 log = self.dir / "redis.log"

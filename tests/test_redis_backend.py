@@ -521,7 +521,6 @@ def test_a_killed_server_follows_each_policy_and_the_limiter_recovers(
         "redis://host?timeout=1",
         "redis://host?socket_timeout=-1",
         "memory://somewhere",
-        "rediss://localhost",
     ],
 )
 def test_malformed_urls_and_unknown_schemes_are_refused_quoting_the_url(url: str) -> None:
@@ -953,3 +952,43 @@ def test_fallback_takes_memory_or_nothing(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="fallback"):
         RateLimiter(1, 1, fallback="memory")
     assert RateLimiter(1, 1, storage=redis_server.url).fallback is None
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[RedisServer]:
+    """A redis-server that speaks only TLS, with a certificate from a throwaway authority."""
+    server = RedisServer(tls=True).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_rediss_urls_speak_tls_checked_against_ssl_ca_certs(tls_server: RedisServer) -> None:
+    limiter = RateLimiter(2, 600, "gcra", storage=tls_server.url, timeout=SAFE)
+    assert [limiter.allow("tls") for _ in range(3)] == [True, True, False]
+
+    async def twin() -> bool:
+        return await limiter.aallow("tls-async")
+
+    assert asyncio.run(twin()) is True
+    assert limiter.stats()["storage_errors"] == 0
+
+
+def test_a_certificate_from_an_untrusted_authority_is_refused(tls_server: RedisServer) -> None:
+    # Without ssl_ca_certs the system's roots are trusted, and they never signed the test CA.
+    url = f"rediss://127.0.0.1:{tls_server.port}/0"
+    limiter = RateLimiter(2, 600, storage=url, timeout=SAFE)
+    with pytest.raises(StorageError):
+        limiter.allow("k")
+    unchecked = RateLimiter(2, 600, storage=f"{url}?ssl_cert_reqs=none", timeout=SAFE)
+    assert unchecked.allow("k") is True  # what ssl_cert_reqs=none is for
+    plain = RateLimiter(2, 600, storage=f"redis://127.0.0.1:{tls_server.port}/0", timeout=SAFE)
+    with pytest.raises(StorageError):
+        plain.allow("k")  # a TLS-only server does not speak plain RESP
+
+
+def test_an_unreadable_ssl_ca_certs_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(ValueError, match=r"nope\.pem"):
+        RateLimiter(1, 1, storage=f"rediss://127.0.0.1:1/0?ssl_ca_certs={missing}")

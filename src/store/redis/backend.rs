@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use super::blocking::BlockingPool;
 use super::deny_cache::DenyCache;
 use super::scripts::script;
+use super::tls;
 use super::url::RedisTarget;
 use crate::algorithm::AlgorithmKind;
 use crate::clock::Clock;
@@ -80,6 +81,8 @@ pub struct RedisBackend {
     /// Blocking connections for the sync calls (a single server; a cluster's sync calls go
     /// through the async connection).
     blocking: Option<BlockingPool>,
+    /// The `ssl_ca_certs` file's authorities, read at construction.
+    ca_pem: Option<Vec<u8>>,
     kind: AlgorithmKind,
     prefix: Vec<u8>,
     /// What follows `{key}` in each rate's Redis key: the algorithm and the rate, so that
@@ -136,24 +139,36 @@ impl RedisBackend {
                 params.extend([rate.limit, window.max(1)]);
             }
         }
+        let ca_pem = match &target.ca_certs {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| ConfigError {
+                param: "storage",
+                message: format!("cannot read ssl_ca_certs {}: {e}", path.display()),
+            })?),
+        };
         let blocking = if target.cluster {
             None
         } else {
             let connect_timeout = target.connect_timeout.unwrap_or(timeout);
             let response_timeout = target.response_timeout.unwrap_or(timeout);
             Some(
-                BlockingPool::new(&target.nodes[0], connect_timeout, response_timeout).map_err(
-                    |e| ConfigError {
-                        param: "storage",
-                        message: format!("cannot use the URL: {e}"),
-                    },
-                )?,
+                BlockingPool::new(
+                    &target.nodes[0],
+                    ca_pem.as_deref(),
+                    connect_timeout,
+                    response_timeout,
+                )
+                .map_err(|e| ConfigError {
+                    param: "storage",
+                    message: format!("cannot use the URL: {e}"),
+                })?,
             )
         };
         Ok(RedisBackend {
             target,
             connection: OnceCell::new(),
             blocking,
+            ca_pem,
             kind: config.algorithm,
             prefix: prefix.as_bytes().to_vec(),
             suffixes: config
@@ -202,6 +217,12 @@ impl RedisBackend {
         let t = &self.target;
         if t.cluster {
             let mut builder = redis::cluster::ClusterClient::builder(t.nodes.clone());
+            if t.tls {
+                tls::prepare_cluster();
+            }
+            if let Some(certs) = tls::certificates(self.ca_pem.as_deref()) {
+                builder = builder.certs(certs);
+            }
             if let Some(d) = t.connect_timeout {
                 builder = builder.connection_timeout(d);
             }
@@ -211,7 +232,7 @@ impl RedisBackend {
             let client = builder.build()?;
             Ok(Connection::Cluster(client.get_async_connection().await?))
         } else {
-            let client = redis::Client::open(t.nodes[0].as_str())?;
+            let client = tls::open(&t.nodes[0], self.ca_pem.as_deref())?;
             // No retry inside a connection attempt: its backoff (100 ms and more) outlasts the
             // per-call timeout, so a refused connection or a wrong password would only show as
             // a timeout. A failed connection is attempted again by the next call.

@@ -23,11 +23,12 @@ pub struct BlockingPool {
 impl BlockingPool {
     pub fn new(
         url: &str,
+        ca_pem: Option<&[u8]>,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> redis::RedisResult<Self> {
         Ok(BlockingPool {
-            client: redis::Client::open(url)?,
+            client: super::tls::open(url, ca_pem)?,
             idle: Mutex::new(Vec::new()),
             connect_timeout,
             timeout,

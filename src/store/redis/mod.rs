@@ -5,6 +5,7 @@ mod backend;
 mod blocking;
 mod deny_cache;
 mod scripts;
+mod tls;
 mod url;
 
 pub use backend::{RedisBackend, StorageError};

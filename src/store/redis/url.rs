@@ -27,6 +27,10 @@ pub struct RedisTarget {
     pub response_timeout: Option<Duration>,
     /// `socket_connect_timeout`: how long connecting may take.
     pub connect_timeout: Option<Duration>,
+    /// `rediss://`: TLS, checked against the system's roots or `ssl_ca_certs`.
+    pub tls: bool,
+    /// `ssl_ca_certs`: a PEM file of the certificate authorities to trust instead.
+    pub ca_certs: Option<std::path::PathBuf>,
 }
 
 /// Why a `storage=` URL is refused; the message quotes the URL.
@@ -39,7 +43,7 @@ impl std::fmt::Display for StorageUrlError {
     }
 }
 
-const SCHEMES: &str = "memory://, redis://, valkey:// or redis+cluster://";
+const SCHEMES: &str = "memory://, redis://, rediss://, valkey:// or redis+cluster://";
 
 /// `url` with its password replaced by `***`, for error messages, `repr()` and `.storage`
 /// (which end up in logs). The authority is found as the parser finds it: up to the first `/`
@@ -120,12 +124,8 @@ pub fn parse_storage(url: &str) -> Result<Storage, StorageUrlError> {
         }
         "redis" | "valkey" => false,
         "redis+cluster" | "valkey+cluster" => true,
-        "rediss" | "valkeys" => {
-            return Err(refuse(
-                url,
-                "TLS (rediss://) is not supported by this build yet",
-            ));
-        }
+        "rediss" | "valkeys" => false,
+        "rediss+cluster" | "valkeys+cluster" => true,
         other => {
             return Err(refuse(
                 url,
@@ -167,17 +167,37 @@ pub fn parse_storage(url: &str) -> Result<Storage, StorageUrlError> {
         cluster,
         response_timeout: None,
         connect_timeout: None,
+        tls: scheme.starts_with("rediss") || scheme.starts_with("valkeys"),
+        ca_certs: None,
     };
+    let mut verify = true;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         match name {
             "socket_timeout" => target.response_timeout = Some(seconds(url, name, value)?),
             "socket_connect_timeout" => target.connect_timeout = Some(seconds(url, name, value)?),
+            "ssl_ca_certs" if target.tls && !value.is_empty() => {
+                target.ca_certs = Some(value.into());
+            }
+            "ssl_cert_reqs" if target.tls => match value {
+                "required" => verify = true,
+                "none" => verify = false,
+                _ => {
+                    return Err(refuse(
+                        url,
+                        format!("ssl_cert_reqs must be \"required\" or \"none\", got {value:?}"),
+                    ))
+                }
+            },
+            "ssl_ca_certs" | "ssl_cert_reqs" if !target.tls => {
+                return Err(refuse(url, format!("{name} needs a rediss:// (TLS) URL")));
+            }
             _ => {
                 return Err(refuse(
                     url,
                     format!(
-                        "unknown option {name:?} (known: socket_timeout, socket_connect_timeout)"
+                        "unknown option {name:?} (known: socket_timeout, socket_connect_timeout, \
+                         ssl_ca_certs, ssl_cert_reqs)"
                     ),
                 ))
             }
@@ -185,9 +205,12 @@ pub fn parse_storage(url: &str) -> Result<Storage, StorageUrlError> {
     }
     let credentials = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
     let db = db.map(|n| format!("/{n}")).unwrap_or_default();
+    let scheme = if target.tls { "rediss" } else { "redis" };
+    // redis-rs spells "do not verify the certificate" as the URL fragment #insecure.
+    let insecure = if verify { "" } else { "#insecure" };
     target.nodes = hosts
         .iter()
-        .map(|host| format!("redis://{credentials}{host}{db}"))
+        .map(|host| format!("{scheme}://{credentials}{host}{db}{insecure}"))
         .collect();
     Ok(Storage::Redis(target))
 }
@@ -215,6 +238,22 @@ mod tests {
         let t = redis("redis://user:pw@[::1]:7000/0?socket_connect_timeout=2");
         assert_eq!(t.nodes, ["redis://user:pw@[::1]:7000/0"]);
         assert_eq!(t.connect_timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn tls_urls_and_their_options() {
+        let t = redis("rediss://:pw@cache:6380/1?ssl_ca_certs=/etc/ca.pem");
+        assert!(t.tls);
+        assert_eq!(t.nodes, ["rediss://:pw@cache:6380/1"]);
+        assert_eq!(
+            t.ca_certs.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let t = redis("valkeys://cache?ssl_cert_reqs=none");
+        assert_eq!(t.nodes, ["rediss://cache#insecure"]);
+        let t = redis("rediss+cluster://a:1,b:2");
+        assert!(t.tls && t.cluster);
+        assert_eq!(t.nodes, ["rediss://a:1", "rediss://b:2"]);
     }
 
     #[test]
@@ -258,7 +297,8 @@ mod tests {
         for (url, why) in [
             ("localhost:6379", "expected a URL"),
             ("http://localhost", "unknown scheme \"http\""),
-            ("rediss://localhost", "TLS"),
+            ("redis://h?ssl_ca_certs=/x", "needs a rediss://"),
+            ("rediss://h?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
             ("memory://x", "nothing after"),
             ("redis://", "no host"),
             ("redis://a:1,b:2", "redis+cluster"),

@@ -1,0 +1,39 @@
+//! Clients for `redis://` and `rediss://` URLs: TLS through rustls (ring provider), trusting
+//! the system's roots, or only the authorities of an `ssl_ca_certs` file.
+
+use std::sync::Once;
+
+use redis::{Client, RedisResult, TlsCertificates};
+
+/// rustls needs one process-wide crypto provider; another library may have installed one
+/// already, which is as good.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The trusted authorities as `redis` wants them, when an `ssl_ca_certs` file was given.
+pub fn certificates(ca_pem: Option<&[u8]>) -> Option<TlsCertificates> {
+    ca_pem.map(|pem| TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    })
+}
+
+/// A client for one node's URL.
+pub fn open(url: &str, ca_pem: Option<&[u8]>) -> RedisResult<Client> {
+    if url.starts_with("rediss://") {
+        install_crypto_provider();
+    }
+    match certificates(ca_pem) {
+        Some(certs) => Client::build_with_tls(url, certs),
+        None => Client::open(url),
+    }
+}
+
+/// For a cluster's TLS nodes.
+pub fn prepare_cluster() {
+    install_crypto_provider();
+}
