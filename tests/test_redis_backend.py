@@ -757,8 +757,18 @@ def test_cluster_decides_like_memory_with_one_slot_per_key(redis_cluster: RedisC
 
     assert asyncio.run(run()).count(True) == 3
     assert limiter.reset("burst") is True
-    with pytest.raises(StorageError, match="Cluster"):
-        limiter.clear()
+    other = RateLimiter.from_rate(
+        TWO_RATES, storage=redis_cluster.url, key_prefix=f"{prefix}x", timeout=SAFE
+    )
+    other.allow("user:0")
+    limiter.clear()  # every master is scanned: no key of the prefix is left anywhere
+    for node in redis_cluster.nodes:
+        with node.client() as client:
+            keys = client.call("KEYS", "*")
+            assert not [k for k in keys if k.startswith(f"{prefix}:")]
+            if node is redis_cluster.node_for(f"{prefix}x:{{user:0}}:fixed:3:1s"):
+                assert f"{prefix}x:{{user:0}}:fixed:3:1s" in keys
+    assert limiter.allow("user:0") is True
 
 
 def test_prefixes_and_keys_never_run_into_each_other(

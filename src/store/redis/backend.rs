@@ -11,6 +11,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
 use super::blocking::BlockingPool;
 use super::deny_cache::DenyCache;
 use super::scripts::script;
@@ -26,7 +28,6 @@ use crate::decision::{Decision, NEVER};
 pub enum StorageError {
     Timeout(Duration),
     Redis(redis::RedisError),
-    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for StorageError {
@@ -44,7 +45,6 @@ impl std::fmt::Display for StorageError {
                 }
                 Ok(())
             }
-            StorageError::Unsupported(what) => write!(f, "not supported: {what}"),
         }
     }
 }
@@ -446,15 +446,15 @@ impl RedisBackend {
         self.evaluate(key, "peek", 0).await
     }
 
-    /// Deletes every key of this prefix (a single server; a cluster would need every master
-    /// scanned); returns how many were deleted.
+    /// Deletes every key of this prefix (on a cluster, on every master); returns how many were
+    /// deleted.
     pub async fn clear(&self) -> Result<u64, StorageError> {
         self.forget_refusals(None);
-        if self.target.cluster {
-            return Err(StorageError::Unsupported(
-                "clear() on a Redis Cluster (delete the prefix's keys on each master)",
-            ));
-        }
+        let nodes = if self.target.cluster {
+            self.masters().await?.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
         // The prefix's glob characters are escaped, so that "a*" does not match "abc"'s keys.
         let mut escaped = Vec::with_capacity(self.prefix.len() + 4);
         for &byte in &self.prefix {
@@ -467,18 +467,58 @@ impl RedisBackend {
         let by_key = [escaped.as_slice(), b":{*"].concat();
         let empty_key = [b"{".as_slice(), &escaped, b"}:*"].concat();
         let mut deleted = 0u64;
-        for pattern in [by_key, empty_key] {
-            deleted += self.delete_matching(pattern).await?;
+        for node in &nodes {
+            for pattern in [&by_key, &empty_key] {
+                deleted += self.delete_matching(pattern.clone(), node.clone()).await?;
+            }
         }
         Ok(deleted)
     }
 
-    /// SCANs for `pattern` and UNLINKs what it finds.
-    async fn delete_matching(&self, pattern: Vec<u8>) -> Result<u64, StorageError> {
+    /// The cluster's masters, from `CLUSTER SLOTS`: each slot range names its master first.
+    async fn masters(&self) -> Result<Vec<(String, u16)>, StorageError> {
+        let ranges: Vec<Vec<redis::Value>> = self
+            .round_trip(|connection| async move {
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("SLOTS");
+                match connection {
+                    Connection::Single(mut c) => cmd.query_async(&mut c).await,
+                    Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+                }
+            })
+            .await?;
+        let mut masters = Vec::new();
+        for range in ranges {
+            let Some(master) = range.into_iter().nth(2) else {
+                continue;
+            };
+            let node: Vec<redis::Value> =
+                redis::from_redis_value(master).map_err(|e| StorageError::Redis(e.into()))?;
+            let mut node = node.into_iter();
+            let (Some(host), Some(port)) = (node.next(), node.next()) else {
+                continue;
+            };
+            let host: String =
+                redis::from_redis_value(host).map_err(|e| StorageError::Redis(e.into()))?;
+            let port: u16 =
+                redis::from_redis_value(port).map_err(|e| StorageError::Redis(e.into()))?;
+            if !masters.contains(&(host.clone(), port)) {
+                masters.push((host, port));
+            }
+        }
+        Ok(masters)
+    }
+
+    /// SCANs for `pattern` (on a cluster, on the master `node`) and UNLINKs what it finds.
+    async fn delete_matching(
+        &self,
+        pattern: Vec<u8>,
+        node: Option<(String, u16)>,
+    ) -> Result<u64, StorageError> {
         let mut deleted = 0u64;
         let mut cursor = 0u64;
         loop {
-            let pattern = pattern.clone();
+            let (pattern, node) = (pattern.clone(), node.clone());
             let (next, keys): (u64, Vec<Vec<u8>>) = self
                 .round_trip(|connection| async move {
                     let mut cmd = redis::cmd("SCAN");
@@ -487,20 +527,38 @@ impl RedisBackend {
                         .arg(pattern)
                         .arg("COUNT")
                         .arg(1000);
-                    match connection {
-                        Connection::Single(mut c) => cmd.query_async(&mut c).await,
-                        Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+                    match (connection, node) {
+                        (Connection::Cluster(mut c), Some((host, port))) => {
+                            let routing =
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host,
+                                    port,
+                                });
+                            let value = c.route_command(cmd, routing).await?;
+                            Ok(redis::from_redis_value(value)?)
+                        }
+                        (Connection::Single(mut c), _) => cmd.query_async(&mut c).await,
+                        (Connection::Cluster(mut c), None) => cmd.query_async(&mut c).await,
                     }
                 })
                 .await?;
             if !keys.is_empty() {
                 let removed: u64 = self
                     .round_trip(|connection| async move {
-                        let mut cmd = redis::cmd("UNLINK");
-                        cmd.arg(keys);
                         match connection {
-                            Connection::Single(mut c) => cmd.query_async(&mut c).await,
-                            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+                            Connection::Single(mut c) => {
+                                redis::cmd("UNLINK").arg(keys).query_async(&mut c).await
+                            }
+                            // Keys of different slots cannot share one command on a cluster.
+                            Connection::Cluster(mut c) => {
+                                let mut removed = 0u64;
+                                for key in keys {
+                                    let n: u64 =
+                                        redis::cmd("UNLINK").arg(key).query_async(&mut c).await?;
+                                    removed += n;
+                                }
+                                Ok(removed)
+                            }
                         }
                     })
                     .await?;
