@@ -84,6 +84,27 @@ def _path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
     return lambda path: path in exact or (bool(prefix_tuple) and path.startswith(prefix_tuple))
 
 
+def _build(
+    rate: str | None,
+    limit: int | None,
+    window: float | None,
+    **settings: Any,
+) -> RateLimiter:
+    """The limiter of a policy given settings: from ``rate``, or ``limit`` and ``window``."""
+    if rate is not None:
+        if limit is not None or window is not None:
+            raise TypeError("give either `rate` or `limit` and `window_seconds`, not both")
+        if not isinstance(rate, str):
+            raise TypeError(f"`rate` must be a str such as '100/minute', not {type(rate).__name__}")
+        algorithm = settings.pop("algorithm")
+        return RateLimiter.from_rate(rate, algorithm, **settings)
+    if limit is None or window is None:
+        raise TypeError(
+            "a rate limit needs `limiter`, `rate` ('100/minute'), or `limit` and `window_seconds`"
+        )
+    return RateLimiter(limit, window, **settings)
+
+
 class RequestPolicy:
     """One rate limit applied to requests.
 
@@ -97,8 +118,9 @@ class RequestPolicy:
     - ``exempt_paths`` (exact, or a prefix ending in ``*``) and ``exempt_methods`` are never
       counted and get no headers.
     - ``dynamic_limit``: a callable of the request returning a rate string (per-tenant tiers)
-      or None for the default limit; each distinct rate gets its own limiter, built with the
-      same algorithm, burst, max_keys, cleanup_interval and clock.
+      or None for the default limit; each distinct rate gets its own limiter,
+      ``limiter.with_rate(rate)``: the same algorithm, max_keys, cleanup_interval, clock and
+      storage (the burst belongs to the default limit and is not carried over).
     - ``headers``: ``"x-ratelimit"`` (default), ``"ietf"``, ``"both"`` or None;
       ``name`` names the policy in the IETF fields.
     - ``status_code`` and ``body``: the refusal (429 with ``{"detail": "Too many requests"}``).
@@ -129,7 +151,7 @@ class RequestPolicy:
         body: Any = None,
         scope: str = "",
     ) -> None:
-        self._settings: dict[str, Any] = {
+        settings = {
             "algorithm": algorithm,
             "burst": burst,
             "max_keys": max_keys,
@@ -139,25 +161,17 @@ class RequestPolicy:
         if limiter is not None:
             if not isinstance(limiter, RateLimiter):
                 raise TypeError(f"`limiter` must be a RateLimiter, not {type(limiter).__name__}")
-            given = [n for n, v in (("rate", rate), ("limit", limit)) if v is not None]
-            given += [n for n, v in (("window_seconds", window_seconds),) if v is not None]
+            rates = {"rate": rate, "limit": limit, "window_seconds": window_seconds}
+            given = [name for name, value in {**rates, **settings}.items() if value is not None]
             if given:
-                raise TypeError(f"give either `limiter` or rate settings, not both ({given[0]})")
-            self._settings["algorithm"] = algorithm or limiter.algorithm
+                raise TypeError(
+                    f"give either `limiter` or the settings to build one, not both ({given[0]})"
+                )
         else:
-            limiter = self._build(rate, limit, window_seconds)
+            limiter = _build(rate, limit, window_seconds, **settings)
         self.limiter = limiter
-        #: A Redis-backed limiter answers async code through its awaitable twins, and a
-        #: dynamic tier's limiter goes to the same server and prefix (its keys name its rate).
+        #: A Redis-backed limiter answers async code through its awaitable twins.
         self._on_redis = limiter.storage != "memory://"
-        self._storage: dict[str, Any] = {}
-        if self._on_redis:
-            self._storage = {
-                "storage": limiter.storage,
-                "key_prefix": limiter.key_prefix,
-                "timeout": limiter.timeout,
-                "on_storage_error": limiter.on_storage_error,
-            }
         self.key_func = key_func_from_spec(key_func, trusted_proxies=trusted_proxies)
         if callable(cost):
             self._cost_func: Callable[[Any], int] | None = cost
@@ -189,38 +203,6 @@ class RequestPolicy:
             raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
         self.scope = scope
 
-    def _build(self, rate: str | None, limit: int | None, window: float | None) -> RateLimiter:
-        s = self._settings
-        if rate is not None:
-            if limit is not None or window is not None:
-                raise TypeError("give either `rate` or `limit` and `window_seconds`, not both")
-            if not isinstance(rate, str):
-                raise TypeError(
-                    f"`rate` must be a str such as '100/minute', not {type(rate).__name__}"
-                )
-            return RateLimiter.from_rate(
-                rate,
-                s["algorithm"],
-                burst=s["burst"],
-                max_keys=s["max_keys"],
-                cleanup_interval=s["cleanup_interval"],
-                clock=s["clock"],
-            )
-        if limit is None or window is None:
-            raise TypeError(
-                "a rate limit needs `limiter`, `rate` ('100/minute'), or `limit` and "
-                "`window_seconds`"
-            )
-        return RateLimiter(
-            limit,
-            window,
-            s["algorithm"],
-            s["max_keys"],
-            s["cleanup_interval"],
-            burst=s["burst"],
-            clock=s["clock"],
-        )
-
     def exempt(self, method: str, path: str) -> bool:
         """Whether a request with this method and path is left alone."""
         if self._nothing_exempt:
@@ -243,17 +225,8 @@ class RequestPolicy:
                         f"`dynamic_limit` returned {rate!r}, more than {MAX_DYNAMIC_RATES} "
                         "distinct rates; return one of a few tiers"
                     )
-                s = self._settings
                 try:
-                    limiter = RateLimiter.from_rate(
-                        rate,
-                        s["algorithm"],
-                        burst=s["burst"],
-                        max_keys=s["max_keys"],
-                        cleanup_interval=s["cleanup_interval"],
-                        clock=s["clock"],
-                        **self._storage,
-                    )
+                    limiter = self.limiter.with_rate(rate)
                 except ValueError as error:
                     raise ValueError(f"`dynamic_limit` returned {rate!r}: {error}") from None
                 found = (
@@ -280,33 +253,34 @@ class RequestPolicy:
             cost = _check_cost(self._cost_func(request), "the cost function's result")
         return limiter, writer, key, cost
 
+    def _decided(self, request: Any) -> tuple[Decision, HeaderWriter]:
+        limiter, writer, key, cost = self.resolve(request)
+        return limiter.decide(key, cost), writer
+
+    async def _adecided(self, request: Any) -> tuple[Decision, HeaderWriter]:
+        # On Redis the round trip is awaited, so the event loop runs on meanwhile; in memory
+        # the decision is made at once, with no awaitable to go through.
+        limiter, writer, key, cost = self.resolve(request)
+        if self._on_redis:
+            return await limiter.adecide(key, cost), writer
+        return limiter.decide(key, cost), writer
+
     def decide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
         """Count ``request`` and return the decision with the headers to send."""
-        limiter, writer, key, cost = self.resolve(request)
-        decision = limiter.decide(key, cost)
+        decision, writer = self._decided(request)
         return decision, writer.headers(decision)
 
     async def adecide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
-        """:meth:`decide` for async code: on Redis the round trip is awaited, so the event
-        loop runs on meanwhile; in memory the decision is made at once."""
-        limiter, writer, key, cost = self.resolve(request)
-        if self._on_redis:
-            decision = await limiter.adecide(key, cost)
-        else:
-            decision = limiter.decide(key, cost)
+        """:meth:`decide` for async code."""
+        decision, writer = await self._adecided(request)
         return decision, writer.headers(decision)
 
     def decide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
         """:meth:`decide` with the headers as ASGI wants them (lowercase ``bytes`` pairs)."""
-        limiter, writer, key, cost = self.resolve(request)
-        decision = limiter.decide(key, cost)
+        decision, writer = self._decided(request)
         return decision, writer.raw_headers(decision)
 
     async def adecide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
-        """:meth:`decide_raw` for async code (see :meth:`adecide`)."""
-        limiter, writer, key, cost = self.resolve(request)
-        if self._on_redis:
-            decision = await limiter.adecide(key, cost)
-        else:
-            decision = limiter.decide(key, cost)
+        """:meth:`decide_raw` for async code."""
+        decision, writer = await self._adecided(request)
         return decision, writer.raw_headers(decision)

@@ -925,3 +925,19 @@ def test_check_and_stats_return_exactly_their_typed_keys(clock: ManualClock) -> 
     assert set(limiter.check("k")) == CheckResult.__required_keys__
     assert set(limiter.decide("k").to_dict()) == CheckResult.__required_keys__
     assert list(limiter.stats()) == list(Stats.__annotations__)
+
+
+def test_with_rate_carries_the_settings_but_not_the_burst_or_the_counts() -> None:
+    clock = ManualClock()
+    base = RateLimiter(2, 60, "gcra", 100, 30, burst=1, clock=clock)
+    tier = base.with_rate("5/minute")
+    assert (tier.algorithm, tier.max_keys, tier.cleanup_interval) == ("gcra", 100, 30)
+    assert tier.rates == [(5, 60)] and tier.burst == 5
+    assert base.allow("k") and not base.allow("k")
+    assert [tier.allow("k") for _ in range(6)] == [True] * 5 + [False]  # counts of its own
+    clock.advance(60)  # the same clock
+    assert tier.remaining("k") == 5
+    with pytest.raises(ValueError, match="fortnight"):
+        base.with_rate("1/fortnight")
+    with pytest.raises(TypeError, match="rate"):
+        base.with_rate(5)  # type: ignore[arg-type]

@@ -212,3 +212,19 @@ def test_on_redis_async_code_awaits_the_round_trip_and_tiers_keep_apart(
     keys = sorted(redis.call("KEYS", "*"))
     assert keys == ["app:{1.1.1.1}:fixed:2:60s", "app:{1.1.1.1}:fixed:3:60s"]
     assert policy.decide(Req("1.1.1.1"))[0].allowed is False  # sync code agrees
+
+
+def test_a_given_limiter_s_tiers_share_its_clock_and_settings() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(1, 60, "sliding", max_keys=10, clock=clock)
+    policy = RequestPolicy(limiter, dynamic_limit=lambda r: "2/minute")
+    assert [policy.decide(Req())[0].allowed for _ in range(3)] == [True, True, False]
+    tier, _ = policy._for_rate("2/minute")
+    assert (tier.algorithm, tier.max_keys) == ("sliding", 10)
+    clock.advance(120)  # the limiter's manual clock moves the tier too
+    assert policy.decide(Req())[0].allowed
+
+
+def test_a_given_limiter_with_settings_to_build_one_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"not both \(clock\)"):
+        RequestPolicy(RateLimiter(1, 1), clock=ManualClock())

@@ -23,6 +23,7 @@ import math
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1002,3 +1003,25 @@ def test_an_unreadable_ssl_ca_certs_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(ValueError, match=r"nope\.pem"):
         RateLimiter(1, 1, storage=f"rediss://127.0.0.1:1/0?ssl_ca_certs={missing}")
+
+
+def test_dynamic_tiers_reach_a_password_protected_redis() -> None:
+    """The tiers are built from the limiter's own settings (`with_rate`), not from its
+    displayed URL, whose password is hidden."""
+    from rust_py_rate_limit.policy import RequestPolicy
+
+    server = RedisServer().start()
+    try:
+        with server.client() as client:
+            client.call("CONFIG", "SET", "requirepass", "s3cret")
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+        limiter = RateLimiter(1, 600, storage=url, timeout=SAFE)
+        assert "s3cret" not in limiter.storage
+        tier = limiter.with_rate("3/minute")
+        assert [tier.allow("k") for _ in range(4)] == [True, True, True, False]
+
+        request = types.SimpleNamespace(environ={"REMOTE_ADDR": "203.0.113.7"}, headers={})
+        policy = RequestPolicy(limiter, dynamic_limit=lambda r: "2/minute")
+        assert [policy.decide(request)[0].allowed for _ in range(3)] == [True, True, False]
+    finally:
+        server.close()

@@ -79,12 +79,8 @@ def ratelimit(
         raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
+    # What every view's policy shares; the limiter is built once, from the rest.
     shared: dict[str, Any] = {
-        "algorithm": algorithm,
-        "burst": burst,
-        "max_keys": max_keys,
-        "cleanup_interval": cleanup_interval,
-        "clock": clock,
         "key_func": key,
         "trusted_proxies": trusted_proxies,
         "cost": cost,
@@ -95,10 +91,11 @@ def ratelimit(
         "status_code": status_code,
         "body": body,
     }
+    building: dict[str, Any] = {"rate": rate, "limit": limit, "window_seconds": window_seconds}
+    building |= {"algorithm": algorithm, "burst": burst, "max_keys": max_keys}
+    building |= {"cleanup_interval": cleanup_interval, "clock": clock}
     # Built now, so that bad arguments fail where the view is defined.
-    first = RequestPolicy(
-        limiter, rate=rate, limit=limit, window_seconds=window_seconds, scope=scope or "", **shared
-    )
+    first = RequestPolicy(limiter, scope=scope or "", **building, **shared)
     policies: dict[str, RequestPolicy] = {first.scope: first}
     lock = threading.Lock()
     needs_user = key == "user"

@@ -56,6 +56,9 @@ pub struct RateLimiter {
     /// Set when `storage=` is a Redis URL: decisions are made there, not in `limiter`. Boxed,
     /// so the in-memory hot path tests one pointer next to `limiter`.
     redis: Option<Box<RedisSide>>,
+    /// The settings given besides the rates and the burst, as given: what `with_rate` carries
+    /// over to a limiter for another rate.
+    settings: Py<PyDict>,
 }
 
 /// The settings shared by the constructor and `from_rate`.
@@ -70,7 +73,30 @@ struct Options<'a, 'py> {
 }
 
 impl RateLimiter {
-    fn build(rates: Vec<Rate>, source: RateSource, opts: Options<'_, '_>) -> PyResult<Self> {
+    fn build(
+        py: Python<'_>,
+        rates: Vec<Rate>,
+        source: RateSource,
+        opts: Options<'_, '_>,
+    ) -> PyResult<Self> {
+        let settings = PyDict::new(py);
+        let storage = &opts.storage;
+        for (name, value) in [
+            ("algorithm", opts.algorithm),
+            ("max_keys", opts.max_keys),
+            ("cleanup_interval", opts.cleanup_interval),
+            ("clock", opts.clock),
+            ("storage", storage.storage),
+            ("key_prefix", storage.key_prefix),
+            ("timeout", storage.timeout),
+            ("on_storage_error", storage.on_storage_error),
+            ("local_deny_cache", storage.local_deny_cache),
+            ("fallback", storage.fallback),
+        ] {
+            if let Some(value) = value.filter(|v| !v.is_none()) {
+                settings.set_item(name, value)?;
+            }
+        }
         let algorithm = match opts.algorithm.filter(|a| !a.is_none()) {
             None => AlgorithmKind::Fixed,
             Some(name) => {
@@ -150,6 +176,7 @@ impl RateLimiter {
             cleanup_interval: cleanup_interval.map(|(given, _)| given),
             _sweeper: sweeper,
             redis,
+            settings: settings.unbind(),
         })
     }
 
@@ -238,6 +265,7 @@ impl RateLimiter {
             },
         };
         Self::build(
+            window_seconds.py(),
             vec![Rate { limit, period_ns }],
             RateSource::LimitWindow(window),
             opts,
@@ -295,7 +323,21 @@ impl RateLimiter {
         } else {
             RateSource::Text(text)
         };
-        Self::build(rates, source, opts)
+        Self::build(rate.py(), rates, source, opts)
+    }
+
+    /// A limiter for another rate string with this one's settings: algorithm, `max_keys`,
+    /// `cleanup_interval`, clock, and the storage with all its options (its own state: counts
+    /// are not shared). The burst is not carried over, since it belongs to the limit.
+    fn with_rate<'py>(
+        slf: &Bound<'py, Self>,
+        rate: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let settings = slf.get().settings.bind(slf.py());
+        Ok(slf
+            .get_type()
+            .call_method("from_rate", (rate,), Some(settings))?
+            .cast_into::<Self>()?)
     }
 
     /// True if the request is admitted (and consumes `cost`), False if it is limited.
