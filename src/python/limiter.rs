@@ -605,7 +605,7 @@ impl RateLimiter {
 
     #[getter]
     fn on_storage_error(&self) -> Option<&'static str> {
-        self.redis.as_ref().map(|r| r.on_error.name())
+        self.redis.as_ref().map(|r| r.failure.on_error.name())
     }
 
     /// `"memory"` when decisions fall back to the process while Redis fails, else None.
@@ -613,7 +613,7 @@ impl RateLimiter {
     fn fallback(&self) -> Option<&'static str> {
         self.redis
             .as_ref()
-            .and_then(|r| r.fallback.as_ref())
+            .and_then(|r| r.failure.fallback.as_ref())
             .map(|_| "memory")
     }
 
@@ -657,12 +657,12 @@ impl RateLimiter {
                 redis.url,
                 redis.prefix,
                 redis.timeout,
-                redis.on_error.name()
+                redis.failure.on_error.name()
             ));
             if redis.local_deny_cache {
                 out.push_str(", local_deny_cache=True");
             }
-            if redis.fallback.is_some() {
+            if redis.failure.fallback.is_some() {
                 out.push_str(", fallback=\"memory\"");
             }
         }

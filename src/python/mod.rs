@@ -5,6 +5,7 @@ mod args;
 mod async_bridge;
 mod clock;
 mod decision;
+mod failure;
 mod limiter;
 mod ready;
 mod storage;

@@ -1,7 +1,6 @@
 //! The Python side of `storage="redis://..."`: the settings, the GIL released around each
-//! round trip, the asyncio twins, and the failure policy (`on_storage_error`).
+//! round trip, and the asyncio twins. What a failed round trip answers is `failure.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use pyo3::types::PyString;
 
 use super::args::{self, Seconds};
 use super::async_bridge::{self, Answer, Convert};
+use super::failure::{FailurePolicy, Fallback, OnStorageError};
 use crate::clock::Clock;
 use crate::decision::Decision;
 use crate::limiter::Limiter;
@@ -30,44 +30,6 @@ const DEFAULT_TIMEOUT_NS: u64 = 50_000_000;
 /// The default `key_prefix`.
 const DEFAULT_PREFIX: &str = "rl";
 
-/// What a decision is when the storage fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnStorageError {
-    /// Admit (fail open).
-    Allow,
-    /// Refuse (fail closed).
-    Deny,
-    /// Raise `StorageError`.
-    Raise,
-}
-
-impl OnStorageError {
-    fn parse(value: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let Some(value) = value.filter(|v| !v.is_none()) else {
-            return Ok(OnStorageError::Raise);
-        };
-        let text = value.cast::<PyString>().map_err(|_| {
-            PyTypeError::new_err("`on_storage_error` must be 'allow', 'deny' or 'raise'")
-        })?;
-        match text.to_str()? {
-            "allow" => Ok(OnStorageError::Allow),
-            "deny" => Ok(OnStorageError::Deny),
-            "raise" => Ok(OnStorageError::Raise),
-            other => Err(PyValueError::new_err(format!(
-                "`on_storage_error` must be 'allow', 'deny' or 'raise', got {other:?}"
-            ))),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OnStorageError::Allow => "allow",
-            OnStorageError::Deny => "deny",
-            OnStorageError::Raise => "raise",
-        }
-    }
-}
-
 /// The storage settings of a constructor, as given.
 pub struct StorageOptions<'a, 'py> {
     pub storage: Option<&'a Bound<'py, PyAny>>,
@@ -78,68 +40,14 @@ pub struct StorageOptions<'a, 'py> {
     pub fallback: Option<&'a Bound<'py, PyAny>>,
 }
 
-/// How long a limiter decides in process after Redis failed, before it tries Redis again.
-const PROBE_INTERVAL_NS: u64 = 5_000_000_000;
-
-/// `fallback="memory"`: while Redis fails, decisions are made by the limiter's in-memory
-/// store, and Redis is tried again at most every [`PROBE_INTERVAL_NS`] (not on every call).
-#[derive(Clone)]
-pub struct Fallback {
-    memory: Arc<Limiter>,
-    clock: Clock,
-    /// When Redis may be tried again; 0 while it answers.
-    probe_after_ns: Arc<AtomicU64>,
-}
-
-impl Fallback {
-    /// The in-memory decision, if Redis is not to be tried yet.
-    fn while_down(&self, key: &[u8], cost: Option<u64>) -> Option<Decision> {
-        let probe_after = self.probe_after_ns.load(Ordering::Relaxed);
-        (probe_after != 0 && self.clock.now_ns() < probe_after).then(|| self.decide(key, cost))
-    }
-
-    fn decide(&self, key: &[u8], cost: Option<u64>) -> Decision {
-        match cost {
-            Some(cost) => self.memory.decide(key, cost),
-            None => self.memory.peek(key),
-        }
-    }
-
-    /// After a round trip: back to Redis when it answered, else the in-memory decision and
-    /// the next probe a while from now.
-    fn after(
-        &self,
-        result: Result<Decision, crate::store::redis::StorageError>,
-        key: &[u8],
-        cost: Option<u64>,
-    ) -> Decision {
-        match result {
-            Ok(decision) => {
-                self.probe_after_ns.store(0, Ordering::Relaxed);
-                decision
-            }
-            Err(_) => {
-                let next = self.clock.now_ns().saturating_add(PROBE_INTERVAL_NS).max(1);
-                self.probe_after_ns.store(next, Ordering::Relaxed);
-                self.decide(key, cost)
-            }
-        }
-    }
-}
-
 /// A limiter's Redis side.
 pub struct RedisSide {
     backend: Arc<RedisBackend>,
-    pub on_error: OnStorageError,
+    pub failure: FailurePolicy,
     pub url: String,
     pub prefix: String,
     pub timeout: Seconds,
     pub local_deny_cache: bool,
-    /// `fallback="memory"`: decide in process while Redis fails.
-    pub fallback: Option<Fallback>,
-    /// The most restrictive rate's limit and window, for the decisions of the failure policy.
-    limit: u64,
-    window_ns: u64,
 }
 
 fn given<'a, 'py>(value: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
@@ -216,11 +124,7 @@ impl RedisSide {
         let fallback = match given(opts.fallback) {
             None => None,
             Some(value) => match text(value, "fallback")?.as_str() {
-                "memory" => Some(Fallback {
-                    memory: memory.clone(),
-                    clock: clock.clone(),
-                    probe_after_ns: Arc::new(AtomicU64::new(0)),
-                }),
+                "memory" => Some(Fallback::new(memory.clone(), clock.clone())),
                 other => {
                     return Err(PyValueError::new_err(format!(
                         "`fallback` must be 'memory' or None, got {other:?}"
@@ -244,21 +148,13 @@ impl RedisSide {
             local_deny_cache,
         )
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let strictest = config
-            .rates
-            .iter()
-            .min_by_key(|r| u128::from(r.period_ns) * 1_000_000 / u128::from(r.limit))
-            .expect("a limiter has a rate");
         Ok(Some(RedisSide {
             backend: Arc::new(backend),
-            on_error,
+            failure: FailurePolicy::new(on_error, fallback, url.clone(), config),
             url,
             prefix,
             timeout,
             local_deny_cache,
-            fallback,
-            limit: strictest.limit,
-            window_ns: strictest.period_ns,
         }))
     }
 
@@ -283,36 +179,10 @@ impl RedisSide {
             .map_err(|e| StorageError::new_err(e.to_string()))
     }
 
-    /// The decision when the storage failed, by the policy.
-    fn on_failure(
-        on_error: OnStorageError,
-        limit: u64,
-        window_ns: u64,
-        error: impl std::fmt::Display,
-    ) -> PyResult<Decision> {
-        match on_error {
-            OnStorageError::Raise => Err(StorageError::new_err(error.to_string())),
-            OnStorageError::Allow => Ok(Decision {
-                allowed: true,
-                limit,
-                remaining: limit,
-                reset_after_ns: 0,
-                retry_after_ns: 0,
-            }),
-            OnStorageError::Deny => Ok(Decision {
-                allowed: false,
-                limit,
-                remaining: 0,
-                reset_after_ns: window_ns,
-                retry_after_ns: window_ns,
-            }),
-        }
-    }
-
     /// A decision (`cost` counted) or, with `cost` None, the key's standing; the GIL is released
     /// for the round trip.
     pub fn decide(&self, py: Python<'_>, key: &[u8], cost: Option<u64>) -> PyResult<Decision> {
-        if let Some(decision) = self.fallback.as_ref().and_then(|f| f.while_down(key, cost)) {
+        if let Some(decision) = self.failure.while_down(key, cost) {
             return Ok(decision);
         }
         let backend = &self.backend;
@@ -327,13 +197,7 @@ impl RedisSide {
                 }
             })
         });
-        if let Some(began) = backend.outage_changed(&result) {
-            log_outage(py, began, &self.url, self.on_error, &result);
-        }
-        if let Some(fallback) = &self.fallback {
-            return Ok(fallback.after(result, key, cost));
-        }
-        result.or_else(|e| Self::on_failure(self.on_error, self.limit, self.window_ns, e))
+        self.failure.after(backend, result, key, cost)
     }
 
     /// Forgets `key`; a storage failure raises whatever the policy, since nothing was decided.
@@ -358,30 +222,17 @@ impl RedisSide {
         cost: Option<u64>,
         convert: Convert,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(decision) = self
-            .fallback
-            .as_ref()
-            .and_then(|f| f.while_down(&key, cost))
-        {
+        if let Some(decision) = self.failure.while_down(&key, cost) {
             return Self::spawn(py, async move { Ok(Answer::Decision(decision)) }, convert);
         }
-        let (backend, on_error) = (self.backend.clone(), self.on_error);
-        let (limit, window_ns, url) = (self.limit, self.window_ns, self.url.clone());
-        let fallback = self.fallback.clone();
+        let (backend, failure) = (self.backend.clone(), self.failure.clone());
         let round_trip = async move {
             let result = match cost {
                 Some(cost) => backend.decide(&key, cost).await,
                 None => backend.peek(&key).await,
             };
-            if let Some(began) = backend.outage_changed(&result) {
-                // Once per outage: taking the GIL here is rare.
-                Python::attach(|py| log_outage(py, began, &url, on_error, &result));
-            }
-            if let Some(fallback) = fallback {
-                return Ok(Answer::Decision(fallback.after(result, &key, cost)));
-            }
-            result
-                .or_else(|e| Self::on_failure(on_error, limit, window_ns, e))
+            failure
+                .after(&backend, result, &key, cost)
                 .map(Answer::Decision)
         };
         Self::spawn(py, round_trip, convert)
@@ -418,31 +269,6 @@ impl RedisSide {
             Python::attach(|py| convert(py, answer))
         })
     }
-}
-
-/// Logs, through Python's `logging` (logger `rust_py_rate_limit`), the start of an outage (a
-/// warning) or its end (info); a logging failure must not fail the request, so it is dropped.
-fn log_outage<T>(
-    py: Python<'_>,
-    began: bool,
-    url: &str,
-    on_error: OnStorageError,
-    result: &Result<T, crate::store::redis::StorageError>,
-) {
-    let message = match result {
-        Err(error) if began => format!(
-            "rate-limit storage {url} failed: {error}; on_storage_error={:?} applies until it \
-             answers again (logged once per outage)",
-            on_error.name()
-        ),
-        _ => format!("rate-limit storage {url} answers again"),
-    };
-    let level = if began { "warning" } else { "info" };
-    let logged = py
-        .import("logging")
-        .and_then(|logging| logging.call_method1("getLogger", ("rust_py_rate_limit",)))
-        .and_then(|logger| logger.call_method1(level, (message,)));
-    drop(logged);
 }
 
 /// The tokio runtime every Redis round trip runs on (shared with the asyncio twins).
