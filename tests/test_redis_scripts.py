@@ -27,9 +27,9 @@ from reference_models import (
     NS_PER_SECOND,
     AllRates,
     Model,
-    emission_interval,
     reference_model,
 )
+from time_steps import advances
 
 from rust_py_rate_limit import ALGORITHMS, ManualClock, RateLimiter
 from rust_py_rate_limit import Decision as CoreDecision
@@ -236,25 +236,10 @@ class Op:
 
 
 def ops(setup: Setup) -> st.SearchStrategy[list[Op]]:
-    rates = setup.rates_ns()
-    windows = [window for _, window in rates]
-    intervals = [emission_interval(limit, window) for limit, window in rates]
-    offset = st.integers(-1, 1)
-    multiples = [
-        st.builds(lambda k, d, unit=unit: max(0, k * unit + d), st.integers(1, 3), offset)
-        for unit in windows + intervals
-    ]
-    steps = st.one_of(
-        st.just(0),
-        st.one_of([st.integers(0, interval) for interval in intervals]),
-        st.one_of([st.integers(0, 3 * window) for window in windows]),
-        st.one_of(multiples),
-    ).map(lambda n: ("ns", n))
-    advances = steps | st.tuples(st.sampled_from(["retry", "reset"]), offset)
     capacities = setup.capacities()
     costs = st.integers(1, min(capacities)) | st.integers(1, max(capacities) + 1)
     actions = st.sampled_from(["decide", "decide", "decide", "peek", "expire"])
-    op = st.builds(Op, advances, st.sampled_from(KEYS), costs, actions)
+    op = st.builds(Op, advances(setup.rates_ns()), st.sampled_from(KEYS), costs, actions)
     return st.lists(op, min_size=4, max_size=40)
 
 

@@ -23,9 +23,9 @@ from reference_models import (
     Decision,
     Model,
     all_rates,
-    emission_interval,
     reference_model,
 )
+from time_steps import Advance, advances
 
 from rust_py_rate_limit import Decision as CoreDecision
 from rust_py_rate_limit import ManualClock, RateLimiter
@@ -120,7 +120,6 @@ class Setup:
 
 #: How the clock moves before a request: `("ns", n)` by n ns; `("retry", d)` / `("reset", d)`
 #: by the key's last retry_after / reset_after plus d (never below 0).
-Advance = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -140,33 +139,12 @@ class Scenario:
     ops: list[Op]
 
 
-def advances(setup: Setup) -> st.SearchStrategy[Advance]:
-    """Steps from 0 to ~3 windows, biased to land on (and next to) the instants where
-    decisions change: window and emission-interval multiples, the last retry_after and
-    reset_after."""
-    windows = [window for _, window in setup.rates]
-    intervals = [emission_interval(limit, window) for limit, window in setup.rates]
-    offset = st.integers(-1, 1)
-    multiples = [
-        st.builds(lambda k, d, unit=unit: max(0, k * unit + d), st.integers(1, 3), offset)
-        for unit in windows + intervals
-    ]
-    steps = st.one_of(
-        st.just(0),
-        st.one_of([st.integers(0, interval) for interval in intervals]),
-        st.one_of([st.integers(0, 3 * window) for window in windows]),
-        st.one_of(multiples),
-    ).map(lambda n: ("ns", n))
-    edges = st.tuples(st.sampled_from(["retry", "reset"]), offset)
-    return st.one_of(steps, edges)
-
-
 def ops(setup: Setup) -> st.SearchStrategy[list[Op]]:
     # Costs from 1 to one above the largest capacity, biased to those every rate can admit.
     capacities = setup.capacities()
     costs = st.integers(1, min(capacities)) | st.integers(1, max(capacities) + 1)
     calls = st.sampled_from(["decide", "decide", "check", "allow"])
-    op = st.builds(Op, advances(setup), st.sampled_from(KEYS), costs, st.booleans(), calls)
+    op = st.builds(Op, advances(setup.rates), st.sampled_from(KEYS), costs, st.booleans(), calls)
     return st.lists(op, min_size=4, max_size=40)
 
 
