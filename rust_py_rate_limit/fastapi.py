@@ -28,7 +28,7 @@ from starlette.responses import Response
 from ._core import ManualClock, RateLimiter
 from .headers import HeaderStyle, check_style
 from .keys import KeyFunc, key_func_from_spec
-from .policy import CostSpec, DynamicLimit, Refusal, RequestPolicy
+from .policy import CostSpec, DynamicLimit, Refusal, RequestPolicy, view_scope
 from .starlette import (
     OnBlocked,
     RateLimitMiddleware,
@@ -104,12 +104,6 @@ def _check_rate(rate: object) -> RateLimiter | None:
             f"not {type(rate).__name__}"
         )
     return None
-
-
-def _qualified_name(endpoint: object) -> str:
-    module = getattr(endpoint, "__module__", None) or ""
-    name = getattr(endpoint, "__qualname__", None) or type(endpoint).__qualname__
-    return f"{module}.{name}" if module else name
 
 
 class RateLimit:
@@ -221,7 +215,7 @@ def _per_route(key_func: KeyFunc) -> KeyFunc:
         endpoint = request.scope.get("endpoint")
         prefix = names.get(endpoint)
         if prefix is None:
-            prefix = names[endpoint] = _qualified_name(endpoint)
+            prefix = names[endpoint] = view_scope(endpoint)
         return f"{prefix}:{key_func(request)}"
 
     key.__qualname__ = key.__name__ = f"per_route({getattr(key_func, '__name__', 'key')})"
@@ -342,7 +336,7 @@ class Limiter:
                 name,
                 status_code,
                 body,
-                _qualified_name(endpoint) if scope is None else scope,
+                view_scope(endpoint) if scope is None else scope,
                 {
                     "algorithm": algorithm,
                     "burst": burst,

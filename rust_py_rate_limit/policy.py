@@ -14,7 +14,7 @@ from ._core import Decision, ManualClock, RateLimiter
 from .headers import HeaderStyle, HeaderWriter
 from .keys import KeyFunc, accepts_asgi_scope, key_func_from_spec
 
-__all__ = ["DEFAULT_BODY", "MAX_DYNAMIC_RATES", "Refusal", "RequestPolicy"]
+__all__ = ["DEFAULT_BODY", "MAX_DYNAMIC_RATES", "Refusal", "RequestPolicy", "view_scope"]
 
 #: The JSON body of a 429 unless configured otherwise.
 DEFAULT_BODY: dict[str, str] = {"detail": "Too many requests"}
@@ -82,6 +82,16 @@ def _path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
             exact.add(path)
     prefix_tuple = tuple(prefixes)
     return lambda path: path in exact or (bool(prefix_tuple) and path.startswith(prefix_tuple))
+
+
+def view_scope(view: object) -> str:
+    """The key scope of a per-route limit: the view's ``module.qualname`` (a callable object
+    without a ``__qualname__`` goes by its class), so each route counts apart."""
+    module = getattr(view, "__module__", None) or ""
+    name = getattr(view, "__qualname__", None) or getattr(view, "__name__", None)
+    if not isinstance(name, str):
+        name = type(view).__qualname__
+    return f"{module}.{name}" if module else name
 
 
 def _build(

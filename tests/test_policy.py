@@ -228,3 +228,21 @@ def test_a_given_limiter_s_tiers_share_its_clock_and_settings() -> None:
 def test_a_given_limiter_with_settings_to_build_one_is_refused() -> None:
     with pytest.raises(TypeError, match=r"not both \(clock\)"):
         RequestPolicy(RateLimiter(1, 1), clock=ManualClock())
+
+
+def test_view_scope_names_a_view_by_module_and_qualified_name() -> None:
+    from rust_py_rate_limit.policy import view_scope
+
+    class Views:
+        def show(self) -> None: ...
+
+    class Endpoint:
+        def __call__(self) -> None: ...
+
+    assert view_scope(test_view_scope_names_a_view_by_module_and_qualified_name).endswith(
+        "test_policy.test_view_scope_names_a_view_by_module_and_qualified_name"
+    )
+    assert view_scope(Views.show).endswith(
+        "test_view_scope_names_a_view_by_module_and_qualified_name.<locals>.Views.show"
+    )
+    assert view_scope(Endpoint()).endswith("<locals>.Endpoint")

@@ -14,7 +14,7 @@ from django.http.response import HttpResponseBase
 from .._core import ManualClock, RateLimiter
 from ..headers import HeaderStyle
 from ..keys import KeyFunc
-from ..policy import CostSpec, DynamicLimit, RequestPolicy
+from ..policy import CostSpec, DynamicLimit, RequestPolicy, view_scope
 from .responses import (
     OnBlocked,
     add_headers,
@@ -27,14 +27,6 @@ from .responses import (
 __all__ = ["ratelimit"]
 
 View = TypeVar("View", bound=Callable[..., Any])
-
-
-def _qualified_name(view: Callable[..., Any]) -> str:
-    module = getattr(view, "__module__", None) or ""
-    name = getattr(view, "__qualname__", None) or getattr(view, "__name__", None)
-    if name is None:
-        name = type(view).__qualname__
-    return f"{module}.{name}" if module else str(name)
 
 
 def ratelimit(
@@ -102,14 +94,14 @@ def ratelimit(
 
     def policy_for(view: Callable[..., Any]) -> RequestPolicy:
         # method_decorator applies the decorator again on every request: reuse the policy.
-        view_scope = _qualified_name(view) if scope is None else scope
-        found = policies.get(view_scope)
+        this_scope = view_scope(view) if scope is None else scope
+        found = policies.get(this_scope)
         if found is None:
             with lock:
-                found = policies.get(view_scope)
+                found = policies.get(this_scope)
                 if found is None:
-                    found = RequestPolicy(first.limiter, scope=view_scope, **shared)
-                    policies[view_scope] = found
+                    found = RequestPolicy(first.limiter, scope=this_scope, **shared)
+                    policies[this_scope] = found
         return found
 
     def decorator(view: View) -> View:
