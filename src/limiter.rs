@@ -125,8 +125,17 @@ impl Limiter {
     /// `decide(key, cost).allowed`, compiled separately so that the parts of the decision it
     /// does not need (remaining, reset and retry times) are never computed.
     pub fn allow(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> bool {
-        let key = key.as_ref();
-        let now = self.clock.now_ns();
+        self.allow_at(key.as_ref(), cost, self.clock.now_ns())
+    }
+
+    /// The limiter's clock, for callers that read it ahead of `allow_at`.
+    #[inline(always)]
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// `allow` at a time read from [`Self::now_ns`].
+    pub fn allow_at(&self, key: &[u8], cost: u64, now: u64) -> bool {
         dispatch!(&self.store, s => s.decide(key, cost, now).allowed)
     }
 

@@ -6,6 +6,7 @@ mod async_bridge;
 mod clock;
 mod decision;
 mod failure;
+mod fast_methods;
 mod limiter;
 mod ready;
 mod storage;
@@ -50,6 +51,7 @@ fn register_fork_hooks(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::RateLimiter>()?;
+    fast_methods::install(&m.py().get_type::<limiter::RateLimiter>())?;
     m.add_class::<decision::PyDecision>()?;
     m.add_class::<clock::PyManualClock>()?;
     m.add_class::<ready::Ready>()?;

@@ -67,6 +67,40 @@ impl CompactKey {
     }
 }
 
+impl CompactKey {
+    /// `self.as_bytes() == key`, without a call to `memcmp` for an inline key: two
+    /// overlapping word loads on each side cover any length up to 15.
+    #[inline(always)]
+    pub fn matches(&self, key: &[u8]) -> bool {
+        let tag = self.bytes[INLINE_MAX];
+        if tag == HEAP_TAG {
+            return self.as_bytes() == key;
+        }
+        let len = usize::from(tag);
+        if key.len() != len {
+            return false;
+        }
+        let stored = &self.bytes[..len];
+        if len >= 8 {
+            word::<8>(stored, 0) == word::<8>(key, 0)
+                && word::<8>(stored, len - 8) == word::<8>(key, len - 8)
+        } else if len >= 4 {
+            word::<4>(stored, 0) == word::<4>(key, 0)
+                && word::<4>(stored, len - 4) == word::<4>(key, len - 4)
+        } else {
+            stored == key
+        }
+    }
+}
+
+/// `N` bytes of `bytes` from `at`, as an array the compiler compares as one word.
+#[inline(always)]
+fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
+}
+
 impl Drop for CompactKey {
     fn drop(&mut self) {
         if self.bytes[INLINE_MAX] == HEAP_TAG {
@@ -102,5 +136,24 @@ mod tests {
         }
         assert_eq!(std::mem::size_of::<CompactKey>(), 16);
         assert_eq!(std::mem::align_of::<CompactKey>(), 4);
+    }
+
+    #[test]
+    fn matches_is_byte_equality_at_every_length() {
+        let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for len in 0..=text.len() {
+            let key = &text[..len];
+            let stored = CompactKey::new(key);
+            assert!(stored.matches(key), "len {len}");
+            for at in 0..len {
+                let mut other = key.to_vec();
+                other[at] ^= 1;
+                assert!(!stored.matches(&other), "len {len}, byte {at} differs");
+            }
+            assert!(!stored.matches(&text[..len.saturating_sub(1)]) || len == 0);
+            if len < text.len() {
+                assert!(!stored.matches(&text[..len + 1]), "len {len} + 1");
+            }
+        }
     }
 }

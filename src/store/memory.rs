@@ -132,7 +132,7 @@ impl<P: Policy> MemoryStore<P> {
         let mut swept = false;
         loop {
             let mut shard = lock.lock();
-            if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.as_bytes() == key) {
+            if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.matches(key)) {
                 let decision = self.policy.apply(value, now, cost);
                 shard.record(&decision);
                 return decision;
@@ -169,7 +169,7 @@ impl<P: Policy> MemoryStore<P> {
         let shard = self.shard(hash).lock();
         let value = shard
             .table
-            .find(hash, |(k, _)| k.as_bytes() == key)
+            .find(hash, |(k, _)| k.matches(key))
             .map(|(_, v)| v);
         self.policy.peek(value, now)
     }
@@ -178,7 +178,7 @@ impl<P: Policy> MemoryStore<P> {
     pub fn reset(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let mut shard = self.shard(hash).lock();
-        let removed = match shard.table.find_entry(hash, |(k, _)| k.as_bytes() == key) {
+        let removed = match shard.table.find_entry(hash, |(k, _)| k.matches(key)) {
             Ok(entry) => {
                 entry.remove();
                 true
