@@ -4,9 +4,12 @@ For each algorithm and scenario (a hot key, 100,000 keys round-robin, the denied
 times the loop users write, ``for k in keys: limiter.allow(k)``, and two floors with exactly the
 same shape: ``d.get(k)`` on a dict of the same keys, and ``limiter._noop(k)`` (an extension
 method that takes one str and does nothing). Every loop is a function with locals that looks the
-method up on each iteration, timed with ``time.perf_counter_ns``; the loops of one scenario run
-interleaved, and each figure is the best of several repeats. A second, smaller table times the
-pre-bound form (``f = obj.method; for k in keys: f(k)``), which has less loop overhead.
+method up on each iteration, timed with ``time.perf_counter_ns``. The loops of one scenario run
+interleaved, one after the other in each of several rounds: each ns figure is a loop's best
+round, and each ratio is the median over rounds of the ratio within a round (on a machine whose
+speed drifts, the best of two loops can come from different rounds). A second, smaller table
+times the pre-bound form (``f = obj.method; for k in keys: f(k)``), which has less loop
+overhead.
 
 Run it from outside the checkout against an installed build (see benches/README.md)::
 
@@ -22,10 +25,11 @@ import gc
 import importlib
 import json
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -123,41 +127,70 @@ def make_limiters(lib: ModuleType, scenario: Scenario) -> dict[str, RateLimiter]
 Loop = Callable[[list[str]], int]
 
 
-def best_ns_per_call(loops: dict[str, Loop], scenario: Scenario, repeats: int) -> dict[str, float]:
-    """Runs every loop once per repeat, interleaved; returns each loop's best ns per call.
+@dataclass
+class Timings:
+    """Every loop's ns per call in each round, the loops of a round run back to back."""
+
+    rounds: list[dict[str, float]]
+
+    def best(self, name: str) -> float:
+        return min(r[name] for r in self.rounds)
+
+    def ratio(self, name: str, floor: str) -> float:
+        """The median over rounds of ``name / floor`` within a round.
+
+        On a shared machine whose speed drifts over seconds, the best of each loop can come
+        from different rounds; a ratio taken within a round compares like with like.
+        """
+        return statistics.median(r[name] / r[floor] for r in self.rounds)
+
+
+def time_rounds(loops: dict[str, Loop], scenario: Scenario, repeats: int) -> Timings:
+    """Runs every loop once per round, interleaved, for `repeats` rounds.
 
     Before each timed run, an untimed pass over the scenario's distinct keys brings that
     loop's data back into cache (the other loops' runs evicted it), so a run's first pass over
     100k keys is not a cold one.
     """
-    best = dict.fromkeys(loops, float("inf"))
+    rounds: list[dict[str, float]] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(repeats):
+            times: dict[str, float] = {}
             for name, loop in loops.items():
                 loop(scenario.distinct)
-                best[name] = min(best[name], loop(scenario.keys) / len(scenario.keys))
+                times[name] = loop(scenario.keys) / len(scenario.keys)
+            rounds.append(times)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return best
+    return Timings(rounds)
 
 
 @dataclass
 class Row:
     scenario: str
     algorithm: str
-    allow_ns: float
-    dict_get_ns: float
-    noop_ns: float
+    allow_ns: float  # best round
+    dict_get_ns: float  # best round
+    noop_ns: float  # best round
+    vs_dict_get: float  # median of the rounds' ratios
+    vs_noop: float  # median of the rounds' ratios
     target: float | None = None
-    vs_dict_get: float = field(init=False)
-    vs_noop: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.vs_dict_get = self.allow_ns / self.dict_get_ns
-        self.vs_noop = self.allow_ns / self.noop_ns
+
+def make_row(scenario: str, algorithm: str, timings: Timings, target: float | None = None) -> Row:
+    return Row(
+        scenario,
+        algorithm,
+        timings.best(algorithm),
+        timings.best("dict.get"),
+        timings.best("_noop"),
+        timings.ratio(algorithm, "dict.get"),
+        timings.ratio(algorithm, "_noop"),
+        target,
+    )
 
 
 def measure_loops(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row]:
@@ -171,11 +204,9 @@ def measure_loops(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row
     }
     for algorithm, limiter in limiters.items():
         loops[algorithm] = partial(loop_allow, limiter)
-    best = best_ns_per_call(loops, scenario, repeats)
+    timings = time_rounds(loops, scenario, repeats)
     target = TARGETS[scenario.name]
-    return [
-        Row(scenario.name, a, best[a], best["dict.get"], best["_noop"], target) for a in limiters
-    ]
+    return [make_row(scenario.name, a, timings, target) for a in limiters]
 
 
 def measure_bound(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row]:
@@ -189,8 +220,8 @@ def measure_bound(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row
     }
     for algorithm, limiter in limiters.items():
         loops[algorithm] = partial(loop_bound, limiter.allow)
-    best = best_ns_per_call(loops, scenario, repeats)
-    return [Row(scenario.name, a, best[a], best["dict.get"], best["_noop"]) for a in limiters]
+    timings = time_rounds(loops, scenario, repeats)
+    return [make_row(scenario.name, a, timings) for a in limiters]
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -244,8 +275,10 @@ def header(lib: ModuleType, iterations: int, repeats: int) -> list[str]:
         f"- imported: {lib.__file__} (core: {core.__file__})",
         f"- version {lib.__version__}; Python {platform.python_version()} "
         f"({platform.python_implementation()}) on {platform.machine()}",
-        f"- {iterations:,} calls per loop, best of {repeats} interleaved repeats, gc disabled, "
+        f"- {iterations:,} calls per loop, {repeats} rounds of interleaved loops, gc disabled, "
         "each run preceded by an untimed pass over the scenario's distinct keys",
+        "- ns: each loop's best round; ratios (x): the median over rounds of the ratio within "
+        "a round",
         "- hot key: one key, always admitted; 100k keys: 100,000 keys round-robin, each "
         "already seen, always admitted; denied: limit 1 per hour, key already spent",
         "",
