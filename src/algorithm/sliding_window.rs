@@ -143,6 +143,11 @@ impl<C: Count> SlidingWindow<C> {
     }
 
     /// Nanoseconds until `cost` fits, for a request denied at `now` with `cost <= limit`.
+    ///
+    /// Inlined and free of panics (the divisors are never 0 here, but the compiler cannot see
+    /// it), so that `allow()`, which never reads the wait, does not compute its two 128-bit
+    /// divisions: they were 105 instructions of every denied call.
+    #[inline(always)]
     fn wait(&self, v: View, now: u64, cost: u64) -> u64 {
         let w = u128::from(self.window);
         let elapsed = u128::from(now.saturating_sub(v.start));
@@ -154,12 +159,12 @@ impl<C: Count> SlidingWindow<C> {
         let admitted_at_elapsed = if cur + u128::from(cost) <= limit {
             // The previous window's weight must fade: prev * (W - e) <= (limit - cur - cost) * W.
             let room = (limit - cur - u128::from(cost)) * w;
-            w - room / prev
+            w - room.checked_div(prev).unwrap_or(w)
         } else {
             // Only after this window rolls over, when `cur` becomes the weighted one:
             // cur * (W - x) <= (limit - cost) * W.
             let room = (limit - u128::from(cost)) * w;
-            w + w.saturating_sub(room / cur)
+            w + w.saturating_sub(room.checked_div(cur).unwrap_or(0))
         };
         (admitted_at_elapsed.saturating_sub(elapsed)) as u64
     }
