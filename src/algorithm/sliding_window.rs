@@ -115,12 +115,26 @@ impl<C: Count> SlidingWindow<C> {
         }
     }
 
+    /// `prev * (W - elapsed)`: the previous window's weight, scaled by `W`.
+    ///
+    /// Each product is of two `u64`s (a single widening multiply): the difference is taken in
+    /// `u64`, where `elapsed <= W` is plain, rather than in `u128`.
+    #[inline(always)]
+    fn scaled_prev(&self, v: View, now: u64) -> u128 {
+        let elapsed = now.saturating_sub(v.start).min(self.window);
+        u128::from(v.prev) * u128::from(self.window - elapsed)
+    }
+
+    /// `count * W`: a count of the current window, scaled by `W`.
+    #[inline(always)]
+    fn scaled(&self, count: u64) -> u128 {
+        u128::from(count) * u128::from(self.window)
+    }
+
     /// `prev * (W - elapsed) + cur * W`: the weighted count, scaled by `W`.
     #[inline(always)]
     fn scaled_used(&self, v: View, now: u64) -> u128 {
-        let w = u128::from(self.window);
-        let elapsed = u128::from(now.saturating_sub(v.start).min(self.window));
-        u128::from(v.prev) * (w - elapsed) + u128::from(v.cur) * w
+        self.scaled_prev(v, now) + self.scaled(v.cur)
     }
 
     /// The decision for view `v` whose weighted count (scaled by `W`) is `used`.
@@ -181,11 +195,13 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
         cost: u64,
     ) -> (Decision, Option<SlidingState<C>>) {
         let v = self.view(state, now);
-        let used = self.scaled_used(v, now);
+        let prev = self.scaled_prev(v, now);
+        let used = prev + self.scaled(v.cur);
         if cost > self.limit {
             return (self.decision(false, v, used, now, NEVER), None);
         }
-        let used_after = used + u128::from(cost) * u128::from(self.window);
+        // `cur + cost <= 2 * limit`, which fits a u64: one product instead of two.
+        let used_after = prev + self.scaled(v.cur + cost);
         if used_after <= self.capacity {
             let next = View {
                 cur: v.cur + cost,
