@@ -70,12 +70,14 @@ pub struct SlidingWindow<C: Count = u32> {
     count: PhantomData<C>,
 }
 
-/// The state as seen at `now`: the current window's start, its count, the previous count.
+/// The state as seen at `now`: the current window's start, its count, the previous count, and
+/// how far into the current window `now` is (always less than the window).
 #[derive(Clone, Copy, Debug)]
 struct View {
     start: u64,
     cur: u64,
     prev: u64,
+    elapsed: u64,
 }
 
 impl<C: Count> SlidingWindow<C> {
@@ -98,6 +100,7 @@ impl<C: Count> SlidingWindow<C> {
             start: now,
             cur: 0,
             prev: 0,
+            elapsed: 0,
         };
         let Some(s) = state else { return fresh };
         let (start, cur, prev) = (s.start.get(), s.cur.get(), s.prev.get());
@@ -109,20 +112,25 @@ impl<C: Count> SlidingWindow<C> {
                 start: start + self.window,
                 cur: 0,
                 prev: cur,
+                elapsed: elapsed - self.window,
             }
         } else {
-            View { start, cur, prev }
+            View {
+                start,
+                cur,
+                prev,
+                elapsed,
+            }
         }
     }
 
     /// `prev * (W - elapsed)`: the previous window's weight, scaled by `W`.
     ///
     /// Each product is of two `u64`s (a single widening multiply): the difference is taken in
-    /// `u64`, where `elapsed <= W` is plain, rather than in `u128`.
+    /// `u64`, where `elapsed < W` holds by construction of the view, rather than in `u128`.
     #[inline(always)]
-    fn scaled_prev(&self, v: View, now: u64) -> u128 {
-        let elapsed = now.saturating_sub(v.start).min(self.window);
-        u128::from(v.prev) * u128::from(self.window - elapsed)
+    fn scaled_prev(&self, v: View) -> u128 {
+        u128::from(v.prev) * u128::from(self.window - v.elapsed)
     }
 
     /// `count * W`: a count of the current window, scaled by `W`.
@@ -133,8 +141,8 @@ impl<C: Count> SlidingWindow<C> {
 
     /// `prev * (W - elapsed) + cur * W`: the weighted count, scaled by `W`.
     #[inline(always)]
-    fn scaled_used(&self, v: View, now: u64) -> u128 {
-        self.scaled_prev(v, now) + self.scaled(v.cur)
+    fn scaled_used(&self, v: View) -> u128 {
+        self.scaled_prev(v) + self.scaled(v.cur)
     }
 
     /// The decision for view `v` whose weighted count (scaled by `W`) is `used`.
@@ -156,15 +164,16 @@ impl<C: Count> SlidingWindow<C> {
         }
     }
 
-    /// Nanoseconds until `cost` fits, for a request denied at `now` with `cost <= limit`.
+    /// Nanoseconds until `cost` fits, for a request denied at the time of view `v`, with
+    /// `cost <= limit`.
     ///
     /// Inlined and free of panics (the divisors are never 0 here, but the compiler cannot see
     /// it), so that `allow()`, which never reads the wait, does not compute its two 128-bit
     /// divisions: they were 105 instructions of every denied call.
     #[inline(always)]
-    fn wait(&self, v: View, now: u64, cost: u64) -> u64 {
+    fn wait(&self, v: View, cost: u64) -> u64 {
         let w = u128::from(self.window);
-        let elapsed = u128::from(now.saturating_sub(v.start));
+        let elapsed = u128::from(v.elapsed);
         let (limit, cur, prev) = (
             u128::from(self.limit),
             u128::from(v.cur),
@@ -195,7 +204,7 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
         cost: u64,
     ) -> (Decision, Option<SlidingState<C>>) {
         let v = self.view(state, now);
-        let prev = self.scaled_prev(v, now);
+        let prev = self.scaled_prev(v);
         let used = prev + self.scaled(v.cur);
         if cost > self.limit {
             return (self.decision(false, v, used, now, NEVER), None);
@@ -214,13 +223,13 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
             };
             return (self.decision(true, next, used_after, now, 0), Some(stored));
         }
-        let wait = self.wait(v, now, cost);
+        let wait = self.wait(v, cost);
         (self.decision(false, v, used, now, wait), None)
     }
 
     fn peek(&self, state: Option<SlidingState<C>>, now: u64) -> Decision {
         let v = self.view(state, now);
-        let d = self.decision(true, v, self.scaled_used(v, now), now, 0);
+        let d = self.decision(true, v, self.scaled_used(v), now, 0);
         Decision {
             allowed: d.remaining > 0,
             ..d
