@@ -1,10 +1,10 @@
-"""``allow()`` has two paths: the common call (``allow(str)`` or ``allow(str, int)`` on an
-in-memory limiter) is decided by a hand-written method, and every other call goes to the
-general method pyo3 generates. Whichever path takes a call, the answer, the state it leaves
-and the errors must be the same.
+"""``allow()`` has two paths: the common call (``allow(key[, cost])`` with an exact str key and
+a ``None`` or int cost, by position or keyword, on an in-memory limiter) is decided by a
+hand-written method, and every other call goes to the general method pyo3 generates. Whichever
+path takes a call, the answer, the state it leaves and the errors must be the same.
 
-The general path is reached with keywords (``allow(key=..., cost=...)``), which the fast path
-never takes, so comparing the two forms on two limiters compares the two paths.
+A key of a str subclass always takes the general path, so calling one limiter with plain str
+keys and another with the same keys as a subclass compares the two paths.
 """
 
 from __future__ import annotations
@@ -35,21 +35,28 @@ KEYS = ["a", "user:0000001", "a-key-longer-than-sixteen-bytes", "é", "", SURROG
 call_costs = st.one_of(
     st.none(), st.integers(1, 4), st.sampled_from([2**64 - 1, 2**64, 10**30, Cost.TWO])
 )
+FORMS = ["key", "key, cost", "key, cost=", "key=, cost=", "cost=, key=", "key, **{'cost'}"]
 calls = st.tuples(
     st.sampled_from(KEYS),
-    st.booleans(),  # the key as a str subclass
     call_costs,
-    st.sampled_from(["positional", "positional cost", "keyword cost"]),
+    st.sampled_from(FORMS),
     st.integers(0, 3_000_000_000),  # ns to advance before the call
 )
 
 
-def fast_form(limiter: RateLimiter, key: str, cost: Any, form: str) -> bool:
-    """The call as users write it: mostly the forms the fast path takes."""
-    if form == "positional" and cost is None:
+def call_in_form(limiter: RateLimiter, key: str, cost: Any, form: str) -> bool:
+    """``allow`` called in one of the ways Python passes arguments."""
+    if form == "key" and cost is None:
         return limiter.allow(key)
-    if form == "keyword cost":
+    if form == "key, cost=":
         return limiter.allow(key, cost=cost)
+    if form == "key=, cost=":
+        return limiter.allow(key=key, cost=cost)
+    if form == "cost=, key=":
+        return limiter.allow(cost=cost, key=key)
+    if form == "key, **{'cost'}":
+        # A keyword name that is not the interned str: the general path binds it.
+        return limiter.allow(key, **{"".join(["co", "st"]): cost})
     return limiter.allow(key, cost)
 
 
@@ -62,11 +69,10 @@ def test_both_paths_decide_alike(algorithm: str, sequence: list[Any]) -> None:
     general = RateLimiter.from_rate(
         "3/second; 5/10 seconds", algorithm=algorithm, clock=general_clock
     )
-    for key, subclass, cost, form, step in sequence:
+    for key, cost, form, step in sequence:
         fast_clock.advance(step / 1e9)
         general_clock.advance(step / 1e9)
-        called_key = Key(key) if subclass else key
-        assert fast_form(fast, called_key, cost, form) == general.allow(key=key, cost=cost)
+        assert call_in_form(fast, key, cost, form) == general.allow(Key(key), cost)
     assert fast.stats() == general.stats()
     for key in KEYS:
         assert fast.remaining(key) == general.remaining(key)
@@ -106,6 +112,9 @@ def test_a_bad_positional_cost_is_refused_like_a_keyword_one(
         (("k", 1, 2), {}, r"allow\(\) takes from 1 to 2 positional arguments but 3 were given"),
         (("k",), {"weight": 1}, r"allow\(\) got an unexpected keyword argument 'weight'"),
         (("k", 1), {"cost": 1}, r"allow\(\) got multiple values for argument 'cost'"),
+        (("k",), {"key": "k"}, r"allow\(\) got multiple values for argument 'key'"),
+        ((), {"cost": 1}, r"allow\(\) missing 1 required positional argument: 'key'"),
+        ((), {"key": "k", "weight": 1}, r"allow\(\) got an unexpected keyword argument 'weight'"),
         ((1,), {}, r"key must be str, not int"),
         ((b"k",), {}, r"key must be str, not bytes"),
     ],
@@ -151,10 +160,11 @@ def test_noop_takes_one_str_like_allow(clock: ManualClock) -> None:
     [
         lambda limiter, key: limiter.allow(key),
         lambda limiter, key: limiter.allow(key, 2),
-        lambda limiter, key: limiter.allow(key=key),
+        lambda limiter, key: limiter.allow(key=key, cost=2),
         lambda limiter, key: limiter.allow(Key(key)),
+        lambda limiter, key: limiter.allow(key, **{"".join(["co", "st"]): 2}),
     ],
-    ids=["fast", "fast with cost", "general", "general with a subclass"],
+    ids=["fast", "fast with cost", "fast by keyword", "general", "general by keyword"],
 )
 def test_no_path_leaks_references(call: Any, clock: ManualClock) -> None:
     limiter = RateLimiter(10, 10, clock=clock)

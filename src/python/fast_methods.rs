@@ -5,11 +5,11 @@
 //! wrapper (its trampoline, the keyword-aware argument parser, the GIL-count bookkeeping) took
 //! more instructions than the decision itself: 483 instructions a call in all, 236 now
 //! (callgrind, 400k calls). The function here decides the common call directly: an exact `str`
-//! key, and optionally an exact `int` cost from 1 to `u64::MAX - 1`, both positional, on an
-//! in-memory limiter. Every other call (a keyword, a str subclass, a bad value, a key with lone
-//! surrogates, a Redis limiter) goes unchanged to the method pyo3 generated from
-//! `RateLimiter::allow`, so there is one definition of what `allow` accepts and one set of
-//! error messages.
+//! key, and optionally a cost that is `None` or an exact `int` from 1 to `u64::MAX - 1`, given
+//! by position or by keyword, on an in-memory limiter. Every other call (an unknown or repeated
+//! keyword, a str subclass, a bad value, a key with lone surrogates, a Redis limiter) goes
+//! unchanged to the method pyo3 generated from `RateLimiter::allow`, so there is one definition
+//! of what `allow` accepts and one set of error messages.
 //!
 //! Each method is installed once, at module init, in place of pyo3's descriptor on the type
 //! (see [`install`]). The docstring and `__text_signature__` are carried over, so `help()`,
@@ -25,7 +25,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::limiter::RateLimiter;
 
@@ -39,8 +39,16 @@ struct FastMethod {
 static ALLOW: FastMethod = FastMethod::new(c"allow");
 static NOOP: FastMethod = FastMethod::new(c"_noop");
 
+/// The interned names of `allow`'s parameters: a keyword a call site spells out is the same
+/// interned str, so it is recognised by its address.
+static KEY_NAME: OnceLock<Py<PyString>> = OnceLock::new();
+static COST_NAME: OnceLock<Py<PyString>> = OnceLock::new();
+
 /// Installs the hand-written methods on `RateLimiter`'s type.
 pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    let _ = KEY_NAME.set(PyString::intern(py, "key").unbind());
+    let _ = COST_NAME.set(PyString::intern(py, "cost").unbind());
     ALLOW.install(ty, allow)?;
     NOOP.install(ty, noop)
 }
@@ -159,35 +167,35 @@ unsafe extern "C" fn allow(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    if kwnames.is_null() && (nargs == 1 || nargs == 2) {
-        // SAFETY: CPython passes `nargs` live arguments; the method descriptor has checked
-        // that `slf` is a `RateLimiter` (the class cannot be subclassed).
-        match catch_unwind(|| unsafe { decide_common_call(slf, args, nargs) }) {
-            Ok(Some(allowed)) => return new_bool(allowed),
-            Ok(None) => {}
-            Err(payload) => return raise_panic(payload),
-        }
+    // SAFETY: CPython passes `nargs` live arguments and then one per name in `kwnames` (null
+    // or a tuple of str); the method descriptor has checked that `slf` is a `RateLimiter`
+    // (the class cannot be subclassed).
+    match catch_unwind(|| unsafe { decide_common_call(slf, args, nargs, kwnames) }) {
+        Ok(Some(allowed)) => return new_bool(allowed),
+        Ok(None) => {}
+        Err(payload) => return raise_panic(payload),
     }
-    // SAFETY: as above; `kwnames` is null or a tuple of the keyword names.
     unsafe { ALLOW.call_generic(slf, args, nargs, kwnames) }
 }
 
-/// The decision for `allow(str)` or `allow(str, int)` on an in-memory limiter; `None` when
-/// the call is anything else (nothing has been consumed then, and no exception is set).
+/// The decision for `allow(key[, cost])` with a str key and a `None` or int cost, by position
+/// or keyword, on an in-memory limiter; `None` when the call is anything else (nothing has
+/// been consumed then, and no exception is set).
 #[inline(always)]
 unsafe fn decide_common_call(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
 ) -> Option<bool> {
-    let key = unsafe { *args };
+    let (key, cost) = unsafe { bind_arguments(args, nargs, kwnames)? };
     if unsafe { ffi::PyUnicode_CheckExact(key) } == 0 {
         return None;
     }
-    let cost = if nargs == 2 {
-        unsafe { exact_cost(*args.add(1))? }
-    } else {
+    let cost = if cost.is_null() || cost == unsafe { ffi::Py_None() } {
         1
+    } else {
+        unsafe { exact_cost(cost)? }
     };
     // SAFETY: called from Python, so the thread is attached; `slf` is a `RateLimiter`.
     let py = unsafe { Python::assume_attached() };
@@ -205,6 +213,63 @@ unsafe fn decide_common_call(
     // SAFETY: the UTF-8 buffer belongs to the str, which the caller keeps alive.
     let key = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
     limiter.allow_in_memory(key, cost, now)
+}
+
+/// `allow(key, cost=None)`'s arguments bound to its two parameters: the key, and the cost or
+/// null when not given. `None` for a call of any other shape (no key, a third value, a keyword
+/// given twice or not one of the two), which the general path reports.
+#[inline(always)]
+unsafe fn bind_arguments(
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> Option<(*mut ffi::PyObject, *mut ffi::PyObject)> {
+    if !kwnames.is_null() {
+        return unsafe { bind_with_keywords(args, nargs, kwnames) };
+    }
+    match nargs {
+        1 => Some((unsafe { *args }, ptr::null_mut())),
+        2 => Some((unsafe { *args }, unsafe { *args.add(1) })),
+        _ => None,
+    }
+}
+
+/// [`bind_arguments`] for a call with keywords, kept out of the positional path.
+#[inline(never)]
+unsafe fn bind_with_keywords(
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> Option<(*mut ffi::PyObject, *mut ffi::PyObject)> {
+    if !(0..=2).contains(&nargs) {
+        return None;
+    }
+    let mut slots = [ptr::null_mut(); 2];
+    for (i, slot) in slots.iter_mut().enumerate().take(nargs as usize) {
+        *slot = unsafe { *args.add(i) };
+    }
+    let key_name = KEY_NAME.get()?.as_ptr();
+    let cost_name = COST_NAME.get()?.as_ptr();
+    let values = unsafe { args.add(nargs as usize) };
+    for i in 0..unsafe { ffi::PyTuple_Size(kwnames) } {
+        let name = unsafe { ffi::PyTuple_GetItem(kwnames, i) };
+        let slot = if name == key_name {
+            &mut slots[0]
+        } else if name == cost_name {
+            &mut slots[1]
+        } else {
+            // Unknown, or a name str that is not the interned one: the general path decides.
+            return None;
+        };
+        if !slot.is_null() {
+            return None;
+        }
+        *slot = unsafe { *values.add(i as usize) };
+    }
+    if slots[0].is_null() {
+        return None;
+    }
+    Some((slots[0], slots[1]))
 }
 
 /// An exact `int` cost from 1 to `u64::MAX - 1`; `None` for anything else (the general path
