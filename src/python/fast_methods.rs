@@ -6,10 +6,11 @@
 //! more instructions than the decision itself: 483 instructions a call in all, 236 now
 //! (callgrind, 400k calls). The function here decides the common call directly: an exact `str`
 //! key, and optionally a cost that is `None` or an exact `int` from 1 to `u64::MAX - 1`, given
-//! by position or by keyword, on an in-memory limiter. Every other call (an unknown or repeated
-//! keyword, a str subclass, a bad value, a key with lone surrogates, a Redis limiter) goes
-//! unchanged to the method pyo3 generated from `RateLimiter::allow`, so there is one definition
-//! of what `allow` accepts and one set of error messages.
+//! by position or by keyword, on an in-memory limiter. Every other call of the right shape (a
+//! str or int subclass, a bad value, a key with lone surrogates, a Redis limiter) goes to
+//! `RateLimiter::allow` itself, the Rust method pyo3 wraps; a call of the wrong shape (a
+//! missing, extra, unknown or repeated argument) goes to pyo3's wrapper for its argument
+//! errors. So there is one definition of what `allow` accepts and one set of error messages.
 //!
 //! Each method is installed once, at module init, in place of pyo3's descriptor on the type
 //! (see [`install`]). The docstring and `__text_signature__` are carried over, so `help()`,
@@ -170,25 +171,25 @@ unsafe extern "C" fn allow(
     // SAFETY: CPython passes `nargs` live arguments and then one per name in `kwnames` (null
     // or a tuple of str); the method descriptor has checked that `slf` is a `RateLimiter`
     // (the class cannot be subclassed).
-    match catch_unwind(|| unsafe { decide_common_call(slf, args, nargs, kwnames) }) {
-        Ok(Some(allowed)) => return new_bool(allowed),
-        Ok(None) => {}
-        Err(payload) => return raise_panic(payload),
+    let Some((key, cost)) = (unsafe { bind_arguments(args, nargs, kwnames) }) else {
+        // A call of the wrong shape: pyo3's wrapper reports it as for any other method.
+        return unsafe { ALLOW.call_generic(slf, args, nargs, kwnames) };
+    };
+    match catch_unwind(|| unsafe { decide_common_call(slf, key, cost) }) {
+        Ok(Some(allowed)) => new_bool(allowed),
+        Ok(None) => unsafe { general_allow(slf, key, cost) },
+        Err(payload) => raise_panic(payload),
     }
-    unsafe { ALLOW.call_generic(slf, args, nargs, kwnames) }
 }
 
-/// The decision for `allow(key[, cost])` with a str key and a `None` or int cost, by position
-/// or keyword, on an in-memory limiter; `None` when the call is anything else (nothing has
-/// been consumed then, and no exception is set).
+/// The decision for a str key and a `None` or int cost on an in-memory limiter; `None` when
+/// the call is anything else (nothing has been consumed then, and no exception is set).
 #[inline(always)]
 unsafe fn decide_common_call(
     slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+    cost: *mut ffi::PyObject,
 ) -> Option<bool> {
-    let (key, cost) = unsafe { bind_arguments(args, nargs, kwnames)? };
     if unsafe { ffi::PyUnicode_CheckExact(key) } == 0 {
         return None;
     }
@@ -213,6 +214,37 @@ unsafe fn decide_common_call(
     // SAFETY: the UTF-8 buffer belongs to the str, which the caller keeps alive.
     let key = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
     limiter.allow_in_memory(key, cost, now)
+}
+
+/// `RateLimiter::allow` itself, the method pyo3 wraps, for every call with the right shape
+/// that the hand-written path does not decide: a str subclass, an int subclass, a bad value,
+/// lone surrogates, a Redis limiter. It runs under pyo3's GIL bookkeeping, like the wrapper.
+#[cold]
+#[inline(never)]
+unsafe fn general_allow(
+    slf: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+    cost: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    Python::attach(|py| {
+        // SAFETY: as in `allow`: live arguments, and `slf` is a `RateLimiter`.
+        let limiter = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<RateLimiter>() };
+        let key = unsafe { Borrowed::from_ptr(py, key) };
+        // Absent or None, as pyo3's wrapper passes `Option` parameters.
+        let given = !cost.is_null() && cost != unsafe { ffi::Py_None() };
+        let cost = given.then(|| unsafe { Borrowed::from_ptr(py, cost) });
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            limiter.get().allow(&key, cost.as_deref())
+        }));
+        match outcome {
+            Ok(Ok(allowed)) => new_bool(allowed),
+            Ok(Err(err)) => {
+                err.restore(py);
+                ptr::null_mut()
+            }
+            Err(payload) => raise_panic(payload),
+        }
+    })
 }
 
 /// `allow(key, cost=None)`'s arguments bound to its two parameters: the key, and the cost or

@@ -364,7 +364,11 @@ impl RateLimiter {
     // The general path: `fast_methods` decides `allow(str)` and `allow(str, int)` on an
     // in-memory limiter itself and hands every other call to this method.
     #[pyo3(signature = (key, cost=None))]
-    fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    pub(super) fn allow(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let cost = args::cost(cost)?;
         if let Some(redis) = &self.redis {
             return Ok(self.on_redis(redis, key, Some(cost))?.allowed);
