@@ -139,6 +139,15 @@ impl<C: Count> SlidingWindow<C> {
         u128::from(count) * u128::from(self.window)
     }
 
+    /// Whether `cost` fits even with the previous window counted in full: `prev + cur + cost
+    /// <= limit`. Then it fits with the previous window weighted (`prev * (W - elapsed) <=
+    /// prev * W`), and no product is needed: the common case of a key below its limit, which
+    /// `allow()` decides with compares alone.
+    #[inline(always)]
+    fn fits_unweighted(&self, v: View, cost: u64) -> bool {
+        v.prev + v.cur + cost <= self.limit
+    }
+
     /// `prev * (W - elapsed) + cur * W`: the weighted count, scaled by `W`.
     #[inline(always)]
     fn scaled_used(&self, v: View) -> u128 {
@@ -204,14 +213,16 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
         cost: u64,
     ) -> (Decision, Option<SlidingState<C>>) {
         let v = self.view(state, now);
-        let prev = self.scaled_prev(v);
-        let used = prev + self.scaled(v.cur);
         if cost > self.limit {
-            return (self.decision(false, v, used, now, NEVER), None);
+            return (
+                self.decision(false, v, self.scaled_used(v), now, NEVER),
+                None,
+            );
         }
-        // `cur + cost <= 2 * limit`, which fits a u64: one product instead of two.
-        let used_after = prev + self.scaled(v.cur + cost);
-        if used_after <= self.capacity {
+        // `cur + cost <= 2 * limit`, which fits a u64: one product instead of two. Computed
+        // only where it is read, so that `allow()` multiplies nothing when `fits_unweighted`.
+        let used_after = || self.scaled_prev(v) + self.scaled(v.cur + cost);
+        if self.fits_unweighted(v, cost) || used_after() <= self.capacity {
             let next = View {
                 cur: v.cur + cost,
                 ..v
@@ -221,10 +232,16 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
                 cur: C::new(next.cur),
                 prev: C::new(next.prev),
             };
-            return (self.decision(true, next, used_after, now, 0), Some(stored));
+            return (
+                self.decision(true, next, used_after(), now, 0),
+                Some(stored),
+            );
         }
         let wait = self.wait(v, cost);
-        (self.decision(false, v, used, now, wait), None)
+        (
+            self.decision(false, v, self.scaled_used(v), now, wait),
+            None,
+        )
     }
 
     fn peek(&self, state: Option<SlidingState<C>>, now: u64) -> Decision {
@@ -312,6 +329,35 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(d.retry_after_ns, 1_750 - 1_300);
         assert!(step(&a, &mut s, 1_750, 2).allowed);
+    }
+
+    #[test]
+    fn the_unweighted_shortcut_and_the_weighted_count_agree_at_their_edges() {
+        // prev = 6 and cur = 3 at elapsed 500: the weighted count is 6 * 0.5 + 3 = 6.
+        let a = alg(10);
+        let setup = |cur: u64| {
+            let mut s = None;
+            for _ in 0..6 {
+                assert!(step(&a, &mut s, 0, 1).allowed);
+            }
+            for _ in 0..cur {
+                assert!(step(&a, &mut s, W, 1).allowed);
+            }
+            s
+        };
+        // prev + cur + cost = 10: admitted without weighing.
+        let mut s = setup(3);
+        let d = step(&a, &mut s, W + 500, 1);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 3, "weighted: 6 * 0.5 + 4 = 7 used");
+        // prev + cur + cost = 13 > 10, but weighted 6 + 4 = 10 fits exactly.
+        let mut s = setup(3);
+        assert!(step(&a, &mut s, W + 500, 4).allowed);
+        // Weighted 6 + 5 = 11 does not.
+        let mut s = setup(3);
+        let d = step(&a, &mut s, W + 500, 5);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 4);
     }
 
     #[test]
