@@ -142,7 +142,8 @@ impl<C: Count> SlidingWindow<C> {
     /// Whether `cost` fits even with the previous window counted in full: `prev + cur + cost
     /// <= limit`. Then it fits with the previous window weighted (`prev * (W - elapsed) <=
     /// prev * W`), and no product is needed: the common case of a key below its limit, which
-    /// `allow()` decides with compares alone.
+    /// `allow()` decides with compares alone (as it does a key whose current window alone is
+    /// full).
     #[inline(always)]
     fn fits_unweighted(&self, v: View, cost: u64) -> bool {
         v.prev + v.cur + cost <= self.limit
@@ -222,7 +223,11 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
         // `cur + cost <= 2 * limit`, which fits a u64: one product instead of two. Computed
         // only where it is read, so that `allow()` multiplies nothing when `fits_unweighted`.
         let used_after = || self.scaled_prev(v) + self.scaled(v.cur + cost);
-        if self.fits_unweighted(v, cost) || used_after() <= self.capacity {
+        // Weighing decides only between the two shortcuts: everything fits even with the
+        // previous window in full, or the current window alone has no room left.
+        let fits = self.fits_unweighted(v, cost)
+            || (v.cur + cost <= self.limit && used_after() <= self.capacity);
+        if fits {
             let next = View {
                 cur: v.cur + cost,
                 ..v
