@@ -114,17 +114,9 @@ impl FastMethod {
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
         Python::attach(|py| {
-            let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
+            run_for_python(py, Bound::into_ptr, || unsafe {
                 self.call_generic_attached(py, slf, args, nargs, kwnames)
-            }));
-            match outcome {
-                Ok(Ok(result)) => result.into_ptr(),
-                Ok(Err(err)) => {
-                    err.restore(py);
-                    ptr::null_mut()
-                }
-                Err(payload) => raise_panic(payload),
-            }
+            })
         })
     }
 
@@ -233,18 +225,25 @@ unsafe fn general_allow(
         // Absent or None, as pyo3's wrapper passes `Option` parameters.
         let given = !cost.is_null() && cost != unsafe { ffi::Py_None() };
         let cost = given.then(|| unsafe { Borrowed::from_ptr(py, cost) });
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            limiter.get().allow(&key, cost.as_deref())
-        }));
-        match outcome {
-            Ok(Ok(allowed)) => new_bool(allowed),
-            Ok(Err(err)) => {
-                err.restore(py);
-                ptr::null_mut()
-            }
-            Err(payload) => raise_panic(payload),
-        }
+        run_for_python(py, new_bool, || limiter.get().allow(&key, cost.as_deref()))
     })
+}
+
+/// Runs `body` and hands its outcome to CPython: the value as a new reference, or null with
+/// the error (or a panic, as `PanicException`) set as the current exception.
+fn run_for_python<T>(
+    py: Python<'_>,
+    into_ptr: impl FnOnce(T) -> *mut ffi::PyObject,
+    body: impl FnOnce() -> PyResult<T>,
+) -> *mut ffi::PyObject {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => into_ptr(value),
+        Ok(Err(err)) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
+        Err(payload) => raise_panic(payload),
+    }
 }
 
 /// `allow(key, cost=None)`'s arguments bound to its two parameters: the key, and the cost or
