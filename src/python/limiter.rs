@@ -231,19 +231,14 @@ impl RateLimiter {
 }
 
 impl RateLimiter {
-    /// `allow(key, cost)` on an in-memory limiter, for the hand-written fast path
-    /// (`fast_methods`); `None` when decisions are made on Redis.
+    /// The limiter that decides in process, or `None` when decisions are made on Redis: the
+    /// hand-written `allow` (`fast_methods`) decides on it directly.
     #[inline(always)]
-    pub(super) fn allow_in_memory(&self, key: &[u8], cost: u64, now: u64) -> Option<bool> {
-        if self.redis.is_some() {
-            return None;
+    pub(super) fn in_memory(&self) -> Option<&Limiter> {
+        match self.redis {
+            None => Some(&self.limiter),
+            Some(_) => None,
         }
-        Some(self.limiter.allow_at(key, cost, now))
-    }
-
-    #[inline(always)]
-    pub(super) fn now_ns(&self) -> u64 {
-        self.limiter.now_ns()
     }
 }
 
