@@ -65,9 +65,7 @@ impl CompactKey {
             &self.bytes[..usize::from(tag)]
         }
     }
-}
 
-impl CompactKey {
     /// `self.as_bytes() == key`, without a call to `memcmp` for an inline key: two
     /// overlapping word loads on each side cover any length up to 15.
     #[inline(always)]
