@@ -58,7 +58,7 @@ async def search(q: str = "") -> dict[str, str]:
 
 @app.get("/export")
 def export(
-    _limit: Annotated[None, Depends(RateLimit("2/minute", key="header:X-API-Key", cost=1))],
+    _limit: Annotated[None, Depends(RateLimit("2/minute", key_func="header:X-API-Key", cost=1))],
 ) -> dict[str, int]:
     """A sync endpoint with the dependency as an ``Annotated`` parameter."""
     return {"rows": 1000}

@@ -123,8 +123,24 @@ class RateLimiter:
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
     ) -> RateLimiter: ...
-    def with_rate(self, rate: str) -> RateLimiter:
-        """A limiter for another rate with this one's settings (not its burst or counts)."""
+    def with_rate(
+        self,
+        rate: str,
+        *,
+        algorithm: str | None = None,
+        burst: int | None = None,
+        max_keys: int | None = None,
+        cleanup_interval: float | None = None,
+        clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: Literal["allow", "deny", "raise"] | None = None,
+        local_deny_cache: bool | None = None,
+        fallback: Literal["memory"] | None = None,
+    ) -> RateLimiter:
+        """A limiter for another rate with this one's settings (not its burst or counts);
+        the keyword arguments given replace this limiter's."""
     def allow(self, key: str, cost: int | None = None) -> bool: ...
     def check(self, key: str, cost: int | None = None) -> CheckResult: ...
     def decide(self, key: str, cost: int | None = None) -> Decision: ...

@@ -4,19 +4,49 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+import warnings
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from ._core import _check_cost
+from ._core import Decision, RateLimiter, _check_cost
 from .exceptions import RateLimitExceeded
-
-if TYPE_CHECKING:
-    from ._core import RateLimiter
 
 #: A fixed key, or a callable deriving the key from the wrapped function's arguments.
 KeySpec = str | Callable[..., str]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Key strings already warned about for reading as a rate (one warning each per process).
+_WARNED_RATE_KEYS: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _parses_as_rate(text: str) -> bool:
+    try:
+        RateLimiter.from_rate(text)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _warn_if_rate(key: str) -> None:
+    """A fixed key that reads as a rate (``"5/minute"``) is most likely the slowapi habit of
+    ``@limiter.limit(rate)``: say once that it is used as a key."""
+    if key in _WARNED_RATE_KEYS or not _parses_as_rate(key):
+        return
+    with _WARNED_LOCK:
+        if key in _WARNED_RATE_KEYS:
+            return
+        _WARNED_RATE_KEYS.add(key)
+    warnings.warn(
+        f"the key {key!r} reads as a rate, but it is used as the rate-limit key: every call "
+        f"shares the key {key!r} and the limiter's own rate applies. For a rate per endpoint "
+        f"use a web integration's Limiter(...).limit({key!r}), or "
+        f"rate_limit(RateLimiter.from_rate({key!r}), key=...)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def rate_limit(
@@ -32,9 +62,21 @@ def rate_limit(
     one. A refused call raises :class:`RateLimitExceeded`, or, when ``on_blocked`` is given,
     returns ``on_blocked(*args, **kwargs)`` instead (awaited if the wrapped function is async
     and ``on_blocked`` returns an awaitable). The wrapper keeps the wrapped function's name,
-    docstring and signature, and is itself ``async`` when the wrapped function is.
+    docstring and signature, and is itself ``async`` when the wrapped function is; it then
+    awaits the limiter's ``adecide``, so a Redis round trip never blocks the event loop.
     """
-    if not isinstance(key, str) and not callable(key):
+    if not isinstance(limiter, RateLimiter):
+        hint = (
+            f"; for a rate string build one: rate_limit(RateLimiter.from_rate({limiter!r}), key)"
+            if isinstance(limiter, str)
+            else ""
+        )
+        raise TypeError(
+            f"`limiter` must be a RateLimiter, not {type(limiter).__name__} ({limiter!r}){hint}"
+        )
+    if isinstance(key, str):
+        _warn_if_rate(key)
+    elif not callable(key):
         raise TypeError(
             f"`key` must be a str or a callable returning one, not {type(key).__name__}"
         )
@@ -45,13 +87,13 @@ def rate_limit(
     def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         resolved = key(*args, **kwargs) if callable(key) else key
         if not isinstance(resolved, str):
-            raise TypeError(f"the key function must return a str, not {type(resolved).__name__}")
+            raise TypeError(
+                f"the key function (`key`) must return a str, not {type(resolved).__name__}"
+            )
         return resolved
 
-    def admitted(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    def admitted(resolved: str, decision: Decision) -> bool:
         """Whether the call may run; a refusal without a fallback raises."""
-        resolved = resolve(args, kwargs)
-        decision = limiter.decide(resolved, cost)
         if decision.allowed or on_blocked is not None:
             return decision.allowed
         raise RateLimitExceeded(
@@ -59,6 +101,7 @@ def rate_limit(
             limit=decision.limit,
             remaining=decision.remaining,
             retry_after=decision.retry_after,
+            decision=decision,
         )
 
     def decorator(func: F) -> F:
@@ -66,7 +109,8 @@ def rate_limit(
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if admitted(args, kwargs):
+                resolved = resolve(args, kwargs)
+                if admitted(resolved, await limiter.adecide(resolved, cost)):
                     return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
                 fallback = cast(Callable[..., Any], on_blocked)(*args, **kwargs)
                 return await fallback if inspect.isawaitable(fallback) else fallback
@@ -75,7 +119,8 @@ def rate_limit(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if admitted(args, kwargs):
+            resolved = resolve(args, kwargs)
+            if admitted(resolved, limiter.decide(resolved, cost)):
                 return func(*args, **kwargs)
             return cast(Callable[..., Any], on_blocked)(*args, **kwargs)
 

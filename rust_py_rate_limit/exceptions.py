@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._core import Decision
 
 
 class RateLimitExceeded(Exception):
@@ -14,10 +18,23 @@ class RateLimitExceeded(Exception):
         remaining: requests of cost 1 the key may still make (0 for a spent key).
         retry_after: seconds until the same call would be admitted (``math.inf`` if never,
             when its cost exceeds the capacity).
+        decision: the whole :class:`~rust_py_rate_limit.Decision`, when known.
+
+    The web integrations' own refusals (FastAPI's ``RateLimitRefused``) are subclasses, so
+    ``except RateLimitExceeded`` catches every refusal of the library.
     """
 
-    def __init__(self, key: str, *, limit: int, remaining: int, retry_after: float) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        limit: int,
+        remaining: int,
+        retry_after: float,
+        decision: Decision | None = None,
+    ) -> None:
         self.key = key
+        self.decision = decision
         self.limit = limit
         self.remaining = remaining
         self.retry_after = retry_after

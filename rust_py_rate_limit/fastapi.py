@@ -2,13 +2,14 @@
 
 - ``app.add_middleware(RateLimitMiddleware, limit=100, window_seconds=60)``: every request
   (see :mod:`rust_py_rate_limit.starlette`).
-- ``Depends(RateLimit("10/minute", key="user"))``: one route, or every route of a router via
-  ``dependencies=[...]``.
+- ``Depends(RateLimit("10/minute", key_func="user"))``: one route, or every route of a router
+  via ``dependencies=[...]``.
 - ``@limiter.limit("5/minute")`` with ``limiter = Limiter(key_func=..., headers=...)``: one
-  endpoint, with the defaults the :class:`Limiter` holds.
+  endpoint, with the defaults the :class:`Limiter` holds. Write it below ``@app.get(...)``.
 
-Each per-route limit has its own limiter, apart from the middleware's, and its keys carry the
-route's qualified name, so one limit per route even when they share a store.
+Each per-route limit has its own limiter and its keys carry the route's qualified name, so one
+limit per route even when they share a store. A route's own limit replaces the middleware's
+default limit on that route; ``override_defaults=False`` counts the route against both.
 """
 
 from __future__ import annotations
@@ -17,18 +18,32 @@ import enum
 import functools
 import inspect
 import json
+import sys
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any, TypeVar, cast
 
 import anyio.from_thread
 from fastapi import HTTPException
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Router
 
-from ._core import ManualClock, RateLimiter
-from .headers import HeaderStyle, check_style
+from ._core import Decision, ManualClock, RateLimiter
+from .exceptions import RateLimitExceeded
+from .headers import HeaderStyle, ResetFormat, check_reset_format, check_style
 from .keys import KeyFunc, key_func_from_spec
-from .policy import CostSpec, DynamicLimit, Refusal, RequestPolicy, view_scope
+from .policy import (
+    NOT_GIVEN,
+    CostSpec,
+    DynamicLimit,
+    Refusal,
+    RequestPolicy,
+    key_func_setting,
+    mark_route_limit,
+    view_scope,
+)
 from .starlette import (
     OnBlocked,
     RateLimitMiddleware,
@@ -60,8 +75,10 @@ class _Inherit(enum.Enum):
 INHERIT = _Inherit.INHERIT
 
 
-class RateLimitRefused(HTTPException):
-    """Raised by :class:`RateLimit` for a refused request.
+class RateLimitRefused(HTTPException, RateLimitExceeded):
+    """Raised by :class:`RateLimit` for a refused request; a
+    :class:`~rust_py_rate_limit.RateLimitExceeded` (``key``, ``limit``, ``remaining``,
+    ``retry_after``, ``decision``) as well as FastAPI's ``HTTPException``.
 
     FastAPI's default handler answers ``{"detail": detail}`` with the status and headers
     (``Retry-After`` included), which is the default refusal. ``response`` is the exact
@@ -70,10 +87,25 @@ class RateLimitRefused(HTTPException):
     """
 
     def __init__(
-        self, status_code: int, detail: Any, headers: dict[str, str], response: Response
+        self,
+        status_code: int,
+        detail: Any,
+        headers: dict[str, str],
+        response: Response,
+        *,
+        key: str = "",
+        decision: Decision | None = None,
     ) -> None:
-        super().__init__(status_code, detail, headers)
+        HTTPException.__init__(self, status_code, detail, headers)
         self.response = response
+        self.key = key
+        self.decision = decision
+        self.limit = decision.limit if decision is not None else 0
+        self.remaining = decision.remaining if decision is not None else 0
+        self.retry_after = decision.retry_after if decision is not None else 0.0
+
+    def __str__(self) -> str:
+        return HTTPException.__str__(self)
 
 
 async def rate_limit_refused_handler(request: Request, exc: Exception) -> Response:
@@ -110,11 +142,14 @@ class RateLimit:
     """A FastAPI dependency applying one rate limit: ``Depends(RateLimit("10/minute"))``.
 
     The first argument is a rate string or a :class:`RateLimiter`; ``limit`` and
-    ``window_seconds`` work too. ``key`` is ``"ip"`` (default), ``"user"``,
-    ``"header:<name>"`` or a callable of the ``Request``; the other settings are those of
-    :class:`RequestPolicy`. An admitted request gets the rate-limit headers on its response
-    (when the endpoint returns data rather than a ``Response`` object); a refused one raises
-    :class:`RateLimitRefused` (429, ``Retry-After``).
+    ``window_seconds`` work too. ``key_func`` is ``"ip"`` (default), ``"user"``,
+    ``"header:<name>"`` or a callable of the ``Request`` (``key=`` is its deprecated
+    spelling); the other settings are those of :class:`RequestPolicy`, ``storage`` and its
+    options included. ``methods`` limits only requests of those HTTP methods.
+    ``override_defaults`` (default True) leaves the route out of the middleware's default
+    limit; False counts it against both. An admitted request gets the rate-limit headers on its
+    response (when the endpoint returns data rather than a ``Response`` object); a refused one
+    raises :class:`RateLimitRefused` (429, ``Retry-After``).
 
     Keys are counted per route (prefixed with the endpoint's qualified name), so one instance
     in a router's ``dependencies=[...]`` limits each route on its own; ``scope="..."`` instead
@@ -125,7 +160,7 @@ class RateLimit:
         self,
         rate: str | RateLimiter | None = None,
         *,
-        key: str | KeyFunc = "ip",
+        key_func: str | KeyFunc = NOT_GIVEN,
         limit: int | None = None,
         window_seconds: float | None = None,
         algorithm: str | None = None,
@@ -133,24 +168,35 @@ class RateLimit:
         max_keys: int | None = None,
         cleanup_interval: float | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: str | None = None,
+        fallback: str | None = None,
+        local_deny_cache: bool | None = None,
         trusted_proxies: Iterable[str] | str = (),
         cost: CostSpec = 1,
+        methods: Iterable[str] | None = None,
         exempt_paths: Iterable[str] = (),
         exempt_methods: Iterable[str] = (),
         dynamic_limit: DynamicLimit | None = None,
         headers: HeaderStyle = "x-ratelimit",
+        reset_format: ResetFormat = "delta",
         name: str = "default",
         status_code: int = 429,
         body: Any = None,
         scope: str | None = None,
         on_blocked: OnBlocked | None = None,
+        override_defaults: bool = True,
+        key: str | KeyFunc = NOT_GIVEN,
     ) -> None:
         limiter = None if rate is None else _check_rate(rate)
         if scope is not None and not isinstance(scope, str):
             raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
-        key_func = key_func_from_spec(key, trusted_proxies=trusted_proxies)
+        spec = key_func_setting(key_func, key)
+        per_key = key_func_from_spec(spec, trusted_proxies=trusted_proxies)
         if scope is None:
-            key_func = _per_route(key_func)
+            per_key = _per_route(per_key)
         self.policy = RequestPolicy(
             limiter,
             rate=None if limiter is not None else cast("str | None", rate),
@@ -161,18 +207,27 @@ class RateLimit:
             max_keys=max_keys,
             cleanup_interval=cleanup_interval,
             clock=clock,
-            key_func=key_func,
+            storage=storage,
+            key_prefix=key_prefix,
+            timeout=timeout,
+            on_storage_error=on_storage_error,
+            fallback=fallback,
+            local_deny_cache=local_deny_cache,
+            key_func=per_key,
             cost=cost,
+            methods=methods,
             exempt_paths=exempt_paths,
             exempt_methods=exempt_methods,
             dynamic_limit=dynamic_limit,
             headers=headers,
+            reset_format=reset_format,
             name=name,
             status_code=status_code,
             body=body,
             scope=scope or "",
         )
         self.on_blocked = check_on_blocked(on_blocked)
+        mark_route_limit(self, override_defaults, self.policy.methods)
         self._detail, self._plain = _detail(self.policy.refusal)
 
     @property
@@ -184,7 +239,7 @@ class RateLimit:
         policy = self.policy
         if policy.exempt(request.scope["method"], request.scope["path"]):
             return
-        decision, headers = await policy.adecide_raw(request)
+        decision, headers, key = await policy.adecide_keyed_raw(request)
         if decision.allowed:
             response.raw_headers.extend(headers)
             return
@@ -199,6 +254,8 @@ class RateLimit:
             self._detail,
             {n.decode(): v.decode() for n, v in headers},
             refused,
+            key=key,
+            decision=decision,
         )
 
 
@@ -225,11 +282,13 @@ def _per_route(key_func: KeyFunc) -> KeyFunc:
 class Limiter:
     """Defaults for per-endpoint limits: ``@limiter.limit("5/minute")``.
 
-    Holds the key function (``"ip"``, ``"user"``, ``"header:<name>"`` or a callable of the
-    request), ``trusted_proxies``, the header style and policy ``name``, the ``algorithm``
-    (and ``burst``, ``max_keys``, ``cleanup_interval``, ``clock``) of the limiters it builds,
-    the refusal (``status_code``, ``body``) and ``on_blocked``. :meth:`limit` and
-    :meth:`dependency` may override each of them.
+    Holds the key function (``key_func``: ``"ip"``, ``"user"``, ``"header:<name>"`` or a
+    callable of the request), ``trusted_proxies``, the header style, ``reset_format`` and
+    policy ``name``, the ``algorithm`` (and ``burst``, ``max_keys``, ``cleanup_interval``,
+    ``clock``) and the storage (``storage``, ``key_prefix``, ``timeout``, ``on_storage_error``,
+    ``fallback``, ``local_deny_cache``) of the limiters it builds, the refusal
+    (``status_code``, ``body``) and ``on_blocked``. :meth:`limit` and :meth:`dependency` may
+    override each of them but the storage, which every limit of the app shares.
     """
 
     def __init__(
@@ -238,12 +297,19 @@ class Limiter:
         key_func: str | KeyFunc = "ip",
         trusted_proxies: Iterable[str] | str = (),
         headers: HeaderStyle = "x-ratelimit",
+        reset_format: ResetFormat = "delta",
         name: str = "default",
         algorithm: str | None = None,
         burst: int | None = None,
         max_keys: int | None = None,
         cleanup_interval: float | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: str | None = None,
+        fallback: str | None = None,
+        local_deny_cache: bool | None = None,
         status_code: int = 429,
         body: Any = None,
         on_blocked: OnBlocked | None = None,
@@ -254,6 +320,7 @@ class Limiter:
         self.key_func = key_func_from_spec(key_func, trusted_proxies=self.trusted_proxies)
         self._key_spec = key_func
         self.headers: HeaderStyle = check_style(headers)
+        self.reset_format: ResetFormat = check_reset_format(reset_format)
         self.name = name
         self.limiter_settings: dict[str, Any] = {
             "algorithm": algorithm,
@@ -261,16 +328,131 @@ class Limiter:
             "max_keys": max_keys,
             "cleanup_interval": cleanup_interval,
             "clock": clock,
+            "storage": storage,
+            "key_prefix": key_prefix,
+            "timeout": timeout,
+            "on_storage_error": on_storage_error,
+            "fallback": fallback,
+            "local_deny_cache": local_deny_cache,
         }
+        # Bad limiter settings (a storage URL, a timeout...) fail here, not at the first request.
+        RequestPolicy(rate="1/second", **self.limiter_settings)
         Refusal(status_code, body)  # a bad status or body fails here, not at the first request
         self.status_code = status_code
         self.body = body
         self.on_blocked = check_on_blocked(on_blocked)
 
+    def limit(
+        self,
+        rate: str | RateLimiter,
+        *,
+        key_func: str | KeyFunc | None = None,
+        cost: CostSpec = 1,
+        methods: Iterable[str] | None = None,
+        exempt_methods: Iterable[str] = (),
+        dynamic_limit: DynamicLimit | None = None,
+        algorithm: str | None = None,
+        burst: int | None = None,
+        headers: HeaderStyle | _Inherit = INHERIT,
+        reset_format: ResetFormat | None = None,
+        name: str | None = None,
+        status_code: int | None = None,
+        body: Any = None,
+        on_blocked: OnBlocked | None = None,
+        scope: str | None = None,
+        override_defaults: bool = True,
+        key: str | KeyFunc | None = NOT_GIVEN,
+    ) -> Callable[[F], F]:
+        """A decorator limiting one endpoint (``async def`` or ``def``) to ``rate``; write it
+        below ``@app.get(...)`` (a decorator above it would wrap a function FastAPI already
+        registered, and raises a TypeError saying so).
+
+        The endpoint may take a ``request: Request`` parameter (and a ``response: Response``);
+        when it takes none the decorator asks FastAPI for them itself, and FastAPI still sees
+        every parameter of the endpoint. A refused request gets the refusal response (or
+        ``on_blocked(request, decision)``); an admitted one gets the rate-limit headers, on the
+        ``Response`` the endpoint returns or on the one FastAPI builds. Keys are prefixed with
+        the endpoint's qualified name unless ``scope`` is given. ``methods`` counts only those
+        HTTP methods. The route is left out of the middleware's default limit unless
+        ``override_defaults=False``.
+        """
+        _check_rate(rate)
+        spec = key_func_setting(NOT_GIVEN if key_func is None else key_func, key, None)
+        blocked = self.on_blocked if on_blocked is None else check_on_blocked(on_blocked)
+        if scope is not None and not isinstance(scope, str):
+            raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
+        settings = {
+            "cost": cost,
+            "methods": methods,
+            "exempt_methods": exempt_methods,
+            "dynamic_limit": dynamic_limit,
+            "algorithm": algorithm,
+            "burst": burst,
+            "reset_format": reset_format,
+        }
+        # Bad settings fail where the decorator is written, not at the first request.
+        policy = self._policy(rate, spec, headers, name, status_code, body, scope or "", settings)
+        caller = sys._getframe(1)
+
+        def decorate(endpoint: F) -> F:
+            if not callable(endpoint):
+                raise TypeError(f"`limit` decorates a function, not {type(endpoint).__name__}")
+            _refuse_registered(endpoint, caller)
+            route_policy = policy
+            if scope is None:
+                route_policy = self._policy(
+                    policy.limiter,
+                    spec,
+                    headers,
+                    name,
+                    status_code,
+                    body,
+                    view_scope(endpoint),
+                    {k: v for k, v in settings.items() if k not in ("algorithm", "burst")},
+                )
+            wrapper = _wrap_endpoint(endpoint, route_policy, blocked)
+            mark_route_limit(wrapper, override_defaults, route_policy.methods)
+            return cast(F, wrapper)
+
+        return decorate
+
+    def dependency(
+        self,
+        rate: str | RateLimiter,
+        *,
+        key_func: str | KeyFunc | None = None,
+        cost: CostSpec = 1,
+        methods: Iterable[str] | None = None,
+        headers: HeaderStyle | _Inherit = INHERIT,
+        scope: str | None = None,
+        override_defaults: bool = True,
+        key: str | KeyFunc | None = NOT_GIVEN,
+    ) -> RateLimit:
+        """A :class:`RateLimit` dependency with this limiter's defaults."""
+        spec = key_func_setting(NOT_GIVEN if key_func is None else key_func, key, None)
+        limiter = rate if isinstance(rate, RateLimiter) else None
+        settings = {} if limiter is not None else self.limiter_settings
+        return RateLimit(
+            rate,
+            key_func=self._key_spec if spec is None else spec,
+            trusted_proxies=self.trusted_proxies,
+            cost=cost,
+            methods=methods,
+            headers=self.headers if headers is INHERIT else headers,
+            reset_format=self.reset_format,
+            name=self.name,
+            status_code=self.status_code,
+            body=self.body,
+            scope=scope,
+            on_blocked=self.on_blocked,
+            override_defaults=override_defaults,
+            **settings,
+        )
+
     def _policy(
         self,
         rate: str | RateLimiter,
-        key: str | KeyFunc | None,
+        key_func: str | KeyFunc | None,
         headers: HeaderStyle | _Inherit,
         name: str | None,
         status_code: int | None,
@@ -281,12 +463,18 @@ class Limiter:
         limiter = _check_rate(rate)
         built = {k: v for k, v in self.limiter_settings.items() if limiter is None}
         built.update({k: v for k, v in settings.items() if v is not None})
+        built.setdefault("reset_format", self.reset_format)
+        if limiter is not None:
+            for setting in ("algorithm", "burst"):
+                if built.get(setting) is not None:
+                    raise TypeError(f"give either a RateLimiter or `{setting}`, not both")
+                built.pop(setting, None)
         return RequestPolicy(
             limiter,
             rate=None if limiter is not None else cast(str, rate),
             key_func=self.key_func
-            if key is None
-            else key_func_from_spec(key, trusted_proxies=self.trusted_proxies),
+            if key_func is None
+            else key_func_from_spec(key_func, trusted_proxies=self.trusted_proxies),
             headers=self.headers if headers is INHERIT else headers,
             name=self.name if name is None else name,
             status_code=self.status_code if status_code is None else status_code,
@@ -295,85 +483,26 @@ class Limiter:
             **built,
         )
 
-    def limit(
-        self,
-        rate: str | RateLimiter,
-        *,
-        key: str | KeyFunc | None = None,
-        cost: CostSpec = 1,
-        exempt_methods: Iterable[str] = (),
-        dynamic_limit: DynamicLimit | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        headers: HeaderStyle | _Inherit = INHERIT,
-        name: str | None = None,
-        status_code: int | None = None,
-        body: Any = None,
-        on_blocked: OnBlocked | None = None,
-        scope: str | None = None,
-    ) -> Callable[[F], F]:
-        """A decorator limiting one endpoint (``async def`` or ``def``) to ``rate``.
 
-        The endpoint may take a ``request: Request`` parameter (and a ``response: Response``);
-        when it takes none the decorator asks FastAPI for them itself, and FastAPI still sees
-        every parameter of the endpoint. A refused request gets the refusal response (or
-        ``on_blocked(request, decision)``); an admitted one gets the rate-limit headers, on the
-        ``Response`` the endpoint returns or on the one FastAPI builds. Keys are prefixed with
-        the endpoint's qualified name unless ``scope`` is given.
-        """
-        _check_rate(rate)
-        blocked = self.on_blocked if on_blocked is None else check_on_blocked(on_blocked)
-        if scope is not None and not isinstance(scope, str):
-            raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
-
-        def decorate(endpoint: F) -> F:
-            if not callable(endpoint):
-                raise TypeError(f"`limit` decorates a function, not {type(endpoint).__name__}")
-            policy = self._policy(
-                rate,
-                key,
-                headers,
-                name,
-                status_code,
-                body,
-                view_scope(endpoint) if scope is None else scope,
-                {
-                    "algorithm": algorithm,
-                    "burst": burst,
-                    "cost": cost,
-                    "exempt_methods": exempt_methods,
-                    "dynamic_limit": dynamic_limit,
-                },
-            )
-            return cast(F, _wrap_endpoint(endpoint, policy, blocked))
-
-        return decorate
-
-    def dependency(
-        self,
-        rate: str | RateLimiter,
-        *,
-        key: str | KeyFunc | None = None,
-        cost: CostSpec = 1,
-        headers: HeaderStyle | _Inherit = INHERIT,
-        scope: str | None = None,
-    ) -> RateLimit:
-        """A :class:`RateLimit` dependency with this limiter's defaults."""
-        limiter = rate if isinstance(rate, RateLimiter) else None
-        settings = {} if limiter is not None else self.limiter_settings
-        return RateLimit(
-            rate,
-            key=self._key_spec if key is None else key,
-            trusted_proxies=self.trusted_proxies,
-            cost=cost,
-            headers=self.headers if headers is INHERIT else headers,
-            name=self.name,
-            status_code=self.status_code,
-            body=self.body,
-            scope=scope,
-            on_blocked=self.on_blocked,
-            **settings,
-        )
+def _refuse_registered(endpoint: Callable[..., Any], caller: FrameType) -> None:
+    """A TypeError if ``endpoint`` is already the endpoint of a route of an app or router in
+    the decorating code's namespace: ``@limiter.limit`` was written above ``@app.get``, and
+    FastAPI would call the function it registered, never the limited wrapper."""
+    namespaces = (caller.f_locals, caller.f_globals)
+    for namespace in namespaces:
+        for value in list(namespace.values()):
+            if not isinstance(value, Starlette | Router):
+                continue
+            for route in value.routes:
+                if getattr(route, "endpoint", None) is endpoint:
+                    path = getattr(route, "path", "?")
+                    raise TypeError(
+                        f"@limiter.limit(...) on {endpoint.__qualname__}() is written above "
+                        f"the route decorator of {path!r}, which already registered the "
+                        "function without the limit; write it below: "
+                        f"@app.get({path!r}) then @limiter.limit(...) then def "
+                        f"{endpoint.__name__}(...)"
+                    )
 
 
 _REQUEST = "_rate_limit_request"

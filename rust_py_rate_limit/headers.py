@@ -3,7 +3,8 @@
 Styles:
 
 - ``"x-ratelimit"`` (default): ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
-  ``X-RateLimit-Reset`` (seconds until the key's count is back to full);
+  ``X-RateLimit-Reset`` (seconds until the key's count is back to full, or with
+  ``reset="epoch"`` the Unix time it is, as flask-limiter, slowapi and GitHub send it);
 - ``"ietf"``: the IETF httpapi draft (-11) fields
   ``RateLimit-Policy: "<name>";q=<limit>;w=<window>`` and
   ``RateLimit: "<name>";r=<remaining>;t=<seconds>``;
@@ -16,6 +17,7 @@ Whatever the style, a refused request carries ``Retry-After`` (whole seconds, at
 from __future__ import annotations
 
 import math
+import time
 from typing import Literal
 
 from ._core import Decision
@@ -23,8 +25,11 @@ from ._core import Decision
 __all__ = [
     "FIELD_NAMES",
     "HEADER_STYLES",
+    "RESET_FORMATS",
     "HeaderStyle",
     "HeaderWriter",
+    "ResetFormat",
+    "check_reset_format",
     "check_style",
     "rate_limit_headers",
     "retry_after_seconds",
@@ -34,6 +39,12 @@ HeaderStyle = Literal["x-ratelimit", "ietf", "both"] | None
 
 #: Every accepted value of a ``headers=`` setting.
 HEADER_STYLES: tuple[HeaderStyle, ...] = ("x-ratelimit", "ietf", "both", None)
+
+#: ``X-RateLimit-Reset`` as seconds from now (``"delta"``) or as a Unix time (``"epoch"``).
+ResetFormat = Literal["delta", "epoch"]
+
+#: Every accepted value of a ``reset_format=`` setting.
+RESET_FORMATS: tuple[ResetFormat, ...] = ("delta", "epoch")
 
 
 def _whole_seconds(seconds: float) -> int:
@@ -47,6 +58,13 @@ def check_style(style: object) -> HeaderStyle:
             f"`headers` must be one of 'x-ratelimit', 'ietf', 'both' or None, not {style!r}"
         )
     return style
+
+
+def check_reset_format(reset: object) -> ResetFormat:
+    """``reset`` if it is a reset format, else a ValueError naming it."""
+    if reset not in RESET_FORMATS:
+        raise ValueError(f"`reset_format` must be 'delta' or 'epoch', not {reset!r}")
+    return reset  # type: ignore[return-value]
 
 
 def _policy_name(name: object) -> str:
@@ -77,12 +95,23 @@ class HeaderWriter:
     """Writes the headers of one style for a limiter's decisions.
 
     ``rates`` are the limiter's ``(limit, window_seconds)`` pairs (``RateLimiter.rates``); they
-    give the ``w=`` of the IETF policy. ``name`` names the policy in the IETF fields.
+    give the ``w=`` of the IETF policy. ``name`` names the policy in the IETF fields. ``reset``
+    is the form of ``X-RateLimit-Reset``: seconds from now (``"delta"``) or a Unix time
+    (``"epoch"``); the IETF fields are always seconds from now, as the draft says.
     :meth:`headers` gives ``str`` pairs; :meth:`raw_headers` gives the same fields as ASGI wants
     them (lowercase ``bytes``), without the detour through ``str``.
     """
 
-    __slots__ = ("_first_window", "_ietf", "_policies", "_quoted", "_windows", "_x", "style")
+    __slots__ = (
+        "_epoch",
+        "_first_window",
+        "_ietf",
+        "_policies",
+        "_quoted",
+        "_windows",
+        "_x",
+        "style",
+    )
 
     def __init__(
         self,
@@ -90,8 +119,10 @@ class HeaderWriter:
         *,
         rates: list[tuple[int, int | float]] | None = None,
         name: str = "default",
+        reset: ResetFormat = "delta",
     ) -> None:
         self.style = check_style(style)
+        self._epoch = check_reset_format(reset) == "epoch"
         self._x = style in ("x-ratelimit", "both")
         self._ietf = style in ("ietf", "both")
         self._quoted = _policy_name(name).encode()
@@ -121,15 +152,12 @@ class HeaderWriter:
         reset_after = decision.reset_after
         reset = math.ceil(reset_after) if reset_after < _INF else 0
         remaining = decision.remaining
-        out: list[tuple[bytes, bytes]] = (
-            [
-                (b"x-ratelimit-limit", b"%d" % decision.limit),
-                (b"x-ratelimit-remaining", b"%d" % remaining),
-                (b"x-ratelimit-reset", b"%d" % reset),
-            ]
-            if self._x
-            else []
-        )
+        out: list[tuple[bytes, bytes]] = []
+        if self._x:
+            reset_field = math.ceil(time.time() + reset) if self._epoch else reset
+            out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
+            out.append((b"x-ratelimit-remaining", b"%d" % remaining))
+            out.append((b"x-ratelimit-reset", b"%d" % reset_field))
         if self._ietf:
             out.append((b"ratelimit-policy", self._policy(decision.limit)))
             out.append((b"ratelimit", b'"%s";r=%d;t=%d' % (self._quoted, remaining, reset)))
@@ -163,6 +191,7 @@ def rate_limit_headers(
     *,
     rates: list[tuple[int, int | float]] | None = None,
     name: str = "default",
+    reset: ResetFormat = "delta",
 ) -> list[tuple[str, str]]:
     """The headers of ``style`` for ``decision`` (see :class:`HeaderWriter`)."""
-    return HeaderWriter(style, rates=rates, name=name).headers(decision)
+    return HeaderWriter(style, rates=rates, name=name, reset=reset).headers(decision)

@@ -5,16 +5,31 @@ responses; every decision goes through :class:`RequestPolicy`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._core import Decision, ManualClock, RateLimiter
-from .headers import HeaderStyle, HeaderWriter
+from .headers import HeaderStyle, HeaderWriter, ResetFormat
 from .keys import KeyFunc, accepts_asgi_scope, key_func_from_spec
 
-__all__ = ["DEFAULT_BODY", "MAX_DYNAMIC_RATES", "Refusal", "RequestPolicy", "view_scope"]
+__all__ = [
+    "DEFAULT_BODY",
+    "LIMITER_SETTINGS",
+    "MAX_DYNAMIC_RATES",
+    "STORAGE_SETTINGS",
+    "Refusal",
+    "RequestPolicy",
+    "check_on_blocked",
+    "key_func_setting",
+    "mark_route_limit",
+    "methods_matcher",
+    "overrides_defaults",
+    "view_scope",
+]
 
 #: The JSON body of a 429 unless configured otherwise.
 DEFAULT_BODY: dict[str, str] = {"detail": "Too many requests"}
@@ -24,6 +39,27 @@ MAX_DYNAMIC_RATES = 1024
 
 CostSpec = int | Callable[[Any], int]
 DynamicLimit = Callable[[Any], str | None]
+
+#: Where a limiter keeps its counts: :class:`RateLimiter`'s storage keyword arguments. Every web
+#: integration accepts them, and every limiter it builds (default, per route, per tier) uses them.
+STORAGE_SETTINGS: tuple[str, ...] = (
+    "storage",
+    "key_prefix",
+    "timeout",
+    "on_storage_error",
+    "fallback",
+    "local_deny_cache",
+)
+
+#: Every keyword argument of the limiter a policy builds, besides its rate.
+LIMITER_SETTINGS: tuple[str, ...] = (
+    "algorithm",
+    "burst",
+    "max_keys",
+    "cleanup_interval",
+    "clock",
+    *STORAGE_SETTINGS,
+)
 
 
 class Refusal:
@@ -84,6 +120,100 @@ def _path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
     return lambda path: path in exact or (bool(prefix_tuple) and path.startswith(prefix_tuple))
 
 
+def check_on_blocked(on_blocked: Any, setting: str = "`on_blocked`") -> Any:
+    """``on_blocked`` if it is None or can be called as ``on_blocked(request, decision)`` (the
+    one signature of every web integration), else a TypeError naming ``setting``, raised when
+    the app is configured rather than at the first refused request."""
+    if on_blocked is None:
+        return None
+    if not callable(on_blocked):
+        raise TypeError(f"{setting} must be callable, not {type(on_blocked).__name__}")
+    try:
+        signature = inspect.signature(on_blocked)
+    except (TypeError, ValueError):  # a builtin without a signature: it is called as is
+        return on_blocked
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        name = getattr(on_blocked, "__qualname__", type(on_blocked).__name__)
+        raise TypeError(
+            f"{setting} is called as on_blocked(request, decision), which "
+            f"{name}{signature} cannot take"
+        ) from None
+    return on_blocked
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: The default of the deprecated ``key=`` spelling, told apart from any value a user may give.
+NOT_GIVEN: Any = _NotGiven()
+
+
+def key_func_setting(key_func: Any, key: Any, default: Any = "ip") -> Any:
+    """The key setting of a web integration: ``key_func`` (the one name everywhere), or the
+    older ``key`` spelling with a ``DeprecationWarning``. ``NOT_GIVEN`` marks either as absent."""
+    if key is NOT_GIVEN:
+        return default if key_func is NOT_GIVEN else key_func
+    if key_func is not NOT_GIVEN:
+        raise TypeError("give `key_func` only (`key` is its old, deprecated spelling)")
+    warnings.warn(
+        "`key=` is deprecated: the key setting is `key_func` in every web integration",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return key
+
+
+#: The attribute that marks a view, endpoint or dependency with a rate limit of its own that
+#: replaces the app's default limit: the HTTP methods it covers (``"*"`` for all).
+_ROUTE_LIMIT = "_rust_py_rate_limit_override_defaults"
+
+
+def mark_route_limit(
+    target: Any, override_defaults: bool, methods: frozenset[str] | None = None
+) -> None:
+    """Mark ``target`` as limited on its own for ``methods`` (all when None). With
+    ``override_defaults`` (the default in every integration, as in flask-limiter) the app's
+    default limit does not count those requests; with False it counts them as well."""
+    if not isinstance(override_defaults, bool):
+        raise TypeError(
+            f"`override_defaults` must be True or False, not {type(override_defaults).__name__}"
+        )
+    if not override_defaults:
+        return
+    covered: frozenset[str] = getattr(target, _ROUTE_LIMIT, frozenset())
+    setattr(target, _ROUTE_LIMIT, covered | (methods or frozenset("*")))
+
+
+def overrides_defaults(target: Any, method: str) -> bool:
+    """Whether ``target`` has a limit of its own that replaces the default for ``method``."""
+    covered = getattr(target, _ROUTE_LIMIT, None)
+    return covered is not None and ("*" in covered or method in covered)
+
+
+def methods_matcher(methods: Iterable[str] | str, setting: str) -> frozenset[str]:
+    """The upper-case HTTP methods of a ``methods``-like setting (a lone str is one method)."""
+    if isinstance(methods, str):
+        methods = [methods]
+    try:
+        entries = list(methods)
+    except TypeError:
+        raise TypeError(
+            f"`{setting}` must be a list of HTTP methods, not {type(methods).__name__}"
+        ) from None
+    for method in entries:
+        if not isinstance(method, str):
+            raise TypeError(f"`{setting}` entries must be str, not {type(method).__name__}")
+        if not method.isalpha():
+            raise ValueError(
+                f"`{setting}` entries must be HTTP methods such as 'POST', not {method!r}"
+            )
+    return frozenset(m.upper() for m in entries)
+
+
 def view_scope(view: object) -> str:
     """The key scope of a per-route limit: the view's ``module.qualname`` (a callable object
     without a ``__qualname__`` goes by its class), so each route counts apart."""
@@ -101,6 +231,8 @@ def _build(
     **settings: Any,
 ) -> RateLimiter:
     """The limiter of a policy given settings: from ``rate``, or ``limit`` and ``window``."""
+    settings = {name: value for name, value in settings.items() if value is not None}
+    settings.setdefault("algorithm", None)
     if rate is not None:
         if limit is not None or window is not None:
             raise TypeError("give either `rate` or `limit` and `window_seconds`, not both")
@@ -120,19 +252,22 @@ class RequestPolicy:
 
     Give either ``limiter`` (an existing :class:`RateLimiter`, in memory or on Redis) or the
     settings to build one: ``rate`` (``"100/minute"``) or ``limit`` and ``window_seconds``, with
-    ``algorithm``, ``burst``, ``max_keys``, ``cleanup_interval`` and ``clock``.
+    ``algorithm``, ``burst``, ``max_keys``, ``cleanup_interval`` and ``clock``, and where it keeps
+    its counts: ``storage`` (``"redis://..."``; memory by default), ``key_prefix``, ``timeout``,
+    ``on_storage_error``, ``fallback`` and ``local_deny_cache`` (see :data:`STORAGE_SETTINGS`).
 
     - ``key_func``: ``"ip"`` (default), ``"user"``, ``"header:<name>"`` or a callable of the
       request; ``trusted_proxies`` configures the address lookup of the named ones.
     - ``cost``: an int, or a callable of the request returning one.
     - ``exempt_paths`` (exact, or a prefix ending in ``*``) and ``exempt_methods`` are never
-      counted and get no headers.
+      counted and get no headers; with ``methods``, only requests of those methods are counted.
     - ``dynamic_limit``: a callable of the request returning a rate string (per-tenant tiers)
       or None for the default limit; each distinct rate gets its own limiter,
       ``limiter.with_rate(rate)``: the same algorithm, max_keys, cleanup_interval, clock and
       storage (the burst belongs to the default limit and is not carried over).
     - ``headers``: ``"x-ratelimit"`` (default), ``"ietf"``, ``"both"`` or None;
-      ``name`` names the policy in the IETF fields.
+      ``name`` names the policy in the IETF fields; ``reset_format``: ``X-RateLimit-Reset`` as
+      seconds from now (``"delta"``, default) or as a Unix time (``"epoch"``).
     - ``status_code`` and ``body``: the refusal (429 with ``{"detail": "Too many requests"}``).
     - ``scope``: a prefix for every key, so limits that share one store (Redis) stay apart.
     """
@@ -149,13 +284,21 @@ class RequestPolicy:
         max_keys: int | None = None,
         cleanup_interval: float | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: str | None = None,
+        fallback: str | None = None,
+        local_deny_cache: bool | None = None,
         key_func: str | KeyFunc = "ip",
         trusted_proxies: Iterable[str] | str = (),
         cost: CostSpec = 1,
+        methods: Iterable[str] | None = None,
         exempt_paths: Iterable[str] = (),
         exempt_methods: Iterable[str] = (),
         dynamic_limit: DynamicLimit | None = None,
         headers: HeaderStyle = "x-ratelimit",
+        reset_format: ResetFormat = "delta",
         name: str = "default",
         status_code: int = 429,
         body: Any = None,
@@ -167,6 +310,12 @@ class RequestPolicy:
             "max_keys": max_keys,
             "cleanup_interval": cleanup_interval,
             "clock": clock,
+            "storage": storage,
+            "key_prefix": key_prefix,
+            "timeout": timeout,
+            "on_storage_error": on_storage_error,
+            "fallback": fallback,
+            "local_deny_cache": local_deny_cache,
         }
         if limiter is not None:
             if not isinstance(limiter, RateLimiter):
@@ -191,10 +340,10 @@ class RequestPolicy:
             self._cost = _check_cost(cost, "`cost`")
         exempt_paths = (exempt_paths,) if isinstance(exempt_paths, str) else tuple(exempt_paths)
         self.is_exempt_path = _path_matcher(exempt_paths)
-        if isinstance(exempt_methods, str):
-            exempt_methods = [exempt_methods]
-        self.exempt_methods = frozenset(str(m).upper() for m in exempt_methods)
-        self._nothing_exempt = not self.exempt_methods and not exempt_paths
+        self.exempt_methods = methods_matcher(exempt_methods, "exempt_methods")
+        #: Only requests of these methods are counted (None: every method).
+        self.methods = None if methods is None else methods_matcher(methods, "methods")
+        self._nothing_exempt = not self.exempt_methods and not exempt_paths and methods is None
         if dynamic_limit is not None and not callable(dynamic_limit):
             raise TypeError(f"`dynamic_limit` must be callable, not {type(dynamic_limit).__name__}")
         self.dynamic_limit = dynamic_limit
@@ -206,8 +355,9 @@ class RequestPolicy:
         self._dynamic: dict[str, tuple[RateLimiter, HeaderWriter]] = {}
         self._dynamic_lock = threading.Lock()
         self.headers_style = headers
+        self.reset_format = reset_format
         self.name = name
-        self.header_writer = HeaderWriter(headers, rates=limiter.rates, name=name)
+        self.header_writer = self._writer(limiter)
         self.refusal = Refusal(status_code, body)
         if not isinstance(scope, str):
             raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
@@ -217,7 +367,14 @@ class RequestPolicy:
         """Whether a request with this method and path is left alone."""
         if self._nothing_exempt:
             return False
+        if self.methods is not None and method not in self.methods:
+            return True
         return method in self.exempt_methods or self.is_exempt_path(path)
+
+    def _writer(self, limiter: RateLimiter) -> HeaderWriter:
+        return HeaderWriter(
+            self.headers_style, rates=limiter.rates, name=self.name, reset=self.reset_format
+        )
 
     def _for_rate(self, rate: str) -> tuple[RateLimiter, HeaderWriter]:
         found = self._dynamic.get(rate)
@@ -239,10 +396,7 @@ class RequestPolicy:
                     limiter = self.limiter.with_rate(rate)
                 except ValueError as error:
                     raise ValueError(f"`dynamic_limit` returned {rate!r}: {error}") from None
-                found = (
-                    limiter,
-                    HeaderWriter(self.headers_style, rates=limiter.rates, name=self.name),
-                )
+                found = (limiter, self._writer(limiter))
                 self._dynamic[rate] = found
         return found
 
@@ -255,7 +409,9 @@ class RequestPolicy:
                 limiter, writer = self._for_rate(rate)
         key = self.key_func(request)
         if not isinstance(key, str):
-            raise TypeError(f"the key function must return a str, not {type(key).__name__}")
+            raise TypeError(
+                f"the key function (`key_func`) must return a str, not {type(key).__name__}"
+            )
         if self.scope:
             key = f"{self.scope}:{key}"
         cost = self._cost
@@ -263,34 +419,41 @@ class RequestPolicy:
             cost = _check_cost(self._cost_func(request), "the cost function's result")
         return limiter, writer, key, cost
 
-    def _decided(self, request: Any) -> tuple[Decision, HeaderWriter]:
+    def _decided(self, request: Any) -> tuple[Decision, HeaderWriter, str]:
         limiter, writer, key, cost = self.resolve(request)
-        return limiter.decide(key, cost), writer
+        return limiter.decide(key, cost), writer, key
 
-    async def _adecided(self, request: Any) -> tuple[Decision, HeaderWriter]:
+    async def _adecided(self, request: Any) -> tuple[Decision, HeaderWriter, str]:
         # On Redis the round trip is awaited, so the event loop runs on meanwhile; in memory
         # the decision is made at once, with no awaitable to go through.
         limiter, writer, key, cost = self.resolve(request)
         if self._on_redis:
-            return await limiter.adecide(key, cost), writer
-        return limiter.decide(key, cost), writer
+            return await limiter.adecide(key, cost), writer, key
+        return limiter.decide(key, cost), writer, key
 
     def decide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
         """Count ``request`` and return the decision with the headers to send."""
-        decision, writer = self._decided(request)
+        decision, writer, _ = self._decided(request)
         return decision, writer.headers(decision)
 
     async def adecide(self, request: Any) -> tuple[Decision, list[tuple[str, str]]]:
         """:meth:`decide` for async code."""
-        decision, writer = await self._adecided(request)
+        decision, writer, _ = await self._adecided(request)
         return decision, writer.headers(decision)
 
     def decide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
         """:meth:`decide` with the headers as ASGI wants them (lowercase ``bytes`` pairs)."""
-        decision, writer = self._decided(request)
+        decision, writer, _ = self._decided(request)
         return decision, writer.raw_headers(decision)
 
     async def adecide_raw(self, request: Any) -> tuple[Decision, list[tuple[bytes, bytes]]]:
         """:meth:`decide_raw` for async code."""
-        decision, writer = await self._adecided(request)
+        decision, writer, _ = await self._adecided(request)
         return decision, writer.raw_headers(decision)
+
+    async def adecide_keyed_raw(
+        self, request: Any
+    ) -> tuple[Decision, list[tuple[bytes, bytes]], str]:
+        """:meth:`adecide_raw` and the key that was counted (for the exception of a refusal)."""
+        decision, writer, key = await self._adecided(request)
+        return decision, writer.raw_headers(decision), key

@@ -5,6 +5,10 @@ request, adds the rate-limit headers to every response it lets through and answe
 request itself (429, ``Retry-After``). WebSocket and lifespan traffic passes untouched. Every
 setting of :class:`~rust_py_rate_limit.policy.RequestPolicy` is accepted.
 
+A route with a limit of its own (FastAPI's ``@limiter.limit`` or ``RateLimit`` dependency) is
+not counted by this default limit unless that limit says ``override_defaults=False``: the
+middleware finds the route a request goes to, as the router will, before it decides.
+
 This module needs only Starlette; :mod:`rust_py_rate_limit.fastapi` adds the per-route pieces.
 """
 
@@ -16,12 +20,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._core import Decision, ManualClock, RateLimiter
-from .headers import FIELD_NAMES, HeaderStyle
+from .headers import FIELD_NAMES, HeaderStyle, ResetFormat
 from .keys import KeyFunc
-from .policy import CostSpec, DynamicLimit, RequestPolicy
+from .policy import _ROUTE_LIMIT, CostSpec, DynamicLimit, RequestPolicy
+from .policy import check_on_blocked as _check_on_blocked
 
 __all__ = [
     "OnBlocked",
@@ -54,9 +60,48 @@ def with_headers(existing: Iterable[tuple[bytes, bytes]], raw: RawHeaders) -> Ra
 
 
 def check_on_blocked(on_blocked: object) -> OnBlocked | None:
-    if on_blocked is not None and not callable(on_blocked):
-        raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
-    return on_blocked
+    """``on_blocked`` checked at configuration: callable as ``(request, decision)``."""
+    return _check_on_blocked(on_blocked)  # type: ignore[no-any-return]
+
+
+def _own_limit_methods(route: object) -> frozenset[str]:
+    """The methods for which a route's endpoint, or a dependency of it (FastAPI's, router ones
+    included), has a limit that replaces the default (``"*"``: all)."""
+    covered: frozenset[str] = getattr(getattr(route, "endpoint", None), _ROUTE_LIMIT, frozenset())
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", ()))
+    while pending:
+        dependant = pending.pop()
+        covered |= getattr(getattr(dependant, "call", None), _ROUTE_LIMIT, frozenset())
+        pending.extend(getattr(dependant, "dependencies", ()))
+    return covered
+
+
+class _RouteLimits:
+    """Which of an app's routes have a limit of their own, worked out once per routing table
+    (again when routes are added). A request's route is found as the router finds it: the
+    first route matching fully."""
+
+    def __init__(self) -> None:
+        self._routes: list[Any] | None = None
+        self._size = -1
+        self._own: dict[int, frozenset[str]] = {}
+
+    def own_limit(self, scope: Scope) -> bool:
+        routes = getattr(scope.get("app"), "routes", None)
+        if not routes:
+            return False
+        if routes is not self._routes or len(routes) != self._size:
+            own = ((id(r), _own_limit_methods(r)) for r in routes)
+            self._own = {route: methods for route, methods in own if methods}
+            self._routes, self._size = routes, len(routes)
+        if not self._own:  # no route limited on its own: no routing to do
+            return False
+        for route in routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                methods = self._own.get(id(route))
+                return methods is not None and ("*" in methods or scope["method"] in methods)
+        return False
 
 
 def refusal_response(policy: RequestPolicy, headers: RawHeaders) -> Response:
@@ -101,9 +146,11 @@ class RateLimitMiddleware:
 
     Give ``limiter`` (a :class:`RateLimiter`), or ``rate`` (``"100/minute"``), or ``limit`` and
     ``window_seconds``; the other settings are those of :class:`RequestPolicy` (``key_func``
-    receives a ``starlette.requests.Request``). ``on_blocked(request, decision)`` builds a
-    custom response for refused requests (sync or async); the rate-limit headers and
-    ``Retry-After`` are added to it. ``policy=`` takes a ready :class:`RequestPolicy` instead.
+    receives a ``starlette.requests.Request``; ``storage`` and its options put the counts on
+    Redis). ``on_blocked(request, decision)`` builds a custom response for refused requests
+    (sync or async); the rate-limit headers and ``Retry-After`` are added to it. ``policy=``
+    takes a ready :class:`RequestPolicy` instead. Requests to a route limited on its own are
+    left to that limit (see the module's documentation).
     """
 
     def __init__(
@@ -119,13 +166,21 @@ class RateLimitMiddleware:
         max_keys: int | None = None,
         cleanup_interval: float | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: str | None = None,
+        fallback: str | None = None,
+        local_deny_cache: bool | None = None,
         key_func: str | KeyFunc = "ip",
         trusted_proxies: Iterable[str] | str = (),
         cost: CostSpec = 1,
+        methods: Iterable[str] | None = None,
         exempt_paths: Iterable[str] = (),
         exempt_methods: Iterable[str] = (),
         dynamic_limit: DynamicLimit | None = None,
         headers: HeaderStyle = "x-ratelimit",
+        reset_format: ResetFormat = "delta",
         name: str = "default",
         status_code: int = 429,
         body: Any = None,
@@ -144,13 +199,21 @@ class RateLimitMiddleware:
                 max_keys=max_keys,
                 cleanup_interval=cleanup_interval,
                 clock=clock,
+                storage=storage,
+                key_prefix=key_prefix,
+                timeout=timeout,
+                on_storage_error=on_storage_error,
+                fallback=fallback,
+                local_deny_cache=local_deny_cache,
                 key_func=key_func,
                 trusted_proxies=trusted_proxies,
                 cost=cost,
+                methods=methods,
                 exempt_paths=exempt_paths,
                 exempt_methods=exempt_methods,
                 dynamic_limit=dynamic_limit,
                 headers=headers,
+                reset_format=reset_format,
                 name=name,
                 status_code=status_code,
                 body=body,
@@ -163,6 +226,7 @@ class RateLimitMiddleware:
         self.app = app
         self.policy = policy
         self.on_blocked = check_on_blocked(on_blocked)
+        self._route_limits = _RouteLimits()
         refusal = policy.refusal
         self._refusal_headers: RawHeaders = [
             (b"content-type", refusal.content_type.encode("latin-1")),
@@ -174,7 +238,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         policy = self.policy
-        if policy.exempt(scope["method"], scope["path"]):
+        if policy.exempt(scope["method"], scope["path"]) or self._route_limits.own_limit(scope):
             await self.app(scope, receive, send)
             return
         # The built-in key functions read the scope itself: no Request to build for them.

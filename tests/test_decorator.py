@@ -305,7 +305,7 @@ def test_a_key_function_returning_a_non_str_is_a_type_error(
     def work() -> None:
         pass
 
-    with pytest.raises(TypeError, match="the key function must return a str, not"):
+    with pytest.raises(TypeError, match=r"the key function \(`key`\) must return a str, not"):
         work()
     assert limiter.stats()["total_checks"] == 0
 
@@ -320,7 +320,7 @@ def test_a_key_function_returning_a_non_str_is_a_type_error_for_async(
     async def work() -> None:
         pass
 
-    with pytest.raises(TypeError, match="the key function must return a str, not int"):
+    with pytest.raises(TypeError, match=r"the key function \(`key`\) must return a str, not int"):
         asyncio.run(work())
 
 

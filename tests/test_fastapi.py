@@ -382,10 +382,14 @@ def route_app(clock: ManualClock, global_limit: int = 5) -> FastAPI:
     def report(n: int = 1) -> dict[str, int]:
         return {"n": n}
 
+    @app.get("/plain")
+    def plain() -> str:
+        return "plain"
+
     return app
 
 
-def test_a_route_dependency_is_independent_of_the_global_limit(clock: ManualClock) -> None:
+def test_a_route_limit_replaces_the_default_limit_on_its_route(clock: ManualClock) -> None:
     client = TestClient(route_app(clock))
     first = client.get("/search", params={"q": "a"})
     assert first.json() == {"q": "a"}
@@ -405,10 +409,40 @@ def test_a_route_dependency_is_independent_of_the_global_limit(clock: ManualCloc
         "x-ratelimit-reset": "60",
         "retry-after": "60",
     }
-    # the global limit counted all three and has 2 of 5 left for other routes
+    # the default limit (5) counted none of them: the decorated and dependency routes too
+    assert client.get("/login").headers["x-ratelimit-limit"] == "2"
     assert client.get("/report").headers["x-ratelimit-limit"] == "1"
-    assert client.get("/search").status_code == 429  # global: 5 of 5 used now
-    assert client.get("/report").headers["x-ratelimit-limit"] == "5"  # refused by the global
+    assert client.get("/annotated").headers["ratelimit-policy"] == '"default";q=1;w=60'
+    plain = [client.get("/plain") for _ in range(6)]
+    assert [r.status_code for r in plain] == [200] * 5 + [429]
+    assert plain[0].headers["x-ratelimit-remaining"] == "4"
+
+
+def test_override_defaults_false_counts_a_route_against_both(clock: ManualClock) -> None:
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, limit=3, window_seconds=60, clock=clock)
+    limiter = Limiter(clock=clock)
+    both = RateLimit("10/minute", clock=clock, override_defaults=False)
+
+    @app.get("/dep", dependencies=[Depends(both)])
+    def dep() -> str:
+        return "dep"
+
+    @app.get("/deco")
+    @limiter.limit("10/minute", override_defaults=False)
+    def deco() -> str:
+        return "deco"
+
+    @app.get("/own")
+    @limiter.limit("10/minute")
+    def own() -> str:
+        return "own"
+
+    client = TestClient(app)
+    statuses = [client.get(p).status_code for p in ("/dep", "/deco", "/dep", "/deco", "/own")]
+    # the default limit of 3 counted /dep and /deco (stacked), never /own
+    assert statuses == [200, 200, 200, 429, 200]
+    assert client.get("/own").status_code == 200
 
 
 def test_a_route_limit_admits_again_after_its_window(clock: ManualClock) -> None:
@@ -494,7 +528,7 @@ def test_route_dependency_options(clock: ManualClock) -> None:
     app = FastAPI()
     costly = RateLimit(
         "10/minute",
-        key="header:X-API-Key",
+        key_func="header:X-API-Key",
         clock=clock,
         cost=lambda request: int(request.query_params.get("rows", "1")),
         exempt_methods=["HEAD"],
@@ -599,7 +633,7 @@ def test_decorator_keys_by_the_limiters_key_func(clock: ManualClock) -> None:
         return "ok"
 
     @app.get("/by-user")
-    @limiter.limit("1/minute", key=lambda request: request.query_params["user"])
+    @limiter.limit("1/minute", key_func=lambda request: request.query_params["user"])
     async def by_user(request: Request) -> str:
         return "ok"
 
@@ -720,7 +754,7 @@ def test_bad_middleware_settings(
     [
         (lambda: RateLimit(100), TypeError, "int"),
         (lambda: RateLimit("often"), ValueError, "often"),
-        (lambda: RateLimit("1/minute", key="session"), ValueError, "session"),
+        (lambda: RateLimit("1/minute", key_func="session"), ValueError, "session"),
         (lambda: RateLimit("1/minute", scope=1), TypeError, "scope"),
         (lambda: RateLimit("1/minute", headers="x"), ValueError, "'x'"),
         (lambda: RateLimit("1/minute", on_blocked=429), TypeError, "on_blocked"),

@@ -344,14 +344,25 @@ impl RateLimiter {
     /// A limiter for another rate string with this one's settings: algorithm, `max_keys`,
     /// `cleanup_interval`, clock, and the storage with all its options (its own state: counts
     /// are not shared). The burst is not carried over, since it belongs to the limit.
+    /// `overrides` are `from_rate`'s keyword arguments that replace this limiter's (None
+    /// keeps this limiter's value).
+    #[pyo3(signature = (rate, **overrides))]
     fn with_rate<'py>(
         slf: &Bound<'py, Self>,
         rate: &Bound<'py, PyAny>,
+        overrides: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, Self>> {
-        let settings = slf.get().settings.bind(slf.py());
+        let settings = slf.get().settings.bind(slf.py()).copy()?;
+        if let Some(overrides) = overrides {
+            for (name, value) in overrides.iter() {
+                if !value.is_none() {
+                    settings.set_item(name, value)?;
+                }
+            }
+        }
         Ok(slf
             .get_type()
-            .call_method("from_rate", (rate,), Some(settings))?
+            .call_method("from_rate", (rate,), Some(&settings))?
             .cast_into::<Self>()?)
     }
 
