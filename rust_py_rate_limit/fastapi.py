@@ -40,6 +40,7 @@ from .policy import (
     DynamicLimit,
     Refusal,
     RequestPolicy,
+    check_override_defaults,
     key_func_setting,
     mark_route_limit,
     view_scope,
@@ -377,6 +378,7 @@ class Limiter:
         ``override_defaults=False``.
         """
         _check_rate(rate)
+        check_override_defaults(override_defaults)
         spec = key_func_setting(NOT_GIVEN if key_func is None else key_func, key, None)
         blocked = self.on_blocked if on_blocked is None else check_on_blocked(on_blocked)
         if scope is not None and not isinstance(scope, str):

@@ -14,14 +14,17 @@
 
 Requests are counted in a ``before_request`` hook (a refused request never reaches the view) and
 the headers are added in an ``after_request`` hook. The decorators only mark the view function or
-blueprint, so they may be written above or below ``@app.route``. Every decision goes through
-:class:`~rust_py_rate_limit.policy.RequestPolicy`.
+blueprint, so they may be written above or below ``@app.route``. A route's or blueprint's own
+limit replaces the default limit (``override_defaults=False`` counts both), as in flask-limiter.
+Every limiter the app builds keeps its counts in the app's storage (``RATELIMIT_STORAGE_URI``).
+Every decision goes through :class:`~rust_py_rate_limit.policy.RequestPolicy`.
 """
 
 from __future__ import annotations
 
-import difflib
+import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar, overload
 
@@ -29,14 +32,25 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
 from ._core import Decision, ManualClock, RateLimiter
-from .headers import HeaderStyle
+from .headers import HeaderStyle, ResetFormat
 from .keys import KeyFunc
-from .policy import CostSpec, DynamicLimit, RequestPolicy
+from .policy import (
+    LIMITER_SETTINGS,
+    NOT_GIVEN,
+    CostSpec,
+    DynamicLimit,
+    RequestPolicy,
+    check_on_blocked,
+    check_override_defaults,
+    key_func_setting,
+)
+from .settings_names import unknown_setting_message
 
 __all__ = ["SETTINGS", "FlaskRateLimiter", "OnBlocked"]
 
-#: Called with the decision of a refused request; what it returns is the response (plain or async).
-OnBlocked = Callable[[Decision], Any]
+#: Called as ``on_blocked(request, decision)`` for a refused request (the Flask request, as in
+#: every web integration); what it returns is the response (plain or async).
+OnBlocked = Callable[[Any, Decision], Any]
 
 _Target = TypeVar("_Target", bound=Callable[..., Any] | Blueprint)
 
@@ -47,8 +61,9 @@ SETTINGS: Final[dict[str, str]] = {
     "rate": "RATELIMIT_RATE",
     "algorithm": "RATELIMIT_ALGORITHM",
     "burst": "RATELIMIT_BURST",
-    "key_func": "RATELIMIT_KEY",
+    "key_func": "RATELIMIT_KEY_FUNC",
     "headers": "RATELIMIT_HEADERS",
+    "reset_format": "RATELIMIT_RESET_FORMAT",
     "trusted_proxies": "RATELIMIT_TRUSTED_PROXIES",
     "exempt_paths": "RATELIMIT_EXEMPT_PATHS",
     "exempt_methods": "RATELIMIT_EXEMPT_METHODS",
@@ -57,8 +72,32 @@ SETTINGS: Final[dict[str, str]] = {
     "enabled": "RATELIMIT_ENABLED",
     "status_code": "RATELIMIT_STATUS_CODE",
     "body": "RATELIMIT_BODY",
+    "storage": "RATELIMIT_STORAGE_URI",
+    "key_prefix": "RATELIMIT_KEY_PREFIX",
+    "timeout": "RATELIMIT_TIMEOUT",
+    "on_storage_error": "RATELIMIT_ON_STORAGE_ERROR",
+    "fallback": "RATELIMIT_FALLBACK",
+    "local_deny_cache": "RATELIMIT_LOCAL_DENY_CACHE",
 }
+#: Old config names still read, with a DeprecationWarning: old name -> current one.
+_DEPRECATED_CONFIG = {"RATELIMIT_KEY": "RATELIMIT_KEY_FUNC"}
 _CONFIG_KEYS = frozenset(SETTINGS.values())
+
+#: flask-limiter's config names that mean one of ours (None: no counterpart here).
+_PEERS: dict[str, str | None] = {
+    "RATELIMIT_DEFAULT": "RATELIMIT_RATE",
+    "RATELIMIT_APPLICATION": None,
+    "RATELIMIT_STORAGE_URL": "RATELIMIT_STORAGE_URI",
+    "RATELIMIT_STORAGE_OPTIONS": None,
+    "RATELIMIT_STRATEGY": "RATELIMIT_ALGORITHM",
+    "RATELIMIT_HEADERS_ENABLED": "RATELIMIT_HEADERS",
+    "RATELIMIT_SWALLOW_ERRORS": "RATELIMIT_ON_STORAGE_ERROR",
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": "RATELIMIT_FALLBACK",
+    "RATELIMIT_DEFAULTS_EXEMPT_WHEN": None,
+}
+
+#: Where a limiter keeps its counts; every limiter of the app shares them.
+_STORAGE = ("storage", "key_prefix", "timeout", "on_storage_error", "fallback", "local_deny_cache")
 
 #: The settings every route and blueprint limit takes from the app's (unless it sets its own).
 _SHARED: tuple[str, ...] = (
@@ -68,10 +107,12 @@ _SHARED: tuple[str, ...] = (
     "key_func",
     "trusted_proxies",
     "headers",
+    "reset_format",
     "exempt_paths",
     "exempt_methods",
     "status_code",
     "body",
+    *_STORAGE,
 )
 
 #: The attribute of a view function holding ``(limiter, spec)`` marks; ``_EXEMPT`` as the spec.
@@ -98,6 +139,10 @@ _ANCHORS: dict[str, dict[str, Any]] = {
     "window_seconds": {"limit": 1},
     "rate": {},
     "burst": {"limit": 1, "window_seconds": 1, "algorithm": "gcra"},
+    **{
+        option: {"limit": 1, "window_seconds": 1, "storage": "redis://127.0.0.1"}
+        for option in _STORAGE[1:]
+    },
 }
 
 
@@ -133,6 +178,36 @@ def _callable_or_none(value: Any, name: str) -> Any:
     return value
 
 
+def _on_blocked(value: Any) -> OnBlocked | None:
+    """``on_blocked`` as ``(request, decision)``; a hook of the decision alone (this
+    integration's first signature) still works, with a DeprecationWarning."""
+    try:
+        return check_on_blocked(value)  # type: ignore[no-any-return]
+    except TypeError as error:
+        try:
+            inspect.signature(value).bind(None)
+        except (TypeError, ValueError):
+            raise error from None
+    warnings.warn(
+        "`on_blocked` takes (request, decision) in every web integration; a hook of the "
+        "decision alone is deprecated",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    hook: OnBlocked
+    if inspect.iscoroutinefunction(value):
+
+        async def hook(request: Any, decision: Decision) -> Any:
+            return await value(decision)
+
+    else:
+
+        def hook(request: Any, decision: Decision) -> Any:
+            return value(decision)
+
+    return hook
+
+
 class _LimitSpec:
     """What one ``@limiter.limit(...)`` asked for; turned into a policy per app and endpoint."""
 
@@ -140,17 +215,24 @@ class _LimitSpec:
         self,
         rate: str | None = None,
         *,
-        key: str | KeyFunc | None = None,
+        key_func: str | KeyFunc | None = None,
         cost: CostSpec | None = None,
+        methods: Iterable[str] | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
         dynamic_limit: DynamicLimit | None = None,
         headers: HeaderStyle = _UNSET,
+        reset_format: ResetFormat | None = None,
         status_code: int | None = None,
         body: Any = None,
         on_blocked: OnBlocked | None = None,
         limiter: RateLimiter | None = None,
+        override_defaults: bool = True,
+        key: str | KeyFunc | None = NOT_GIVEN,
     ) -> None:
+        key_func = key_func_setting(
+            NOT_GIVEN if key_func is None else key_func, key, None, stacklevel=4
+        )
         if limiter is not None:
             given = {"rate": rate, "algorithm": algorithm, "burst": burst}
             clash = [name for name, value in given.items() if value is not None]
@@ -166,26 +248,33 @@ class _LimitSpec:
                 raise _fail(exc, f"@limit({rate!r})") from None
         elif algorithm is not None:
             _validate("algorithm", algorithm, "`algorithm`")
-        for param, value in (("key_func", key), ("cost", cost), ("status_code", status_code)):
+        checked = {
+            "key_func": key_func,
+            "cost": cost,
+            "status_code": status_code,
+            "reset_format": reset_format,
+            "methods": methods,
+            "body": body,
+        }
+        for param, value in checked.items():
             if value is not None:
-                _validate(param, value, f"`{'key' if param == 'key_func' else param}`")
-        if body is not None:
-            _validate("body", body, "`body`")
+                _validate(param, value, f"`{param}`")
         if headers is not _UNSET:
             _validate("headers", headers, "`headers`")
+        check_override_defaults(override_defaults)
         self.rate = rate
         self.limiter = limiter
         self.burst = burst
-        self.on_blocked = _callable_or_none(on_blocked, "on_blocked")
+        self.override_defaults = override_defaults
+        self.on_blocked = _on_blocked(on_blocked)
         self.dynamic_limit = _callable_or_none(dynamic_limit, "dynamic_limit")
         # Settings that override the app's; cost is 1 unless given (the default's is not shared).
         self.overrides: dict[str, Any] = {"cost": 1 if cost is None else cost}
-        for name, value in (("key_func", key), ("algorithm", algorithm)):
-            if value is not None:
+        for name, value in checked.items():
+            if value is not None and name != "cost":
                 self.overrides[name] = value
-        for name, value in (("status_code", status_code), ("body", body)):
-            if value is not None:
-                self.overrides[name] = value
+        if algorithm is not None:
+            self.overrides["algorithm"] = algorithm
         if headers is not _UNSET:
             self.overrides["headers"] = headers
         #: Views this spec was put on, for the error when no default limit exists for a bare one.
@@ -257,6 +346,13 @@ class FlaskRateLimiter:
         dynamic_limit: DynamicLimit | None = None,
         on_blocked: OnBlocked | None = None,
         clock: ManualClock | None = None,
+        reset_format: ResetFormat | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_storage_error: str | None = None,
+        fallback: str | None = None,
+        local_deny_cache: bool | None = None,
     ) -> None:
         given = {
             "limit": limit,
@@ -274,6 +370,13 @@ class FlaskRateLimiter:
             "enabled": enabled,
             "status_code": status_code,
             "body": body,
+            "reset_format": reset_format,
+            "storage": storage,
+            "key_prefix": key_prefix,
+            "timeout": timeout,
+            "on_storage_error": on_storage_error,
+            "fallback": fallback,
+            "local_deny_cache": local_deny_cache,
         }
         self._given = {k: v for k, v in given.items() if v is not None and v is not _UNSET}
         if headers is None:
@@ -294,7 +397,7 @@ class FlaskRateLimiter:
         self._limiter = limiter
         self._cost = cost
         self._dynamic_limit = _callable_or_none(dynamic_limit, "dynamic_limit")
-        self._on_blocked = _callable_or_none(on_blocked, "on_blocked")
+        self._on_blocked = _on_blocked(on_blocked)
         self._clock = clock
         self._specs: list[_LimitSpec] = []
         self._blueprints: dict[object, _LimitSpec] = {}  # by Blueprint
@@ -315,14 +418,21 @@ class FlaskRateLimiter:
         app.after_request(self._after_request)
 
     def _resolve(self, app: Flask) -> _AppState:
-        config = app.config
+        config = dict(app.config)
+        for old, new in _DEPRECATED_CONFIG.items():
+            if old in config:
+                if new in config:
+                    raise ValueError(f"give {new} only ({old} is its old, deprecated name)")
+                warnings.warn(
+                    f"{old} is deprecated: the setting is {new}", DeprecationWarning, stacklevel=4
+                )
+                config[new] = config.pop(old)
         unknown = sorted(k for k in config if k.startswith("RATELIMIT_") and k not in _CONFIG_KEYS)
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(_CONFIG_KEYS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"unknown setting {unknown[0]!r} in app.config{hint}; the settings are "
-                + ", ".join(sorted(_CONFIG_KEYS))
+                unknown_setting_message(
+                    unknown[0], _CONFIG_KEYS, "app.config", prefix="RATELIMIT_", peers=_PEERS
+                )
             )
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
@@ -407,27 +517,67 @@ class FlaskRateLimiter:
         self,
         rate: str | None = None,
         *,
-        key: str | KeyFunc | None = None,
+        key_func: str | KeyFunc | None = None,
         cost: CostSpec | None = None,
+        methods: Iterable[str] | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
         dynamic_limit: DynamicLimit | None = None,
         headers: HeaderStyle = ...,
+        reset_format: ResetFormat | None = None,
         status_code: int | None = None,
         body: Any = None,
         on_blocked: OnBlocked | None = None,
         limiter: RateLimiter | None = None,
+        override_defaults: bool = True,
+        key: str | KeyFunc | None = ...,
     ) -> Callable[[_Target], _Target]: ...
 
-    def limit(self, rate: Any = None, **settings: Any) -> Any:
+    def limit(
+        self,
+        rate: Any = None,
+        *,
+        key_func: str | KeyFunc | None = None,
+        cost: CostSpec | None = None,
+        methods: Iterable[str] | None = None,
+        algorithm: str | None = None,
+        burst: int | None = None,
+        dynamic_limit: DynamicLimit | None = None,
+        headers: HeaderStyle = _UNSET,
+        reset_format: ResetFormat | None = None,
+        status_code: int | None = None,
+        body: Any = None,
+        on_blocked: OnBlocked | None = None,
+        limiter: RateLimiter | None = None,
+        override_defaults: bool = True,
+        key: str | KeyFunc | None = NOT_GIVEN,
+    ) -> Any:
         """A limit for one view (or, applied to a :class:`~flask.Blueprint`, for all its routes).
 
         ``rate`` is a rate string (``"10/minute"``); without it (``@limiter.limit()`` or
         ``@limiter.limit``) the view gets the default limit's rate with a counter of its own.
-        ``key``, ``cost``, ``algorithm`` (with ``burst``), ``dynamic_limit``, ``headers``,
-        ``status_code``, ``body``, ``on_blocked`` override the app's settings for this limit;
-        ``limiter`` gives a :class:`RateLimiter` instead of a rate.
+        ``key_func``, ``cost``, ``algorithm`` (with ``burst``), ``dynamic_limit``, ``headers``,
+        ``reset_format``, ``status_code``, ``body``, ``on_blocked`` override the app's settings
+        for this limit; ``limiter`` gives a :class:`RateLimiter` instead of a rate; ``methods``
+        counts only those HTTP methods. The limit replaces the default limit on its routes
+        unless ``override_defaults=False``.
         """
+        settings = {
+            "key_func": key_func,
+            "cost": cost,
+            "methods": methods,
+            "algorithm": algorithm,
+            "burst": burst,
+            "dynamic_limit": dynamic_limit,
+            "headers": headers,
+            "reset_format": reset_format,
+            "status_code": status_code,
+            "body": body,
+            "on_blocked": on_blocked,
+            "limiter": limiter,
+            "override_defaults": override_defaults,
+            "key": key,
+        }
         if callable(rate) or isinstance(rate, Blueprint):
             return self._apply(_LimitSpec(), rate)
         spec = _LimitSpec(rate, **settings)
@@ -487,15 +637,25 @@ class FlaskRateLimiter:
         with state.lock:
             policy = state.policies.get((scope, spec))
             if policy is None:
+                settings = {**state.shared, **spec.overrides}
+                building = {k: settings.pop(k) for k in LIMITER_SETTINGS if k in settings}
+                building = {k: v for k, v in building.items() if v is not None}
+                rate: dict[str, Any]
                 if spec.limiter is not None:
-                    rate: dict[str, Any] = {"limiter": spec.limiter}
+                    rate = {"limiter": spec.limiter}
+                elif spec.rate is not None and self._limiter is not None:
+                    # The app's limiter is the app's storage: the route's limiter is built
+                    # like it, for the route's own rate.
+                    derived = self._limiter.with_rate(spec.rate, burst=spec.burst, **building)
+                    rate = {"limiter": derived}
                 elif spec.rate is not None:
-                    rate = {"rate": spec.rate, "burst": spec.burst}
+                    rate = {"rate": spec.rate, "burst": spec.burst, **building}
                 elif state.default_rate is not None:
-                    rate = state.default_rate
+                    rate = dict(state.default_rate)
+                    if "limiter" not in rate:
+                        rate.update(building)
                 else:
                     raise ValueError(_no_default_message(spec.targets[0]))
-                settings = {**state.shared, **spec.overrides}
                 policy = RequestPolicy(
                     **rate,
                     **settings,
@@ -530,7 +690,14 @@ class FlaskRateLimiter:
                 spec = self._blueprints.get(bp) if bp is not None else None
                 if spec is not None:
                     limits.append((self._policy(state, spec, f"blueprint:{name}", name), spec))
-        if not limits and not exempt_blueprint and state.default is not None:
+        # A limit of the route's or a blueprint's own replaces the default (flask-limiter's
+        # rule) unless it says override_defaults=False; one not counting this method does not.
+        overridden = any(
+            spec.override_defaults and not policy.exempt(req.method, req.path)
+            for policy, spec in limits
+            if spec is not None
+        )
+        if not overridden and not exempt_blueprint and state.default is not None:
             limits.append((state.default, None))
         # Count against each limit until one refuses; report the refusal, else the tightest.
         chosen: tuple[Decision, list[tuple[str, str]], RequestPolicy, _LimitSpec | None] | None
@@ -552,7 +719,7 @@ class FlaskRateLimiter:
             return None
         on_blocked = spec.on_blocked if spec is not None and spec.on_blocked else state.on_blocked
         if on_blocked is not None:
-            response = current_app.ensure_sync(on_blocked)(decision)
+            response = current_app.ensure_sync(on_blocked)(req, decision)
             if response is None:
                 raise TypeError("`on_blocked` returned None; it must return a response")
             return response  # type: ignore[no-any-return]

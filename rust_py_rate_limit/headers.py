@@ -64,7 +64,7 @@ def check_reset_format(reset: object) -> ResetFormat:
     """``reset`` if it is a reset format, else a ValueError naming it."""
     if reset not in RESET_FORMATS:
         raise ValueError(f"`reset_format` must be 'delta' or 'epoch', not {reset!r}")
-    return reset  # type: ignore[return-value]
+    return reset
 
 
 def _policy_name(name: object) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "Refusal",
     "RequestPolicy",
     "check_on_blocked",
+    "check_override_defaults",
     "key_func_setting",
     "mark_route_limit",
     "methods_matcher",
@@ -152,7 +153,7 @@ class _NotGiven:
 NOT_GIVEN: Any = _NotGiven()
 
 
-def key_func_setting(key_func: Any, key: Any, default: Any = "ip") -> Any:
+def key_func_setting(key_func: Any, key: Any, default: Any = "ip", stacklevel: int = 3) -> Any:
     """The key setting of a web integration: ``key_func`` (the one name everywhere), or the
     older ``key`` spelling with a ``DeprecationWarning``. ``NOT_GIVEN`` marks either as absent."""
     if key is NOT_GIVEN:
@@ -162,7 +163,7 @@ def key_func_setting(key_func: Any, key: Any, default: Any = "ip") -> Any:
     warnings.warn(
         "`key=` is deprecated: the key setting is `key_func` in every web integration",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
     return key
 
@@ -178,14 +179,19 @@ def mark_route_limit(
     """Mark ``target`` as limited on its own for ``methods`` (all when None). With
     ``override_defaults`` (the default in every integration, as in flask-limiter) the app's
     default limit does not count those requests; with False it counts them as well."""
+    if not check_override_defaults(override_defaults):
+        return
+    covered: frozenset[str] = getattr(target, _ROUTE_LIMIT, frozenset())
+    setattr(target, _ROUTE_LIMIT, covered | (methods or frozenset("*")))
+
+
+def check_override_defaults(override_defaults: object) -> bool:
+    """``override_defaults`` if it is a bool, else a TypeError naming it."""
     if not isinstance(override_defaults, bool):
         raise TypeError(
             f"`override_defaults` must be True or False, not {type(override_defaults).__name__}"
         )
-    if not override_defaults:
-        return
-    covered: frozenset[str] = getattr(target, _ROUTE_LIMIT, frozenset())
-    setattr(target, _ROUTE_LIMIT, covered | (methods or frozenset("*")))
+    return override_defaults
 
 
 def overrides_defaults(target: Any, method: str) -> bool:

@@ -87,7 +87,7 @@ class _RouteLimits:
         self._own: dict[int, frozenset[str]] = {}
 
     def own_limit(self, scope: Scope) -> bool:
-        routes = getattr(scope.get("app"), "routes", None)
+        routes: list[Any] | None = getattr(scope.get("app"), "routes", None)
         if not routes:
             return False
         if routes is not self._routes or len(routes) != self._size:

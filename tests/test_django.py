@@ -170,7 +170,7 @@ def test_a_limiter_with_a_manual_clock_admits_again_when_time_moves() -> None:
     limiter = RateLimiter(limit=2, window_seconds=10, clock=clock)
     with (
         pytest.MonkeyPatch.context() as patch,
-        limit(LIMITER="django_support.LIMITER", KEY="ip"),
+        limit(LIMITER="django_support.LIMITER", KEY_FUNC="ip"),
     ):
         patch.setattr(django_support, "LIMITER", limiter)
         client = Client()
@@ -241,7 +241,7 @@ def test_dynamic_limit_per_tenant(clock: ManualClock) -> None:
     with limit(
         LIMIT=3,
         WINDOW_SECONDS=60,
-        KEY="header:X-Tenant",
+        KEY_FUNC="header:X-Tenant",
         DYNAMIC_LIMIT="django_support.tenant_rate",
         CLOCK=clock,
     ):
@@ -265,7 +265,7 @@ def test_dynamic_limit_per_tenant(clock: ManualClock) -> None:
 
 
 def test_a_key_function_by_dotted_path(clock: ManualClock) -> None:
-    with limit(RATE="1/minute", KEY="django_support.api_key", CLOCK=clock):
+    with limit(RATE="1/minute", KEY_FUNC="django_support.api_key", CLOCK=clock):
         client = Client()
         a = [client.get("/plain", headers={"X-Api-Key": "a"}).status_code for _ in range(2)]
         b = client.get("/plain", headers={"X-Api-Key": "b"}).status_code
@@ -320,7 +320,7 @@ def test_user_key_with_request_factory_users(clock: ManualClock) -> None:
         req.user = user  # type: ignore[assignment]
         return req
 
-    with limit(RATE="1/minute", KEY="user", CLOCK=clock):
+    with limit(RATE="1/minute", KEY_FUNC="user", CLOCK=clock):
         middleware = RateLimitMiddleware(ok)
         assert middleware(request(FakeUser(1))).status_code == 200
         assert middleware(request(FakeUser(2))).status_code == 200
@@ -341,7 +341,7 @@ def users() -> Iterator[tuple[User, User]]:
 
 def test_user_key_with_django_auth_sessions(clock: ManualClock, users: tuple[User, User]) -> None:
     ada, bob = users
-    with limit(RATE="2/minute", KEY="user", CLOCK=clock):
+    with limit(RATE="2/minute", KEY_FUNC="user", CLOCK=clock):
         as_ada, as_bob, anonymous = Client(), Client(), Client()
         as_ada.force_login(ada)
         as_bob.force_login(bob)
@@ -355,7 +355,7 @@ def test_user_key_in_async_code_loads_the_user_without_blocking(
     clock: ManualClock, users: tuple[User, User]
 ) -> None:
     ada, bob = users
-    with limit(RATE="1/minute", KEY="user", CLOCK=clock):
+    with limit(RATE="1/minute", KEY_FUNC="user", CLOCK=clock):
         as_ada, as_bob = AsyncClient(), AsyncClient()
         as_ada.force_login(ada)
         as_bob.force_login(bob)
@@ -475,8 +475,8 @@ def test_an_async_on_blocked_in_sync_code_is_an_error(clock: ManualClock) -> Non
 # --- the decorator ---------------------------------------------------------------------------
 
 
-def test_a_view_limit_is_independent_of_the_global_one(clock: ManualClock) -> None:
-    @ratelimit("2/minute", key="ip", clock=clock)
+def test_a_view_limit_replaces_the_global_one_on_its_view(clock: ManualClock) -> None:
+    @ratelimit("2/minute", key_func="ip", clock=clock)
     def login(request: HttpRequest) -> HttpResponse:
         return HttpResponse("welcome")
 
@@ -484,19 +484,24 @@ def test_a_view_limit_is_independent_of_the_global_one(clock: ManualClock) -> No
         client = Client()
         logins = [client.get("/login") for _ in range(3)]
         plain = client.get("/plain")
+        missing = client.get("/no-such-page")
+        after = client.get("/plain")
     assert [r.status_code for r in logins] == [200, 200, 429]
     # the view's headers replace the middleware's on that view
     assert [r["X-RateLimit-Limit"] for r in logins] == ["2", "2", "2"]
     assert [r["X-RateLimit-Remaining"] for r in logins] == ["1", "0", "0"]
     assert logins[2]["Retry-After"] == "60"
-    # the global limit counted every request, the view's refusal included
+    # the global limit counted none of the view's requests; a 404 is counted
     assert plain.status_code == 200
     assert rl(plain)["X-RateLimit-Limit"] == "100"
-    assert rl(plain)["X-RateLimit-Remaining"] == "96"
+    assert rl(plain)["X-RateLimit-Remaining"] == "99"
+    assert missing.status_code == 404
+    assert rl(missing)["X-RateLimit-Remaining"] == "98"
+    assert rl(after)["X-RateLimit-Remaining"] == "97"
 
 
-def test_the_global_limit_still_applies_to_a_limited_view(clock: ManualClock) -> None:
-    @ratelimit("5/minute", clock=clock)
+def test_override_defaults_false_counts_a_view_against_both(clock: ManualClock) -> None:
+    @ratelimit("5/minute", clock=clock, override_defaults=False)
     def view(request: HttpRequest) -> HttpResponse:
         return HttpResponse()
 
@@ -511,7 +516,7 @@ def test_decorator_options(clock: ManualClock) -> None:
     @ratelimit(
         limit=4,
         window_seconds=60,
-        key="header:X-Api-Key",
+        key_func="header:X-Api-Key",
         cost=2,
         headers="ietf",
         name="uploads",
@@ -547,7 +552,7 @@ def test_decorator_on_blocked_and_dynamic_limit(clock: ManualClock) -> None:
 
     @ratelimit(
         "3/minute",
-        key="header:X-Tenant",
+        key_func="header:X-Tenant",
         dynamic_limit=django_support.tenant_rate,
         on_blocked=on_blocked,
         clock=clock,
@@ -660,7 +665,7 @@ def test_async_view_gets_an_async_wrapper(clock: ManualClock) -> None:
 def test_async_view_keyed_by_user(clock: ManualClock, users: tuple[User, User]) -> None:
     ada, bob = users
 
-    @ratelimit("1/minute", key="user", clock=clock)
+    @ratelimit("1/minute", key_func="user", clock=clock)
     async def inbox(request: HttpRequest) -> HttpResponse:
         return HttpResponse("inbox")
 
@@ -693,8 +698,13 @@ def test_decorated_view_without_the_middleware(clock: ManualClock) -> None:
     [
         ((), {}, TypeError, "a rate limit needs"),
         (("five per minute",), {}, ValueError, "invalid rate string"),
-        (("5/minute",), {"key": 5}, TypeError, "a key must be"),
-        (("5/minute",), {"key": "usr"}, ValueError, "a key must be"),
+        (("5/minute",), {"key_func": 5}, TypeError, "a key must be"),
+        (("5/minute",), {"key_func": "usr"}, ValueError, "a key must be"),
+        (("5/minute",), {"on_blocked": lambda d: d}, TypeError, r"on_blocked\(request, decision\)"),
+        (("5/minute",), {"methods": ["GET", 5]}, TypeError, "`methods` entries must be str"),
+        (("5/minute",), {"reset_format": "unix"}, ValueError, "`reset_format`"),
+        (("5/minute",), {"override_defaults": "yes"}, TypeError, "`override_defaults`"),
+        (("5/minute",), {"timeout": 1}, ValueError, "`timeout` only applies"),
         (("5/minute",), {"cost": 0}, ValueError, "`cost` must be >= 1"),
         (("5/minute",), {"headers": "x"}, ValueError, "`headers` must be one of"),
         (("5/minute",), {"status_code": 200}, ValueError, "`status_code`"),
@@ -735,13 +745,13 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("CLEANUP_INTERVAL", {"RATE": "1/minute", "CLEANUP_INTERVAL": -1}),
     ("CLOCK", {"RATE": "1/minute", "CLOCK": 5}),
     ("CLOCK", {"RATE": "1/minute", "CLOCK": "django_support.NOT_CALLABLE"}),
-    ("KEY", {"RATE": "1/minute", "KEY": "usr"}),
-    ("KEY", {"RATE": "1/minute", "KEY": "header:"}),
-    ("KEY", {"RATE": "1/minute", "KEY": 5}),
-    ("KEY", {"RATE": "1/minute", "KEY": None}),
-    ("KEY", {"RATE": "1/minute", "KEY": "django_support.nowhere"}),
-    ("KEY", {"RATE": "1/minute", "KEY": "no_such_module.key"}),
-    ("KEY", {"RATE": "1/minute", "KEY": "django_support.NOT_CALLABLE"}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": "usr"}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": "header:"}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": 5}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": None}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": "django_support.nowhere"}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": "no_such_module.key"}),
+    ("KEY_FUNC", {"RATE": "1/minute", "KEY_FUNC": "django_support.NOT_CALLABLE"}),
     ("TRUSTED_PROXIES", {"RATE": "1/minute", "TRUSTED_PROXIES": ["proxy.local"]}),
     ("TRUSTED_PROXIES", {"RATE": "1/minute", "TRUSTED_PROXIES": 10}),
     ("COST", {"RATE": "1/minute", "COST": 0}),
@@ -766,6 +776,18 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("BODY", {"RATE": "1/minute", "BODY": 5}),
     ("ON_BLOCKED", {"RATE": "1/minute", "ON_BLOCKED": 5}),
     ("ON_BLOCKED", {"RATE": "1/minute", "ON_BLOCKED": "django_support.no_hook"}),
+    ("ON_BLOCKED", {"RATE": "1/minute", "ON_BLOCKED": lambda decision: None}),
+    ("METHODS", {"RATE": "1/minute", "METHODS": [5]}),
+    ("METHODS", {"RATE": "1/minute", "METHODS": ["G T"]}),
+    ("RESET_FORMAT", {"RATE": "1/minute", "RESET_FORMAT": "unix"}),
+    ("STORAGE", {"RATE": "1/minute", "STORAGE": "memcached://127.0.0.1"}),
+    ("KEY_PREFIX", {"RATE": "1/minute", "STORAGE": "redis://127.0.0.1", "KEY_PREFIX": 5}),
+    ("TIMEOUT", {"RATE": "1/minute", "STORAGE": "redis://127.0.0.1", "TIMEOUT": -1}),
+    ("TIMEOUT", {"RATE": "1/minute", "TIMEOUT": 1}),
+    ("ON_STORAGE_ERROR", {"RATE": "1/minute", "STORAGE": "redis://x", "ON_STORAGE_ERROR": "no"}),
+    ("FALLBACK", {"RATE": "1/minute", "STORAGE": "redis://127.0.0.1", "FALLBACK": "disk"}),
+    ("LOCAL_DENY_CACHE", {"RATE": "1/minute", "STORAGE": "redis://x", "LOCAL_DENY_CACHE": 1}),
+    ("KEY", {"RATE": "1/minute", "KEY": "ip", "KEY_FUNC": "ip"}),
 ]
 
 
@@ -807,7 +829,9 @@ def test_a_missing_setting_is_improperly_configured() -> None:
 
 def test_a_bad_setting_fails_at_start_up_not_per_request() -> None:
     with limit(RATE="1/minute", EXEMPT_MEHTODS=["OPTIONS"]):
-        with pytest.raises(ImproperlyConfigured, match=r"\['EXEMPT_MEHTODS'\] is not a setting"):
+        with pytest.raises(
+            ImproperlyConfigured, match=r"\['EXEMPT_MEHTODS'\].*did you mean 'EXEMPT_METHODS'"
+        ):
             Client().get("/health")  # the handler builds the middleware chain first
         with pytest.raises(ImproperlyConfigured, match="EXEMPT_MEHTODS"):
             asyncio.run(AsyncClient().get("/health"))

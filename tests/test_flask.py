@@ -141,7 +141,7 @@ def test_error_responses_of_the_view_carry_the_headers(clock: ManualClock) -> No
 def test_on_blocked_builds_the_refusal_and_gets_the_headers(clock: ManualClock) -> None:
     seen: list[Decision] = []
 
-    def on_blocked(decision: Decision) -> ResponseReturnValue:
+    def on_blocked(request: Any, decision: Decision) -> ResponseReturnValue:
         seen.append(decision)
         return jsonify(error="slow down", retry=decision.retry_after), 503
 
@@ -156,7 +156,7 @@ def test_on_blocked_builds_the_refusal_and_gets_the_headers(clock: ManualClock) 
 
 
 def test_on_blocked_returning_none_is_an_error_not_an_admission(clock: ManualClock) -> None:
-    app, _, client = make_app(limit=1, window_seconds=20, on_blocked=lambda d: None, clock=clock)
+    app, _, client = make_app(limit=1, window_seconds=20, on_blocked=lambda r, d: None, clock=clock)
     app.testing = True  # the error propagates to the test instead of becoming a 500
     client.get("/")
     with pytest.raises(TypeError, match="on_blocked"):
@@ -249,10 +249,10 @@ def test_route_settings_key_cost_status_and_on_blocked(clock: ManualClock) -> No
     @app.post("/upload")
     @limiter.limit(
         "10/minute",
-        key="header:X-Api-Key",
+        key_func="header:X-Api-Key",
         cost=lambda req: int(req.args.get("files", "1")),
         status_code=503,
-        on_blocked=lambda decision: ("full", 507),
+        on_blocked=lambda request, decision: ("full", 507),
     )
     def upload() -> ResponseReturnValue:
         return "stored"
@@ -289,7 +289,7 @@ def test_stacked_limits_each_count(clock: ManualClock) -> None:
     limiter = FlaskRateLimiter(app, clock=clock)
 
     @app.get("/")
-    @limiter.limit("1/minute", key="header:X-User")
+    @limiter.limit("1/minute", key_func="header:X-User")
     @limiter.limit("3/minute")
     def index() -> ResponseReturnValue:
         return "x"
@@ -332,7 +332,7 @@ def test_async_views_are_limited(clock: ManualClock) -> None:
 
 
 def test_an_async_on_blocked_is_awaited(clock: ManualClock) -> None:
-    async def on_blocked(decision: Decision) -> ResponseReturnValue:
+    async def on_blocked(request: Any, decision: Decision) -> ResponseReturnValue:
         return "later", 429
 
     _, _, client = make_app(limit=1, window_seconds=9, on_blocked=on_blocked, clock=clock)
@@ -509,14 +509,14 @@ def test_a_forwarded_for_from_a_trusted_proxy_is_the_client(clock: ManualClock) 
 
 def test_key_settings(clock: ManualClock) -> None:
     _, _, client = make_app(
-        {"RATELIMIT_KEY": "header:X-Api-Key"}, limit=1, window_seconds=60, clock=clock
+        {"RATELIMIT_KEY_FUNC": "header:X-Api-Key"}, limit=1, window_seconds=60, clock=clock
     )
     assert client.get("/", headers={"X-Api-Key": "k1"}).status_code == 200
     assert client.get("/", headers={"X-Api-Key": "k2"}).status_code == 200
     assert client.get("/", headers={"X-Api-Key": "k1"}).status_code == 429
     tenant: Callable[[Any], str] = lambda req: req.args.get("t", "none")  # noqa: E731
     _, _, client = make_app(
-        {"RATELIMIT_KEY": "ip"}, key_func=tenant, limit=1, window_seconds=60, clock=clock
+        {"RATELIMIT_KEY_FUNC": "ip"}, key_func=tenant, limit=1, window_seconds=60, clock=clock
     )
     assert [client.get(f"/?t={t}").status_code for t in "aba"] == [200, 200, 429]
 
@@ -632,8 +632,10 @@ def test_ratelimit_enabled_false_turns_everything_off(clock: ManualClock) -> Non
 
 
 def test_every_config_key_is_in_settings() -> None:
-    names = "LIMIT WINDOW_SECONDS RATE ALGORITHM BURST KEY HEADERS TRUSTED_PROXIES EXEMPT_PATHS"
-    names += " EXEMPT_METHODS MAX_KEYS CLEANUP_INTERVAL ENABLED STATUS_CODE BODY"
+    names = "LIMIT WINDOW_SECONDS RATE ALGORITHM BURST KEY_FUNC HEADERS TRUSTED_PROXIES"
+    names += " EXEMPT_PATHS EXEMPT_METHODS MAX_KEYS CLEANUP_INTERVAL ENABLED STATUS_CODE BODY"
+    names += " RESET_FORMAT STORAGE_URI KEY_PREFIX TIMEOUT ON_STORAGE_ERROR FALLBACK"
+    names += " LOCAL_DENY_CACHE"
     assert sorted(SETTINGS.values()) == sorted(f"RATELIMIT_{n}" for n in names.split())
 
 
@@ -643,9 +645,15 @@ def test_an_unknown_ratelimit_setting_is_an_error_naming_it() -> None:
     with pytest.raises(ValueError, match=r"'RATELIMIT_LIMT'.*did you mean 'RATELIMIT_LIMIT'"):
         FlaskRateLimiter(app, limit=1, window_seconds=1)
     app.config.pop("RATELIMIT_LIMT")
-    app.config["RATELIMIT_STORAGE_URI"] = "memory://"
-    with pytest.raises(ValueError, match="RATELIMIT_STORAGE_URI"):
+    # flask-limiter's names point at ours; an unrelated name gets no "did you mean"
+    app.config["RATELIMIT_STORAGE_URL"] = "memory://"
+    with pytest.raises(ValueError, match=r"'RATELIMIT_STORAGE_URL'.*name for it is 'RATELIMIT_STO"):
         FlaskRateLimiter(app)
+    app.config.pop("RATELIMIT_STORAGE_URL")
+    app.config["RATELIMIT_DEFAULTS_PER_METHOD"] = True
+    with pytest.raises(ValueError, match="RATELIMIT_DEFAULTS_PER_METHOD") as error:
+        FlaskRateLimiter(app)
+    assert "did you mean" not in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -673,7 +681,7 @@ def test_an_unknown_ratelimit_setting_is_an_error_naming_it() -> None:
         ({"RATELIMIT_RATE": "5/minute", "RATELIMIT_BURST": 0}, ValueError, "RATELIMIT_BURST"),
         ({"RATELIMIT_RATE": "5/minute", "RATELIMIT_BURST": 3}, ValueError, "RATELIMIT_BURST"),
         ({"RATELIMIT_BURST": 3, "RATELIMIT_ALGORITHM": "gcra"}, TypeError, "RATELIMIT_BURST"),
-        ({"RATELIMIT_KEY": "cookie"}, ValueError, "RATELIMIT_KEY"),
+        ({"RATELIMIT_KEY_FUNC": "cookie"}, ValueError, "RATELIMIT_KEY_FUNC"),
         ({"RATELIMIT_HEADERS": "x-rate"}, ValueError, "RATELIMIT_HEADERS"),
         ({"RATELIMIT_TRUSTED_PROXIES": ["10.0.0.300/8"]}, ValueError, "RATELIMIT_TRUSTED_PROXIES"),
         ({"RATELIMIT_EXEMPT_PATHS": [5]}, TypeError, "RATELIMIT_EXEMPT_PATHS"),
@@ -729,7 +737,7 @@ def test_default_only_settings_without_a_default_limit_are_an_error(setting: str
     ("args", "settings", "error", "named"),
     [
         (("often",), {}, ValueError, "often"),
-        (("1/minute",), {"key": "cookie"}, ValueError, "`key`"),
+        (("1/minute",), {"key_func": "cookie"}, ValueError, "`key_func`"),
         (("1/minute",), {"cost": -1}, ValueError, "`cost`"),
         (("1/minute",), {"burst": 3}, TypeError, "`algorithm`"),
         (("1/minute",), {"algorithm": "fixed", "burst": 3}, ValueError, "burst"),

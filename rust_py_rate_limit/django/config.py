@@ -8,6 +8,7 @@ first request), never a silent default.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,10 +17,18 @@ from django.utils.module_loading import import_string
 
 from .._core import ManualClock, RateLimiter
 from ..keys import key_func_from_spec, remote_address
-from ..policy import RequestPolicy
+from ..policy import STORAGE_SETTINGS, RequestPolicy, check_on_blocked
+from ..settings_names import unknown_setting_message
 from .responses import OnBlocked
 
-__all__ = ["SETTING", "SETTING_NAMES", "policy_from_settings"]
+__all__ = [
+    "SETTING",
+    "SETTING_NAMES",
+    "instance_setting",
+    "policy_from_settings",
+    "read_settings",
+    "storage_from_settings",
+]
 
 #: The name of the Django setting.
 SETTING = "RUST_PY_RATE_LIMIT"
@@ -36,22 +45,28 @@ SETTING_NAMES = frozenset(
         "MAX_KEYS",
         "CLEANUP_INTERVAL",
         "CLOCK",
-        "KEY",
+        "KEY_FUNC",
         "TRUSTED_PROXIES",
         "COST",
         "DYNAMIC_LIMIT",
+        "METHODS",
         "EXEMPT_PATHS",
         "EXEMPT_METHODS",
         "HEADERS",
+        "RESET_FORMAT",
         "NAME",
         "STATUS_CODE",
         "BODY",
         "ON_BLOCKED",
+        *(name.upper() for name in STORAGE_SETTINGS),
     }
 )
 
+#: Old setting names still read, with a DeprecationWarning: old name -> current one.
+_DEPRECATED = {"KEY": "KEY_FUNC"}
+
 #: RequestPolicy's parameters, as its errors name them, to the settings they come from.
-_BLAME = {name.lower(): name for name in SETTING_NAMES} | {"key_func": "KEY"}
+_BLAME = {name.lower(): name for name in SETTING_NAMES}
 
 #: Settings whose values the policy and the core check, passed on under these names.
 _PASSED_ON = {
@@ -63,9 +78,11 @@ _PASSED_ON = {
     "MAX_KEYS": "max_keys",
     "CLEANUP_INTERVAL": "cleanup_interval",
     "HEADERS": "headers",
+    "RESET_FORMAT": "reset_format",
     "NAME": "name",
     "STATUS_CODE": "status_code",
     "BODY": "body",
+    **{name.upper(): name for name in STORAGE_SETTINGS},
 }
 
 _SEQUENCES = (list, tuple, set, frozenset)
@@ -86,6 +103,8 @@ _NONE_MEANS_UNSET = frozenset(
         "BODY",
         "ON_BLOCKED",
         "HEADERS",
+        "METHODS",
+        *(name.upper() for name in STORAGE_SETTINGS),
     }
 )
 
@@ -117,7 +136,7 @@ def _callable(name: str, value: object) -> Callable[..., Any]:
     return value
 
 
-def _instance(name: str, value: object, kind: type, what: str) -> Any:
+def instance_setting(name: str, value: object, kind: type, what: str) -> Any:
     """An object given directly or as the dotted path to it (e.g. a module-level limiter)."""
     if isinstance(value, str):
         value = _import(name, value, f"the dotted path to {what}")
@@ -138,6 +157,47 @@ def _strings(name: str, value: object) -> list[str]:
     return list(value)
 
 
+def read_settings(config: object) -> dict[str, Any]:
+    """The setting as a dict with current names: not a dict, an unknown name or None where it
+    means nothing is an ``ImproperlyConfigured``; a deprecated name is read with a warning."""
+    if not isinstance(config, Mapping):
+        raise ImproperlyConfigured(f"{SETTING} must be a dict, not {type(config).__name__}")
+    config = dict(config)
+    for old, new in _DEPRECATED.items():
+        if old in config:
+            if new in config:
+                raise _bad(old, f"is the old, deprecated name of {new!r}: give {new!r} only")
+            warnings.warn(
+                f"{_label(old)} is deprecated: the setting is {_label(new)}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            config[new] = config.pop(old)
+    unknown = sorted(str(name) for name in config if name not in SETTING_NAMES)
+    if unknown:
+        raise ImproperlyConfigured(
+            unknown_setting_message(unknown[0], SETTING_NAMES, None, label=_label)
+        )
+    for name, value in config.items():
+        if value is None and name not in _NONE_MEANS_UNSET:
+            raise _bad(name, "must not be None")
+    return config
+
+
+def storage_from_settings(config: object) -> dict[str, Any]:
+    """The storage settings (``STORAGE``, ``KEY_PREFIX``, ...) of the setting, as
+    :class:`RateLimiter` keyword arguments: where every limiter of the site keeps its counts.
+    Empty when the setting is absent or names none."""
+    if config is None:
+        return {}
+    given = read_settings(config)
+    return {
+        name: given[name.upper()]
+        for name in STORAGE_SETTINGS
+        if given.get(name.upper()) is not None
+    }
+
+
 def _key(value: object, trusted_proxies: list[str]) -> Callable[[Any], str]:
     if isinstance(value, str) and (
         value in ("ip", "user") or value.startswith("header:") or "." not in value
@@ -146,9 +206,9 @@ def _key(value: object, trusted_proxies: list[str]) -> Callable[[Any], str]:
             return key_func_from_spec(value, trusted_proxies=trusted_proxies)
         except (TypeError, ValueError) as exc:
             raise _bad(
-                "KEY", f"must be 'ip', 'user', 'header:<name>' or a dotted path: {exc}"
+                "KEY_FUNC", f"must be 'ip', 'user', 'header:<name>' or a dotted path: {exc}"
             ) from exc
-    return _callable("KEY", value)
+    return _callable("KEY_FUNC", value)
 
 
 def _cost(value: object) -> int | Callable[[Any], int]:
@@ -169,6 +229,8 @@ def _blame(exc: Exception) -> str | None:
             return _BLAME[parameter]
     if "rate string" in text:
         return "RATE"
+    if "storage URL" in text:
+        return "STORAGE"
     if "policy name" in text:
         return "NAME"
     return None
@@ -179,19 +241,9 @@ def policy_from_settings(config: object) -> tuple[RequestPolicy, OnBlocked | Non
     if config is None:
         raise ImproperlyConfigured(
             f"{SETTING} is not set: the middleware needs a limit, e.g. "
-            f'{SETTING} = {{"LIMIT": 100, "WINDOW_SECONDS": 60, "KEY": "ip"}}'
+            f'{SETTING} = {{"LIMIT": 100, "WINDOW_SECONDS": 60, "KEY_FUNC": "ip"}}'
         )
-    if not isinstance(config, Mapping):
-        raise ImproperlyConfigured(f"{SETTING} must be a dict, not {type(config).__name__}")
-    unknown = sorted(str(name) for name in config if name not in SETTING_NAMES)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"{_label(unknown[0])} is not a setting of rust_py_rate_limit; "
-            f"the settings are {', '.join(sorted(SETTING_NAMES))}"
-        )
-    for name, value in config.items():
-        if value is None and name not in _NONE_MEANS_UNSET:
-            raise _bad(name, "must not be None")
+    config = read_settings(config)
     given = {name: value for name, value in config.items() if value is not None}
     sources = [name for name in ("LIMITER", "RATE", "LIMIT") if name in given]
     if len(sources) > 1:
@@ -216,19 +268,27 @@ def policy_from_settings(config: object) -> tuple[RequestPolicy, OnBlocked | Non
         remote_address(proxies)
     except (TypeError, ValueError) as exc:
         raise _bad("TRUSTED_PROXIES", f"is invalid: {exc}") from exc
-    kwargs["key_func"] = _key(given.get("KEY", "ip"), proxies)
+    kwargs["key_func"] = _key(given.get("KEY_FUNC", "ip"), proxies)
     kwargs["exempt_paths"] = _strings("EXEMPT_PATHS", given.get("EXEMPT_PATHS", ()))
     kwargs["exempt_methods"] = _strings("EXEMPT_METHODS", given.get("EXEMPT_METHODS", ()))
+    if "METHODS" in given:
+        kwargs["methods"] = _strings("METHODS", given["METHODS"])
     if "COST" in given:
         kwargs["cost"] = _cost(given["COST"])
     if "DYNAMIC_LIMIT" in given:
         kwargs["dynamic_limit"] = _callable("DYNAMIC_LIMIT", given["DYNAMIC_LIMIT"])
     if "CLOCK" in given:
-        kwargs["clock"] = _instance("CLOCK", given["CLOCK"], ManualClock, "a ManualClock")
+        kwargs["clock"] = instance_setting("CLOCK", given["CLOCK"], ManualClock, "a ManualClock")
     limiter = None
     if "LIMITER" in given:
-        limiter = _instance("LIMITER", given["LIMITER"], RateLimiter, "a RateLimiter")
-    on_blocked = _callable("ON_BLOCKED", given["ON_BLOCKED"]) if "ON_BLOCKED" in given else None
+        limiter = instance_setting("LIMITER", given["LIMITER"], RateLimiter, "a RateLimiter")
+    on_blocked = None
+    if "ON_BLOCKED" in given:
+        on_blocked = _callable("ON_BLOCKED", given["ON_BLOCKED"])
+        try:
+            check_on_blocked(on_blocked, _label("ON_BLOCKED"))
+        except TypeError as exc:
+            raise ImproperlyConfigured(str(exc)) from exc
     try:
         policy = RequestPolicy(limiter, **kwargs)
     except (TypeError, ValueError) as exc:

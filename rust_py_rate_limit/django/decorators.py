@@ -8,13 +8,25 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction
+from django.conf import settings as django_settings
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from .._core import ManualClock, RateLimiter
-from ..headers import HeaderStyle
+from ..headers import HeaderStyle, ResetFormat
 from ..keys import KeyFunc
-from ..policy import CostSpec, DynamicLimit, RequestPolicy, view_scope
+from ..policy import (
+    NOT_GIVEN,
+    CostSpec,
+    DynamicLimit,
+    RequestPolicy,
+    check_on_blocked,
+    check_override_defaults,
+    key_func_setting,
+    mark_route_limit,
+    view_scope,
+)
+from .config import SETTING, instance_setting, storage_from_settings
 from .responses import (
     OnBlocked,
     add_headers,
@@ -32,7 +44,7 @@ View = TypeVar("View", bound=Callable[..., Any])
 def ratelimit(
     rate: str | None = None,
     *,
-    key: str | KeyFunc = "ip",
+    key_func: str | KeyFunc = NOT_GIVEN,
     limit: int | None = None,
     window_seconds: float | None = None,
     limiter: RateLimiter | None = None,
@@ -41,56 +53,93 @@ def ratelimit(
     max_keys: int | None = None,
     cleanup_interval: float | None = None,
     clock: ManualClock | None = None,
+    storage: str | None = None,
+    key_prefix: str | None = None,
+    timeout: float | None = None,
+    on_storage_error: str | None = None,
+    fallback: str | None = None,
+    local_deny_cache: bool | None = None,
     trusted_proxies: Iterable[str] | str = (),
     cost: CostSpec = 1,
+    methods: Iterable[str] | None = None,
     exempt_methods: Iterable[str] = (),
     dynamic_limit: DynamicLimit | None = None,
     headers: HeaderStyle = "x-ratelimit",
+    reset_format: ResetFormat = "delta",
     name: str = "default",
     status_code: int = 429,
     body: Any = None,
     on_blocked: OnBlocked | None = None,
     scope: str | None = None,
+    override_defaults: bool = True,
+    key: str | KeyFunc = NOT_GIVEN,
 ) -> Callable[[View], View]:
     """A decorator giving a view a rate limit of its own: ``@ratelimit("5/minute", key="ip")``.
 
     The limit is ``rate`` (``"5/minute"``), ``limit`` and ``window_seconds``, or an existing
     ``limiter``; the other arguments are those of
-    :class:`~rust_py_rate_limit.policy.RequestPolicy` (``key`` is its ``key_func``: ``"ip"``,
-    ``"user"``, ``"header:<name>"`` or a callable of the request). ``on_blocked(request,
-    decision)`` replaces the default refusal (429, ``{"detail": "Too many requests"}``).
+    :class:`~rust_py_rate_limit.policy.RequestPolicy` (``key_func``: ``"ip"``, ``"user"``,
+    ``"header:<name>"`` or a callable of the request; ``key=`` is its deprecated spelling).
+    ``on_blocked(request, decision)`` replaces the default refusal (429, ``{"detail": "Too many
+    requests"}``). ``methods`` counts only those HTTP methods.
 
-    Each ``ratelimit(...)`` has its own limiter, independent of the middleware's and of other
-    views'. Keys are prefixed with ``scope``, by default the view's qualified name, so one
-    decorator (or one shared ``limiter``) on several views still counts each view apart; give
-    the same ``scope`` to make views share a count. The view's response carries this limit's
-    headers, which the middleware leaves alone. Async views get an async wrapper; class-based
-    views take it through ``django.utils.decorators.method_decorator``.
+    Each ``ratelimit(...)`` has its own limiter, kept where the site's limit keeps its counts:
+    the storage settings given here, else those of ``RUST_PY_RATE_LIMIT`` (``STORAGE``, ...),
+    else the site's ``LIMITER``'s storage, else memory. The view's requests are not counted by
+    the middleware's default limit unless ``override_defaults=False``. Keys are prefixed with
+    ``scope``, by default the view's qualified name, so one decorator (or one shared
+    ``limiter``) on several views still counts each view apart; give the same ``scope`` to make
+    views share a count. The view's response carries this limit's headers, which the
+    middleware leaves alone. Async views get an async wrapper; class-based views take it
+    through ``django.utils.decorators.method_decorator``.
     """
-    if on_blocked is not None and not callable(on_blocked):
-        raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
+    key_spec = key_func_setting(key_func, key)
+    check_on_blocked(on_blocked)
+    check_override_defaults(override_defaults)
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
     # What every view's policy shares; the limiter is built once, from the rest.
     shared: dict[str, Any] = {
-        "key_func": key,
+        "key_func": key_spec,
         "trusted_proxies": trusted_proxies,
         "cost": cost,
+        "methods": methods,
         "exempt_methods": exempt_methods,
         "dynamic_limit": dynamic_limit,
         "headers": headers,
+        "reset_format": reset_format,
         "name": name,
         "status_code": status_code,
         "body": body,
     }
-    building: dict[str, Any] = {"rate": rate, "limit": limit, "window_seconds": window_seconds}
-    building |= {"algorithm": algorithm, "burst": burst, "max_keys": max_keys}
-    building |= {"cleanup_interval": cleanup_interval, "clock": clock}
+    building: dict[str, Any] = {
+        "algorithm": algorithm,
+        "burst": burst,
+        "max_keys": max_keys,
+        "cleanup_interval": cleanup_interval,
+        "clock": clock,
+        "storage": storage,
+        "key_prefix": key_prefix,
+        "timeout": timeout,
+        "on_storage_error": on_storage_error,
+        "fallback": fallback,
+        "local_deny_cache": local_deny_cache,
+    }
+    if limiter is None:
+        limiter = _site_limiter(rate, limit, window_seconds, building)
     # Built now, so that bad arguments fail where the view is defined.
-    first = RequestPolicy(limiter, scope=scope or "", **building, **shared)
+    first = RequestPolicy(
+        limiter,
+        rate=rate if limiter is None else None,
+        limit=limit if limiter is None else None,
+        window_seconds=window_seconds if limiter is None else None,
+        scope=scope or "",
+        **(building if limiter is None else {}),
+        **shared,
+    )
     policies: dict[str, RequestPolicy] = {first.scope: first}
     lock = threading.Lock()
-    needs_user = key == "user"
+    needs_user = key_spec == "user"
 
     def policy_for(view: Callable[..., Any]) -> RequestPolicy:
         # method_decorator applies the decorator again on every request: reuse the policy.
@@ -127,6 +176,7 @@ def ratelimit(
                 mark_view_headers(response)
                 return response
 
+            mark_route_limit(async_wrapper, override_defaults, policy.methods)
             return cast(View, async_wrapper)
 
         @functools.wraps(view)
@@ -142,6 +192,41 @@ def ratelimit(
             mark_view_headers(response)
             return response
 
+        mark_route_limit(wrapper, override_defaults, policy.methods)
         return cast(View, wrapper)
 
     return decorator
+
+
+def _site_limiter(
+    rate: str | None, limit: int | None, window: float | None, building: dict[str, Any]
+) -> RateLimiter | None:
+    """The view's limiter when the site's setting says where counts live and the decorator
+    does not: built with the setting's storage (``STORAGE``, ``KEY_PREFIX``, ...) or like the
+    site's ``LIMITER``. None when the decorator's own settings build it (memory or its own
+    storage), or the site has no such setting."""
+    own = {name: value for name, value in building.items() if value is not None}
+    if "storage" in own:  # the decorator's own storage
+        return None
+    config = getattr(django_settings, SETTING, None) if django_settings.configured else None
+    site_storage = storage_from_settings(config)
+    if site_storage:
+        settings = {**site_storage, **own}
+        if rate is not None:
+            return RateLimiter.from_rate(rate, **settings)
+        if limit is not None and window is not None:
+            return RateLimiter(limit, window, **settings)
+        return None
+    site = config.get("LIMITER") if isinstance(config, dict) else None
+    if site is not None:
+        site = instance_setting("LIMITER", site, RateLimiter, "a RateLimiter")
+    if not isinstance(site, RateLimiter) or site.storage == "memory://":
+        return None
+    if rate is None:
+        if limit is None or window is None or window != int(window):
+            raise TypeError(
+                f"the site's limit is {SETTING}['LIMITER'] on {site.storage}, and a view's "
+                "limit is kept like it: give the view's rate as a string such as '5/minute'"
+            )
+        rate = f"{limit}/{int(window)} seconds"
+    return site.with_rate(rate, **own)

@@ -22,7 +22,7 @@ MIDDLEWARE = [
 
 RUST_PY_RATE_LIMIT = {
     "RATE": os.environ.get("EXAMPLE_RATE", "100/minute"),
-    "KEY": "ip",
+    "KEY_FUNC": "ip",
     "EXEMPT_PATHS": ["/health"],
 }
 

@@ -13,7 +13,7 @@ def hello(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"message": "hello"})
 
 
-@ratelimit(os.environ.get("EXAMPLE_LOGIN_RATE", "5/minute"), key="ip")
+@ratelimit(os.environ.get("EXAMPLE_LOGIN_RATE", "5/minute"), key_func="ip")
 def login(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"message": "pretend you logged in"})
 
