@@ -699,7 +699,8 @@ class FlaskRateLimiter:
         )
         if not overridden and not exempt_blueprint and state.default is not None:
             limits.append((state.default, None))
-        # Count against each limit until one refuses; report the refusal, else the tightest.
+        # Count against each limit until one refuses; report the refusal, else the most
+        # specific limit (the view's own first, the default last), as every integration does.
         chosen: tuple[Decision, list[tuple[str, str]], RequestPolicy, _LimitSpec | None] | None
         chosen = None
         for policy, spec in limits:
@@ -709,7 +710,7 @@ class FlaskRateLimiter:
             if not decision.allowed:
                 chosen = (decision, headers, policy, spec)
                 break
-            if chosen is None or decision.remaining < chosen[0].remaining:
+            if chosen is None:
                 chosen = (decision, headers, policy, spec)
         if chosen is None:
             return None

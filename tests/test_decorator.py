@@ -360,3 +360,71 @@ def test_limit_takes_cost_and_on_blocked_by_keyword_only(limiter: RateLimiter) -
         limiter.limit("k", 2)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         rate_limit(limiter, "k", 2)  # type: ignore[call-arg]
+
+
+# --- the async wrapper awaits the limiter; mistakes caught where the decorator is written ------
+
+
+def test_the_async_wrapper_awaits_a_redis_round_trip_without_blocking_the_loop() -> None:
+    """With the server frozen (SIGSTOP) the decision waits for its timeout; a ticker task on
+    the same loop must keep ticking meanwhile. Calling the blocking ``decide`` (as the wrapper
+    once did) stalls the loop, and the ticker sees nothing."""
+    import os
+    import signal
+
+    from redis_support import RedisServer
+
+    server = RedisServer().start()
+    assert server.process is not None
+    try:
+        limiter = RateLimiter(5, 60, storage=server.url, timeout=0.5, on_storage_error="allow")
+        assert limiter.allow("warm-up")  # the connection is open before the freeze
+
+        @limiter.limit("k")
+        async def work() -> str:
+            return "done"
+
+        async def main() -> tuple[str, int]:
+            ticks = 0
+            finished = asyncio.Event()
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while not finished.is_set():
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)  # the ticker is running before the call
+            result = await work()
+            finished.set()
+            await task
+            return result, ticks
+
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            result, ticks = asyncio.run(main())
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+    finally:
+        server.close()
+    assert result == "done"  # on_storage_error="allow" after the timeout
+    assert ticks >= 10, f"the event loop was blocked: {ticks} ticks in a 0.5 s wait"
+
+
+def test_rate_limit_checks_its_limiter_where_it_is_written() -> None:
+    with pytest.raises(TypeError, match=r"RateLimiter, not str \('5/minute'\).*from_rate"):
+        rate_limit("5/minute", "k")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="RateLimiter, not NoneType"):
+        rate_limit(None, "k")  # type: ignore[arg-type]
+
+
+def test_a_key_that_reads_as_a_rate_warns_once(limiter: RateLimiter) -> None:
+    with pytest.warns(UserWarning, match=r"'7/minute' reads as a rate.*Limiter\(\.\.\.\)\.limit"):
+        limiter.limit("7/minute")(lambda: None)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        limiter.limit("7/minute")(lambda: None)  # once per key string
+        limiter.limit("user:7")(lambda: None)  # an ordinary key: no warning

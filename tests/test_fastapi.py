@@ -773,3 +773,31 @@ def test_bad_middleware_settings(
 def test_bad_route_settings(make: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         make()
+
+
+def test_limit_written_above_the_route_decorator_is_an_error_not_a_silent_no_op() -> None:
+    app = FastAPI()
+    router = APIRouter()
+    limiter = Limiter()
+    with pytest.raises(TypeError, match=r"above the route decorator of '/x'.*write it below"):
+
+        @limiter.limit("1/minute")
+        @app.get("/x")
+        def x() -> str:
+            return "x"
+
+    with pytest.raises(TypeError, match="'/y'"):
+
+        @limiter.limit("1/minute")
+        @router.get("/y")
+        def y() -> str:
+            return "y"
+
+    # written below, as documented, it limits
+    @app.get("/z")
+    @limiter.limit("1/minute")
+    def z() -> str:
+        return "z"
+
+    client = TestClient(app)
+    assert [client.get("/z").status_code for _ in range(2)] == [200, 429]
