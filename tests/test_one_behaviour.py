@@ -373,3 +373,40 @@ def test_reset_format_epoch(site: str) -> None:
         with override_settings(RUST_PY_RATE_LIMIT=config):
             reset = DjangoClient().get("/plain")["X-RateLimit-Reset"]
     assert before + 60 <= int(reset) <= time.time() + 61
+
+
+# --- errors name what the user wrote ------------------------------------------------------------
+
+
+def test_an_unknown_keyword_names_the_public_function() -> None:
+    with pytest.raises(TypeError, match=r"^FlaskRateLimiter\.limit\(\) got an unexpected"):
+        FlaskRateLimiter().limit("1/minute", kee="ip")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"^Limiter\.limit\(\) got an unexpected"):
+        Limiter().limit("1/minute", kee="ip")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^ratelimit\(\) got an unexpected"):
+        ratelimit("1/minute", kee="ip")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_a_key_function_returning_a_non_str_names_the_setting(site: str) -> None:
+    clock = ManualClock()
+    if site == "fastapi":
+        app = FastAPI()
+        app.add_middleware(RateLimitMiddleware, rate="3/minute", clock=clock, key_func=lambda r: 5)
+        app.get("/")(lambda: "ok")
+        with pytest.raises(TypeError, match=r"the key function \(`key_func`\) must return a str"):
+            TestClient(app).get("/")
+    elif site == "flask":
+        flask = Flask(__name__)
+        FlaskRateLimiter(flask, rate="3/minute", clock=clock, key_func=lambda r: 5)
+        flask.get("/")(lambda: "ok")
+        flask.testing = True
+        with pytest.raises(TypeError, match=r"the key function \(`key_func`\) must return a str"):
+            flask.test_client().get("/")
+    else:
+        config = {"RATE": "3/minute", "CLOCK": clock, "KEY_FUNC": lambda r: 5}
+        with (
+            override_settings(RUST_PY_RATE_LIMIT=config),
+            pytest.raises(TypeError, match=r"the key function \(`key_func`\) must return a str"),
+        ):
+            DjangoClient().get("/plain")
