@@ -410,3 +410,43 @@ def test_a_key_function_returning_a_non_str_names_the_setting(site: str) -> None
             pytest.raises(TypeError, match=r"the key function \(`key_func`\) must return a str"),
         ):
             DjangoClient().get("/plain")
+
+
+@pytest.mark.parametrize("site", ["flask", "django"])
+def test_a_default_limiter_on_redis_puts_the_route_limits_there_too(
+    site: str, redis_server: RedisServer, redis: RespClient
+) -> None:
+    """Given as a ready limiter (Flask's ``limiter=``, Django's ``LIMITER``), the site's limit
+    is the app's storage: per-route limits are built like it, ``with_rate``, so on Redis."""
+    from rust_py_rate_limit import RateLimiter
+
+    clock = ManualClock()
+    prefix = f"given{next(_PREFIXES)}"
+    site_limiter = RateLimiter.from_rate(
+        "3/minute", storage=redis_server.url, key_prefix=prefix, clock=clock
+    )
+    if site == "flask":
+        app = Flask(__name__)
+        limiter = FlaskRateLimiter(app, limiter=site_limiter)
+
+        @app.get("/own")
+        @limiter.limit("5/minute", algorithm="gcra")
+        def own() -> str:
+            return "own"
+
+        client = app.test_client()
+        assert client.get("/own").status_code == 200
+    else:
+        with override_settings(RUST_PY_RATE_LIMIT={"LIMITER": site_limiter}):
+
+            @ratelimit("5/minute", algorithm="gcra")
+            def view(request: HttpRequest) -> HttpResponse:
+                return HttpResponse("own")
+
+            class Urls:
+                urlpatterns: ClassVar[list[Any]] = [path("own", view)]
+
+            with override_settings(ROOT_URLCONF=Urls):
+                assert DjangoClient().get("/own").status_code == 200
+    keys = redis.call("KEYS", f"{prefix}*")
+    assert len(keys) == 1 and "gcra:5:" in keys[0], keys
