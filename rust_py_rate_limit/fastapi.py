@@ -12,8 +12,6 @@ limit per route even when they share a store. A route's own limit replaces the m
 default limit on that route; ``override_defaults=False`` counts the route against both.
 """
 
-from __future__ import annotations
-
 import enum
 import functools
 import inspect

@@ -20,7 +20,7 @@ import django_support  # configures Django before anything below touches setting
 import django_urls
 import pytest
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
@@ -36,9 +36,6 @@ from rust_py_rate_limit.policy import RequestPolicy
 SETTING = "RUST_PY_RATE_LIMIT"
 
 # What Django 4.2 (the oldest supported; scripts/test runs these tests against it) cannot do.
-NEEDS_AUSER = pytest.mark.skipif(
-    django.VERSION < (5, 0), reason="request.auser() is new in Django 5.0 (see the 4.2 test)"
-)
 NEEDS_ASYNC_METHOD_DECORATOR = pytest.mark.skipif(
     django.VERSION < (5, 0), reason="method_decorator() wraps async methods from Django 5.0 on"
 )
@@ -360,7 +357,6 @@ def test_user_key_with_django_auth_sessions(clock: ManualClock, users: tuple[Use
     assert ada_statuses == [200, 200, 429]
 
 
-@NEEDS_AUSER
 def test_user_key_in_async_code_loads_the_user_without_blocking(
     clock: ManualClock, users: tuple[User, User]
 ) -> None:
@@ -380,18 +376,6 @@ def test_user_key_in_async_code_loads_the_user_without_blocking(
             return [r.status_code for r in responses]
 
         assert asyncio.run(run()) == [200, 200, 429]
-
-
-@pytest.mark.skipif(django.VERSION >= (5, 0), reason="Django 5.0+ loads the user with auser()")
-def test_user_key_in_async_code_on_django_4_2_raises_as_documented(
-    clock: ManualClock, users: tuple[User, User]
-) -> None:
-    ada, _ = users
-    with limit(RATE="1/minute", KEY="user", CLOCK=clock):
-        as_ada = AsyncClient()
-        as_ada.force_login(ada)
-        with pytest.raises(SynchronousOnlyOperation):
-            asyncio.run(as_ada.get("/async"))
 
 
 # --- the async middleware path ---------------------------------------------------------------
@@ -685,7 +669,6 @@ def test_async_view_gets_an_async_wrapper(clock: ManualClock) -> None:
     assert refused["Retry-After"] == "60"
 
 
-@NEEDS_AUSER
 def test_async_view_keyed_by_user(clock: ManualClock, users: tuple[User, User]) -> None:
     ada, bob = users
 

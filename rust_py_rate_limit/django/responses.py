@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
@@ -104,3 +105,5 @@ async def load_user(request: HttpRequest) -> None:
     auser = getattr(request, "auser", None)
     if auser is not None:
         request.user = await auser()
+    elif hasattr(request, "user"):  # Django 4.2, before auser(): the lookup in a worker thread
+        await sync_to_async(bool)(request.user)
