@@ -37,6 +37,7 @@ from .keys import KeyFunc
 from .policy import (
     LIMITER_SETTINGS,
     NOT_GIVEN,
+    STORAGE_SETTINGS,
     CostSpec,
     DynamicLimit,
     RequestPolicy,
@@ -96,9 +97,6 @@ _PEERS: dict[str, str | None] = {
     "RATELIMIT_DEFAULTS_EXEMPT_WHEN": None,
 }
 
-#: Where a limiter keeps its counts; every limiter of the app shares them.
-_STORAGE = ("storage", "key_prefix", "timeout", "on_storage_error", "fallback", "local_deny_cache")
-
 #: The settings every route and blueprint limit takes from the app's (unless it sets its own).
 _SHARED: tuple[str, ...] = (
     "algorithm",
@@ -112,7 +110,7 @@ _SHARED: tuple[str, ...] = (
     "exempt_methods",
     "status_code",
     "body",
-    *_STORAGE,
+    *STORAGE_SETTINGS,  # where the counts live: every limiter of the app shares it
 )
 
 #: The attribute of a view function holding ``(limiter, spec)`` marks; ``_EXEMPT`` as the spec.
@@ -141,7 +139,7 @@ _ANCHORS: dict[str, dict[str, Any]] = {
     "burst": {"limit": 1, "window_seconds": 1, "algorithm": "gcra"},
     **{
         option: {"limit": 1, "window_seconds": 1, "storage": "redis://127.0.0.1"}
-        for option in _STORAGE[1:]
+        for option in STORAGE_SETTINGS[1:]
     },
 }
 
