@@ -237,8 +237,6 @@ def _build(
     **settings: Any,
 ) -> RateLimiter:
     """The limiter of a policy given settings: from ``rate``, or ``limit`` and ``window``."""
-    settings = {name: value for name, value in settings.items() if value is not None}
-    settings.setdefault("algorithm", None)
     if rate is not None:
         if limit is not None or window is not None:
             raise TypeError("give either `rate` or `limit` and `window_seconds`, not both")
