@@ -99,12 +99,21 @@ class _RouteLimits:
     def __init__(self) -> None:
         self._routes: list[Any] | None = None
         self._size = -1
+        self._flat: list[Any] = []
         #: (position, the methods its own limit covers) of each route limited on its own.
         self._limited: list[tuple[int, frozenset[str]]] = []
 
     def _refresh(self, routes: list[Any]) -> None:
-        limited = ((i, _own_limit_methods(r)) for i, r in enumerate(routes))
+        # FastAPI (from 0.12x) keeps an included router as one route that resolves lazily; its
+        # routes, with the include's prefix and dependencies, are its effective route contexts
+        # (route-like: path_regex, methods, endpoint, dependant), in the order it tries them.
+        flat: list[Any] = []
+        for route in routes:
+            contexts = getattr(route, "effective_route_contexts", None)
+            flat.extend(contexts() if callable(contexts) else [route])
+        limited = ((i, _own_limit_methods(r)) for i, r in enumerate(flat))
         self._limited = [(i, methods) for i, methods in limited if methods]
+        self._flat = flat
         self._routes, self._size = routes, len(routes)
 
     @staticmethod
@@ -126,9 +135,10 @@ class _RouteLimits:
         if not self._limited:
             return False
         path = _route_path(scope)
+        flat = self._flat
         for position, methods in self._limited:
-            if self._matches(routes[position], scope, path):
-                if any(self._matches(r, scope, path) for r in routes[:position]):
+            if self._matches(flat[position], scope, path):
+                if any(self._matches(r, scope, path) for r in flat[:position]):
                     return False  # the router takes an earlier route, not limited on its own
                 return "*" in methods or scope["method"] in methods
         return False

@@ -812,3 +812,51 @@ def test_limit_written_above_the_route_decorator_is_an_error_not_a_silent_no_op(
 
     client = TestClient(app)
     assert [client.get("/z").status_code for _ in range(2)] == [200, 429]
+
+
+def test_the_middleware_finds_the_route_as_the_router_does(clock: ManualClock) -> None:
+    """The default limit (2) is skipped only for the route the router will take: a router's
+    dependencies count as the route's own limit; an earlier route for the same path wins."""
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, rate="2/minute", clock=clock)
+    limiter = Limiter(clock=clock)
+
+    @app.get("/dup")
+    def first() -> str:
+        return "first"
+
+    @app.get("/dup")
+    @limiter.limit("10/minute")
+    def second() -> str:  # never reached: the router takes `first`
+        return "second"
+
+    router = APIRouter(dependencies=[Depends(RateLimit("10/minute", clock=clock))])
+
+    @router.get("/items/{item_id}")
+    def item(item_id: int) -> int:
+        return item_id
+
+    app.include_router(router)
+    plain_router = APIRouter()
+
+    @plain_router.get("/users/{user_id}")
+    def user(user_id: int) -> int:
+        return user_id
+
+    @plain_router.get("/open")
+    def open_route() -> str:
+        return "open"
+
+    limited_include = [Depends(RateLimit("10/minute", clock=clock))]
+    app.include_router(plain_router, prefix="/v2", dependencies=limited_include)
+    app.include_router(plain_router, prefix="/v3")
+    client = TestClient(app)
+    assert [client.get("/items/7").status_code for _ in range(5)] == [200] * 5
+    assert client.get("/items/7").headers["x-ratelimit-limit"] == "10"
+    # the include's own dependencies, under its prefix
+    assert [client.get("/v2/users/1").status_code for _ in range(5)] == [200] * 5
+    assert client.get("/v2/open").headers["x-ratelimit-limit"] == "10"
+    # the same router included without them: the default (2)
+    assert [client.get("/v3/open").status_code for _ in range(3)] == [200, 200, 429]
+    clock.advance(60)
+    assert [client.get("/dup").status_code for _ in range(3)] == [200, 200, 429]
