@@ -5,6 +5,11 @@ through the model (`reference_models.py`); every field of every decision must ag
 asked through `decide()`, `check()` or `allow()`), and so must `remaining()` of every key.
 `cleanup_expired()` at random points must never change a later decision, and must remove
 exactly the keys whose past no longer matters.
+
+The configurations reach the edges of the core: limits above 65,535 (where the single-rate
+sliding window stores its counts as `u32` instead of `u16`) and up to 2**32 - 1, windows of
+hours, days and a month, and so products `count * window_ns` far beyond 2**53 (and 2**64).
+`event()` counts how often each edge is reached (`pytest --hypothesis-show-statistics`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from reference_models import (
     ALGORITHMS,
@@ -32,6 +37,9 @@ from rust_py_rate_limit import ManualClock, RateLimiter
 
 S = NS_PER_SECOND
 KEYS = ("a", "b", "c")
+#: The largest limit; above `NARROW` the sliding window stores its counts in a wider form.
+MAX_COUNT = 2**32 - 1
+NARROW = 2**16 - 1
 
 
 def to_ns(seconds: float) -> int:
@@ -148,29 +156,56 @@ def ops(setup: Setup) -> st.SearchStrategy[list[Op]]:
     return st.lists(op, min_size=4, max_size=40)
 
 
-#: Windows of a few thousand ns (exactly representable as `ns / 1e9` seconds) to a few seconds.
+#: Windows of a few thousand ns (exactly representable as `ns / 1e9` seconds), of a few
+#: seconds, and of hours, days and a month.
 window_seconds = st.one_of(
     st.integers(1_000, 5_000).map(lambda ns: ns / NS_PER_SECOND),
     st.sampled_from([0.001, 0.0025, 0.5, 1, 1.5, 2, 3]),
+    st.sampled_from([3_600, 7_200, 86_400, 2 * 86_400, 30 * 86_400]),
 )
+
+
+def limits(algorithm: str, window_ns: int) -> st.SearchStrategy[int]:
+    """Small limits, limits on either side of 65,535, and large ones up to 2**32 - 1 (for the
+    bucket algorithms at most one request per nanosecond: at most `window_ns`)."""
+    top = MAX_COUNT if algorithm not in BUCKET_ALGORITHMS else min(MAX_COUNT, window_ns)
+    choices = [st.integers(1, 6), st.integers(1, 6)]  # the small ones reach every instant
+    if top > NARROW:
+        choices += [st.integers(NARROW - 4, NARROW + 4), st.integers(NARROW + 1, top)]
+    return st.one_of(choices)
+
+
+def note_edges(setup: Setup) -> None:
+    """Counts the configurations at the edges the module doc names."""
+    top = max(limit for limit, _ in setup.rates)
+    longest = max(window for _, window in setup.rates)
+    event(f"limit {'> 65,535' if top > NARROW else '<= 65,535'}")
+    event(f"longest window {'>= 1 hour' if longest >= 3_600 * S else '< 1 hour'}")
+    products = max(limit * window for limit, window in setup.rates)
+    event(f"limit * window_ns {'> 2**53' if products > 2**53 else '<= 2**53'}")
 
 
 @st.composite
 def single_setups(draw: st.DrawFn, algorithm: str) -> Setup:
-    limit = draw(st.integers(1, 6))
+    window = draw(window_seconds)
+    limit = draw(limits(algorithm, to_ns(window)))
     burst = None
     if algorithm in BUCKET_ALGORITHMS:
         burst = draw(st.none() | st.integers(1, 8))
-    return Setup.single(algorithm, limit, draw(window_seconds), burst)
+    return Setup.single(algorithm, limit, window, burst)
 
 
 #: `(seconds, spellings of "<limit> per that many seconds")` for the rate grammar.
 PERIODS: list[tuple[int, list[str]]] = [
-    (1, ["{}/second", "{} per second", "{}/1 seconds"]),
-    (2, ["{}/2 seconds", "{} per 2 seconds"]),
+    (1, ["{}/second", "{} per second", "{}/1 seconds", "{}/s"]),
+    (2, ["{}/2 seconds", "{} per 2 seconds", "{}/2s"]),
     (3, ["{}/3 seconds"]),
     (5, ["{} / 5 seconds"]),
-    (60, ["{}/minute", "{}/60 seconds"]),
+    (60, ["{}/minute", "{}/60 seconds", "{}/m"]),
+    (3_600, ["{}/hour", "{} per 60 minutes", "{}/h"]),
+    (86_400, ["{}/day", "{} per 24 hours", "{}/d"]),
+    (2 * 86_400, ["{}/2 days", "{}/2d"]),
+    (30 * 86_400, ["{}/month", "{} per 30 days"]),
 ]
 
 
@@ -179,12 +214,12 @@ def several_setups(draw: st.DrawFn, algorithm: str) -> Setup:
     count = draw(st.integers(2, 3))
     parts, rates = [], []
     for _ in range(count):
-        limit = draw(st.integers(1, 6))
         seconds, spellings = draw(st.sampled_from(PERIODS))
+        limit = draw(limits(algorithm, seconds * S))
         parts.append(draw(st.sampled_from(spellings)).format(limit))
         rates.append((limit, seconds * S))
     return Setup.several(
-        algorithm, draw(st.sampled_from(["; ", ";", ", "])).join(parts), tuple(rates)
+        algorithm, draw(st.sampled_from(["; ", ";", ", ", "|"])).join(parts), tuple(rates)
     )
 
 
@@ -207,18 +242,28 @@ class Run:
     #: Keys the limiter holds state for: admitted since they were last swept.
     tracked: set[str] = field(default_factory=set)
     log: list[str] = field(default_factory=list)
+    #: The most a key had used of a limit after an admitted request (`limit - remaining`).
+    most_used: int = 0
 
     def __post_init__(self) -> None:
         self.limiter = self.setup.limiter(self.clock)
         self.model = self.setup.model()
 
     def advance(self, ns: int) -> None:
+        # Whole seconds as an int, the rest as a float below 1 s: both exact in nanoseconds
+        # however long the step (months, with a month's window).
+        whole, rest = divmod(ns, S)
+        if whole > 0:
+            self.clock.advance(whole)
+            self.now += whole * S
+        if rest > 0:
+            self.clock.advance(rest / S)
+            self.now += to_ns(rest / S)
         if ns > 0:
-            seconds = ns // S if ns % S == 0 else ns / S
-            self.clock.advance(seconds)
-            self.now += to_ns(seconds)
             self.log.append(f"advance {ns} ns -> t={self.now}")
-        assert to_ns(self.clock.now()) == self.now
+        # `now()` is float seconds: exact below 2**53 ns (104 days), within a rounding above.
+        seconds = self.now / S
+        assert abs(self.clock.now() - seconds) <= (0 if self.now < 2**53 else math.ulp(seconds))
 
     def step_for(self, advance: Advance, key: str) -> int:
         how, n = advance
@@ -244,6 +289,7 @@ class Run:
             assert self.limiter.allow(key, cost) == want.allowed, self.where()
         if want.allowed:
             self.tracked.add(key)
+            self.most_used = max(self.most_used, want.limit - want.remaining)
         self.last[key] = want
         self.check_remaining()
         return want
@@ -260,6 +306,9 @@ class Run:
         self.tracked -= idle
         self.check_remaining()
 
+    def note_counts(self) -> None:
+        event(f"a key used {'> 65,535' if self.most_used > NARROW else '<= 65,535'} of its limit")
+
     def play(self, op: Op) -> Decision:
         self.advance(self.step_for(op.advance, op.key))
         if op.sweep:
@@ -275,9 +324,11 @@ class Run:
 @given(data=st.data())
 def test_one_rate_agrees_with_the_reference_model(algorithm: str, data: st.DataObject) -> None:
     scenario = data.draw(scenarios(single_setups(algorithm)), label="scenario")
+    note_edges(scenario.setup)
     run = Run(scenario.setup)
     for op in scenario.ops:
         run.play(op)
+    run.note_counts()
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -285,9 +336,11 @@ def test_one_rate_agrees_with_the_reference_model(algorithm: str, data: st.DataO
 @given(data=st.data())
 def test_several_rates_agree_with_the_reference_model(algorithm: str, data: st.DataObject) -> None:
     scenario = data.draw(scenarios(several_setups(algorithm)), label="scenario")
+    note_edges(scenario.setup)
     run = Run(scenario.setup)
     for op in scenario.ops:
         run.play(op)
+    run.note_counts()
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -298,16 +351,18 @@ def test_retry_after_is_the_first_instant_the_same_request_passes(
 ) -> None:
     setups = single_setups(algorithm) | several_setups(algorithm)
     scenario = data.draw(scenarios(setups), label="scenario")
+    note_edges(scenario.setup)
     run = Run(scenario.setup)
     for op in scenario.ops:
         run.play(op)
     key = data.draw(st.sampled_from(KEYS), label="key")
     cost = data.draw(st.integers(1, min(scenario.setup.capacities())), label="cost")
-    # Spend at this instant until the request is denied, then wait exactly as told.
-    for _ in range(max(scenario.setup.capacities()) + 1):
-        denied = run.decide(key, cost)
-        if not denied.allowed:
-            break
+    # Spend at this instant all that remains (one request, however large the limit): then the
+    # request is denied; wait exactly as told.
+    left = run.model.peek(key, run.now).remaining
+    if left > 0:
+        assert run.decide(key, left).allowed, run.where()
+    denied = run.decide(key, cost)
     assert not denied.allowed and denied.retry_after_ns is not None, run.where()
     assert denied.retry_after_ns > 0
     run.advance(denied.retry_after_ns - 1)
@@ -316,19 +371,29 @@ def test_retry_after_is_the_first_instant_the_same_request_passes(
     assert run.decide(key, cost).allowed, "exactly at retry_after: admitted"
 
 
+@st.composite
+def bucket_runs(draw: st.DrawFn) -> tuple[int, int, int | None, list[tuple[int, str, int]]]:
+    """`(limit, window_ns, burst, steps)`: windows of microseconds, an hour or a day, limits
+    small or up to one per nanosecond, steps of `(ns, key, cost)`."""
+    window = draw(st.integers(1_000, 5_000) | st.sampled_from([3_600 * S, 86_400 * S]))
+    limit = draw(limits("token_bucket", window))
+    burst = draw(st.none() | st.integers(1, 8))
+    capacity = limit if burst is None else burst
+    step = st.integers(0, 2_000) | st.integers(0, window)
+    cost = st.integers(1, 9) | st.integers(1, capacity + 1)
+    steps = draw(st.lists(st.tuples(step, st.sampled_from(KEYS), cost), max_size=40))
+    return limit, window, burst, steps
+
+
 @settings(max_examples=200, deadline=None)
-@given(
-    limit=st.integers(1, 6),
-    window=st.integers(1_000, 5_000),
-    burst=st.none() | st.integers(1, 8),
-    steps=st.lists(
-        st.tuples(st.integers(0, 2_000), st.sampled_from(KEYS), st.integers(1, 9)), max_size=40
-    ),
-)
+@given(bucket_runs())
 def test_the_three_bucket_formulations_agree(
-    limit: int, window: int, burst: int | None, steps: list[tuple[int, str, int]]
+    run: tuple[int, int, int | None, list[tuple[int, str, int]]],
 ) -> None:
     """Tokens, meter level and TAT are different state, but the same policy."""
+    limit, window, burst, steps = run
+    event(f"limit {'> 65,535' if limit > NARROW else '<= 65,535'}")
+    event(f"window {'>= 1 hour' if window >= 3_600 * S else '< 1 hour'}")
     models = [reference_model(name, limit, window, burst=burst) for name in BUCKET_ALGORITHMS]
     now = 0
     for step, key, cost in steps:
