@@ -36,6 +36,16 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own, to kill, restart or freeze; stopped after it."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
 def redis(redis_server: RedisServer) -> Iterator[RespClient]:
     """A client of the session's server, emptied before the test."""
     if redis_server.process is None:  # a fault test killed it

@@ -6,17 +6,23 @@ and stopped by pid, and a tiny RESP client so the tests need no Python Redis lib
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from servers import free_port, stop
+
+T = TypeVar("T")
 
 #: How long a server may take to answer PING, or a cluster to agree on its slots.
 START_TIMEOUT_SECONDS = 20.0
@@ -83,6 +89,29 @@ class RespClient:
             count = int(rest)
             return None if count < 0 else [self._reply() for _ in range(count)]
         raise ConnectionError(f"not a RESP reply: {line!r}")
+
+
+def server_us(client: RespClient) -> int:
+    """The server's clock (TIME), in microseconds."""
+    seconds, micros = client.call("TIME")
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+def on_server_clock(client: RespClient, call: Callable[[], T]) -> tuple[T, tuple[int, int]]:
+    """``call()``'s result, and the server's clock just before and just after it (µs)."""
+    before = server_us(client)
+    result = call()
+    return result, (before, server_us(client))
+
+
+def ttl_given(client: RespClient, key: str, when: tuple[int, int]) -> tuple[int, int]:
+    """The range of TTLs (ms) ``key`` can have been given by a command run between the server
+    times ``when`` (µs, from :func:`on_server_clock`): its absolute expiry (PEXPIRETIME) less
+    the command's time. Unlike PTTL, it does not shrink while the test runs."""
+    expires_ms = int(client.call("PEXPIRETIME", key))
+    assert expires_ms > 0, f"{key} has no expiry ({expires_ms})"
+    before_us, after_us = when
+    return expires_ms - after_us // 1000, expires_ms - before_us // 1000
 
 
 def _answers_ping(port: int) -> bool:
@@ -171,7 +200,8 @@ class RedisServer:
     """One ``redis-server`` process on 127.0.0.1: no persistence, its own scratch directory.
 
     ``kill()`` stops it by pid (a crash, for fault tests) and ``start()`` brings it back on
-    the same port, empty.
+    the same port, empty. ``frozen()`` stops it with SIGSTOP for a block (a server that
+    accepts connections and requests but never answers) and always resumes it.
     """
 
     def __init__(self, *extra_args: str, port: int | None = None, tls: bool = False) -> None:
@@ -241,8 +271,29 @@ class RedisServer:
 
     def kill(self) -> None:
         if self.process is not None:
+            self.thaw()  # a stopped process would hold its SIGTERM until resumed
             stop(self.process)
             self.process = None
+
+    def freeze(self) -> None:
+        """Stops the server with SIGSTOP: its socket still queues requests, it answers none."""
+        assert self.process is not None and self.process.poll() is None, "not running"
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resumes a frozen server (SIGCONT); harmless when it is not frozen."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server frozen for the block, resumed when it ends, whatever happened in it
+        (the block may resume it earlier with ``thaw()``)."""
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
 
     def client(self) -> RespClient:
         return RespClient(self.port)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from redis_support import RedisServer
 
-from rust_py_rate_limit import ManualClock, RateLimiter
+from rust_py_rate_limit import Decision, ManualClock, RateLimiter
 from rust_py_rate_limit.policy import MAX_DYNAMIC_RATES, Refusal, RequestPolicy
+
+#: The `timeout` of Redis limiters whose tests are not about timeouts (a loaded host may take
+#: longer than the default 50 ms for a round trip).
+SAFE = 5.0
 
 
 class Req:
@@ -190,28 +196,92 @@ def test_a_policy_takes_a_raw_asgi_scope_only_when_nothing_needs_the_request() -
     assert not policy.decide(Req("203.0.113.7"))[0].allowed  # the same client, the same key
 
 
+#: Ticks of the event loop (10 ms apart) before the frozen server is resumed.
+THAW_AFTER_TICKS = 10
+
+
+def decided_while_frozen(
+    server: RedisServer, decide: Callable[[], Awaitable[tuple[Decision, Any]]]
+) -> tuple[Decision, int]:
+    """Awaits ``decide()`` while ``server`` is frozen (SIGSTOP). A ticker task on the same event
+    loop resumes the server after ``THAW_AFTER_TICKS`` ticks: the decision can only come from
+    the server if the loop kept running while it waited. Returns it and the ticks counted."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+            if ticks == THAW_AFTER_TICKS:
+                server.thaw()
+
+    async def run() -> Decision:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker is running before the decision starts
+        try:
+            decision, _ = await decide()
+        finally:
+            task.cancel()
+        return decision
+
+    with server.frozen():
+        decision = asyncio.run(run())
+    return decision, ticks
+
+
 def test_on_redis_async_code_awaits_the_round_trip_and_tiers_keep_apart(
-    redis_server: Any, redis: Any
+    own_server: RedisServer,
 ) -> None:
     clock = ManualClock()
     limiter = RateLimiter.from_rate(
-        "2/minute", clock=clock, storage=redis_server.url, key_prefix="app"
+        "2/minute", clock=clock, storage=own_server.url, key_prefix="app", timeout=SAFE
     )
     tiers = {"pro": "3/minute"}
     policy = RequestPolicy(limiter, dynamic_limit=lambda r: tiers.get(r.headers.get("x-tier", "")))
+    assert limiter.remaining("warm-up") == 2  # connected, scripts loaded
+
+    # While the server is frozen, the event loop runs on: a blocking `adecide` would stop the
+    # ticker that resumes the server, and would fail with a StorageError after the timeout.
+    for call in (
+        lambda: policy.adecide(Req("1.1.1.1")),
+        lambda: policy.adecide_raw(Req("1.1.1.1")),
+        lambda: policy.adecide(Req("1.1.1.1", x_tier="pro")),
+    ):
+        decision, ticks = decided_while_frozen(own_server, call)
+        assert decision.allowed and ticks >= THAW_AFTER_TICKS
+    assert limiter.stats()["storage_errors"] == 0
 
     async def run() -> tuple[list[bool], list[bool]]:
-        default = [(await policy.adecide(Req("1.1.1.1")))[0].allowed for _ in range(3)]
+        default = [(await policy.adecide(Req("1.1.1.1")))[0].allowed for _ in range(1)]
         pro = [
-            (await policy.adecide_raw(Req("1.1.1.1", x_tier="pro")))[0].allowed for _ in range(4)
+            (await policy.adecide_raw(Req("1.1.1.1", x_tier="pro")))[0].allowed for _ in range(3)
         ]
         return default, pro
 
-    # The same client under two tiers: two counts, both on the server.
-    assert asyncio.run(run()) == ([True, True, False], [True, True, True, False])
-    keys = sorted(redis.call("KEYS", "*"))
+    # The same client under two tiers: two counts, both on the server (each with one or two
+    # requests admitted above).
+    assert asyncio.run(run()) == ([False], [True, True, False])
+    with own_server.client() as redis:
+        keys = sorted(redis.call("KEYS", "*"))
     assert keys == ["app:{1.1.1.1}:fixed:2:60s", "app:{1.1.1.1}:fixed:3:60s"]
     assert policy.decide(Req("1.1.1.1"))[0].allowed is False  # sync code agrees
+
+
+def test_the_round_trip_check_catches_an_adecide_that_blocks(own_server: RedisServer) -> None:
+    """The check above fails for an `adecide` that blocks the event loop (as the sync
+    `decide` does): the ticker never runs, so the server stays frozen and the decision times
+    out into the failure policy."""
+    limiter = RateLimiter(2, 60, storage=own_server.url, timeout=0.5, on_storage_error="deny")
+    policy = RequestPolicy(limiter)
+    assert limiter.remaining("warm-up") == 2
+
+    async def blocking_adecide(request: Req) -> tuple[Decision, list[tuple[str, str]]]:
+        return policy.decide(request)
+
+    decision, ticks = decided_while_frozen(own_server, lambda: blocking_adecide(Req()))
+    assert not decision.allowed and limiter.stats()["storage_errors"] == 1
+    assert ticks < THAW_AFTER_TICKS
 
 
 def test_a_given_limiter_s_tiers_share_its_clock_and_settings() -> None:

@@ -1,4 +1,10 @@
-"""Threads racing on one limiter: with the clock frozen, exactly the capacity is admitted."""
+"""Threads racing on one limiter: with the clock frozen, exactly the capacity is admitted.
+
+``allow`` keeps the GIL, so on a GIL build these threads interleave between calls but never
+inside the store: they never contend a shard lock. The store's own concurrency (many OS
+threads deciding, sweeping and filling one store at once, as a free-threaded CPython would)
+is tested in Rust, in ``src/store/threaded_tests.rs``.
+"""
 
 from __future__ import annotations
 

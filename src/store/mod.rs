@@ -7,6 +7,8 @@ mod policy;
 pub mod redis;
 mod shard_lock;
 mod sweeper;
+#[cfg(test)]
+mod threaded_tests;
 
 pub use key::CompactKey;
 pub use memory::{MemoryStore, StoreStats};
