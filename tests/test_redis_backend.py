@@ -1098,3 +1098,18 @@ def test_dynamic_tiers_reach_a_password_protected_redis() -> None:
         assert [policy.decide(request)[0].allowed for _ in range(3)] == [True, True, False]
     finally:
         server.close()
+
+
+def test_a_sync_call_that_must_reconnect_to_a_frozen_server_waits_one_timeout(
+    own_server: RedisServer,
+) -> None:
+    """After a timed-out round trip the connection is dropped, so the next sync call connects
+    again; the server accepts the connection but never answers. That call must still take one
+    `timeout`, not two (the redis crate read the CLIENT SETINFO handshake's reply twice)."""
+    timeout = 0.5
+    limiter = RateLimiter(3, 3600, storage=own_server.url, on_storage_error="deny", timeout=timeout)
+    connect(limiter)
+    with own_server.frozen():
+        limiter.allow("k")  # the pooled connection times out and is dropped
+        took = sorted(timed(lambda: limiter.allow("k"))[1] for _ in range(3))
+    assert took[1] < timeout * 1.8, f"a reconnecting call took {took} at timeout={timeout}"
