@@ -6,13 +6,17 @@ from typing import TypedDict
 
 
 class CheckResult(TypedDict):
-    """``RateLimiter.check()``: whole seconds, rounded up; ``math.inf`` when never."""
+    """``RateLimiter.check()``: whole seconds, rounded up.
+
+    ``retry_after_seconds`` is ``None`` (JSON ``null``) when the request can never pass (its
+    cost exceeds the capacity), so the dict is always valid JSON.
+    """
 
     allowed: bool
     limit: int
     remaining: int
-    reset_after_seconds: int | float
-    retry_after_seconds: int | float
+    reset_after_seconds: int
+    retry_after_seconds: int | None
 
 
 class Stats(TypedDict):

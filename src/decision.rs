@@ -18,6 +18,19 @@ pub struct Decision {
     pub retry_after_ns: u64,
 }
 
+/// What a call asks of a store about one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// Decide on the cost, consuming it when admitted (`allow`, `check`, `decide`); counted in
+    /// the statistics.
+    Decide(u64),
+    /// The decision `Decide` would make at this instant, consuming nothing and counted
+    /// nowhere (`peek`).
+    Preview(u64),
+    /// The key's standing: what a request of cost 0 would see (`remaining`).
+    Standing,
+}
+
 impl Decision {
     /// Of two decisions on the same request under different rates, the one to report:
     /// a denial over an admission, the longer wait among denials, the fewer remaining

@@ -6,7 +6,7 @@ use crate::algorithm::{
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig};
-use crate::decision::Decision;
+use crate::decision::{Ask, Decision};
 use crate::store::{MemoryStore, MultiRate, SingleRate, StoreStats};
 
 /// The store, specialised per algorithm and per single/several rates so that the common case
@@ -145,6 +145,23 @@ impl Limiter {
         let key = key.as_ref();
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => s.peek(key, now))
+    }
+
+    /// The decision [`Self::decide`] would make now, consuming nothing and counted in no
+    /// statistic (`RateLimiter.peek`).
+    pub fn preview(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> Decision {
+        let key = key.as_ref();
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => s.preview(key, cost, now))
+    }
+
+    /// Answers `ask` for `key`: [`Self::decide`], [`Self::preview`] or [`Self::peek`].
+    pub fn answer(&self, key: &(impl AsRef<[u8]> + ?Sized), ask: Ask) -> Decision {
+        match ask {
+            Ask::Decide(cost) => self.decide(key, cost),
+            Ask::Preview(cost) => self.preview(key, cost),
+            Ask::Standing => self.peek(key),
+        }
     }
 
     pub fn reset(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> bool {

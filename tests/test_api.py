@@ -279,7 +279,7 @@ def test_check_of_a_cost_above_the_capacity_is_never(algorithm: str, clock: Manu
     assert limiter.allow("k", 2)
     result = limiter.check("k", 6)
     assert result["allowed"] is False
-    assert result["retry_after_seconds"] == math.inf
+    assert result["retry_after_seconds"] is None
     assert result["remaining"] == 3
     assert limiter.remaining("k") == 3, "nothing consumed"
 
@@ -354,7 +354,7 @@ def test_decision_properties_and_repr() -> None:
         "limit": 3,
         "remaining": 1,
         "reset_after_seconds": 3,
-        "retry_after_seconds": math.inf,
+        "retry_after_seconds": None,
     }
     assert repr(d) == (
         "Decision(allowed=False, limit=3, remaining=1, reset_after=2.5, retry_after=inf)"
@@ -941,3 +941,105 @@ def test_with_rate_carries_the_settings_but_not_the_burst_or_the_counts() -> Non
         base.with_rate("1/fortnight")
     with pytest.raises(TypeError, match="rate"):
         base.with_rate(5)  # type: ignore[arg-type]
+
+
+# --- A Decision is true exactly when allowed --------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_decision_is_truthy_exactly_when_allowed(algorithm: str, clock: ManualClock) -> None:
+    limiter = RateLimiter(3, 10, algorithm, clock=clock)
+    served = 0
+    for _ in range(10):
+        if limiter.decide("k"):
+            served += 1
+    assert served == 3
+    assert bool(limiter.decide("k")) is False
+    assert bool(limiter.decide("other")) is True
+    assert not Decision(False, 3, 0, 1.0, 1.0) and Decision(True, 3, 2, 1.0, 0.0)
+    result = limiter.check("k")
+    assert isinstance(result, dict) and bool(result), "check() stays a dict"
+
+
+# --- check(), to_dict() and stats() are JSON --------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_cost_that_never_fits_is_json_null_in_check(algorithm: str, clock: ManualClock) -> None:
+    for limiter in (
+        RateLimiter(5, 10, algorithm, clock=clock),
+        RateLimiter.from_rate("5/second; 20/minute", algorithm, clock=clock),
+    ):
+        limiter.allow("k", 2)
+        for result in (
+            limiter.check("k", 6),
+            limiter.decide("k", 6).to_dict(),
+            limiter.acheck("k", 10**30).result(),  # type: ignore[attr-defined]
+        ):
+            text = json.dumps(result, allow_nan=False)
+            assert json.loads(text)["retry_after_seconds"] is None, text
+            assert result["allowed"] is False and result["reset_after_seconds"] >= 0
+        assert limiter.decide("k", 6).retry_after == math.inf, "the float attribute stays inf"
+        json.dumps(limiter.stats(), allow_nan=False)
+        assert json.loads(limiter.stats_json()) == limiter.stats()
+
+
+def test_a_decision_is_never_reset_after_infinity() -> None:
+    with pytest.raises(ValueError, match=r"`reset_after` must be >= 0 and finite, got inf"):
+        Decision(False, 3, 0, math.inf, math.inf)
+    with pytest.raises(ValueError, match=r"`retry_after` must be >= 0 \(or inf for never\)"):
+        Decision(False, 3, 0, 1.0, -1.0)
+
+
+# --- Errors that say what to do ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", ["10/minute", "10 per minute", "10/second; 1000/hour"])
+def test_a_rate_string_as_limit_points_at_from_rate(rate: str) -> None:
+    for make in (
+        lambda: RateLimiter(rate),  # type: ignore[call-arg, arg-type]
+        lambda: RateLimiter(rate, 60),  # type: ignore[arg-type]
+        lambda: RateLimiter(rate, algorithm="gcra"),  # type: ignore[call-arg, arg-type]
+    ):
+        with pytest.raises(TypeError) as excinfo:
+            make()
+        assert f"RateLimiter.from_rate({rate!r})" in str(excinfo.value)
+
+
+def test_a_missing_window_is_named() -> None:
+    with pytest.raises(TypeError, match=r"`window_seconds` must be .* not None \(or missing\)"):
+        RateLimiter(10)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"`limit` must be an int, not str \('ten'\)"):
+        RateLimiter("ten", 60)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: RateLimiter(-5, 60), "limit"),
+        (lambda: RateLimiter(5, 60).allow("k", -1), "cost"),
+        (lambda: RateLimiter(5, 60).allow("k", cost=-(10**40)), "cost"),
+        (lambda: RateLimiter(5, 60).decide("k", -1), "cost"),
+        (lambda: RateLimiter(5, 60, max_keys=-3), "max_keys"),
+        (lambda: RateLimiter(5, 60, "gcra", burst=-2), "burst"),
+    ],
+)
+def test_a_negative_count_says_so_and_names_the_argument(
+    make: Callable[[], object], name: str
+) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        make()
+    message = str(excinfo.value)
+    assert f"`{name}` must be at least 1" in message and "negative" in message, message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the rate grammar (src/rate.rs) is another helper's slice of issue 9: its message "
+    'for "-5/minute" says "not a whole number"; remove this mark once it says negative',
+)
+def test_a_negative_count_in_a_rate_string_says_so() -> None:
+    with pytest.raises(ValueError) as excinfo:
+        RateLimiter.from_rate("-5/minute")
+    message = str(excinfo.value)
+    assert "-5" in message and ("negative" in message or "at least 1" in message), message

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import math
+import pickle
 import subprocess
 import sys
 import time
@@ -684,6 +685,28 @@ def test_a_missing_or_wrong_password_fails_on_first_use(own_server: RedisServer)
         assert allowing.allow("k") is True and allowing.stats()["storage_errors"] == 1
     limiter = RateLimiter(1, 60, storage=f"redis://:pw@127.0.0.1:{port}/0", timeout=SAFE)
     assert [limiter.allow("k"), limiter.allow("k")] == [True, False]
+
+
+def test_storage_error_is_the_packages_and_names_the_storage_without_its_password() -> None:
+    assert StorageError.__module__ == "rust_py_rate_limit"
+    assert repr(StorageError) == "<class 'rust_py_rate_limit.StorageError'>"
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    shown = url.replace("s3cret", "***")
+    limiter = RateLimiter(5, 60, storage=url)
+    calls: list[Callable[[], Any]] = [
+        lambda: limiter.allow("k"),
+        lambda: limiter.decide("k"),
+        lambda: limiter.reset("k"),
+        lambda: limiter.clear(),
+        lambda: awaited(lambda: limiter.aallow("k")),
+        lambda: awaited(lambda: limiter.areset("k")),
+    ]
+    for call in calls:
+        error, _ = timed(call)
+        assert isinstance(error, StorageError), error
+        assert str(error).startswith(f"rate-limit storage {shown} failed: "), str(error)
+        assert "s3cret" not in str(error) and "s3cret" not in repr(error)
+        assert type(pickle.loads(pickle.dumps(error))) is StorageError
 
 
 @pytest.mark.parametrize(

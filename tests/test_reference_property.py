@@ -64,9 +64,9 @@ def model_fields(d: Decision) -> Fields:
     return (d.allowed, d.limit, d.remaining, as_seconds(d.reset_after_ns), retry)
 
 
-def whole_seconds(ns: int | None) -> float:
-    """How `check()` reports nanoseconds: whole seconds rounded up, `inf` for never."""
-    return math.inf if ns is None else -(-ns // NS_PER_SECOND)
+def whole_seconds(ns: int | None) -> int | None:
+    """How `check()` reports nanoseconds: whole seconds rounded up, None (JSON null) for never."""
+    return None if ns is None else -(-ns // NS_PER_SECOND)
 
 
 def model_check(d: Decision) -> dict[str, object]:

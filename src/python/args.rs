@@ -55,12 +55,12 @@ pub fn positive_int(value: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<
     }
     match value.extract::<i128>() {
         Ok(n) if n >= 1 && n <= i128::from(max) => Ok(n as u64),
-        Ok(n) if n < 1 => Err(PyValueError::new_err(format!(
-            "`{name}` must be at least 1, got {n}"
+        Ok(0) => Err(PyValueError::new_err(format!(
+            "`{name}` must be at least 1, got 0"
         ))),
         // Beyond i128 either way: the sign tells which bound is passed.
-        _ if value.lt(0)? => Err(PyValueError::new_err(format!(
-            "`{name}` must be at least 1, got {}",
+        Ok(_) | Err(_) if value.lt(0)? => Err(PyValueError::new_err(format!(
+            "`{name}` must be at least 1, got {} (a negative number)",
             value.repr()?
         ))),
         _ => Err(PyValueError::new_err(format!(

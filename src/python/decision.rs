@@ -18,13 +18,19 @@ fn seconds_f64(ns: u64) -> f64 {
     }
 }
 
-fn ns_from_seconds(name: &str, seconds: f64) -> PyResult<u64> {
-    if seconds.is_infinite() && seconds > 0.0 {
+/// Seconds given to `Decision(...)` in nanoseconds; `inf` (never) only where `never_ok`.
+fn ns_from_seconds(name: &str, seconds: f64, never_ok: bool) -> PyResult<u64> {
+    if never_ok && seconds.is_infinite() && seconds > 0.0 {
         return Ok(NEVER);
     }
     if seconds.is_nan() || seconds < 0.0 || !seconds.is_finite() {
         return Err(PyValueError::new_err(format!(
-            "`{name}` must be >= 0, got {seconds}"
+            "`{name}` must be >= 0{}, got {seconds}",
+            if never_ok {
+                " (or inf for never)"
+            } else {
+                " and finite"
+            }
         )));
     }
     Ok((seconds * NANOS_PER_SECOND as f64)
@@ -32,10 +38,11 @@ fn ns_from_seconds(name: &str, seconds: f64) -> PyResult<u64> {
         .min((NEVER - 1) as f64) as u64)
 }
 
-/// Whole seconds rounded up, as `check()` reports them; `inf` for never.
+/// Whole seconds rounded up, as `check()` reports them; None (JSON `null`) for never, so the
+/// dict is always valid JSON (`inf` is not).
 fn whole_seconds(py: Python<'_>, ns: u64) -> PyResult<Bound<'_, PyAny>> {
     if ns == NEVER {
-        return Ok(f64::INFINITY.into_pyobject(py)?.into_any());
+        return Ok(py.None().into_bound(py));
     }
     Ok(ns.div_ceil(NANOS_PER_SECOND).into_pyobject(py)?.into_any())
 }
@@ -92,8 +99,8 @@ impl PyDecision {
                 allowed,
                 limit,
                 remaining,
-                reset_after_ns: ns_from_seconds("reset_after", reset_after)?,
-                retry_after_ns: ns_from_seconds("retry_after", retry_after)?,
+                reset_after_ns: ns_from_seconds("reset_after", reset_after, false)?,
+                retry_after_ns: ns_from_seconds("retry_after", retry_after, true)?,
             },
         })
     }
@@ -101,6 +108,11 @@ impl PyDecision {
     /// Whether the request was admitted (and consumed).
     #[getter]
     fn allowed(&self) -> bool {
+        self.inner.allowed
+    }
+
+    /// A decision is true exactly when it admitted the request: `if limiter.decide(key):`.
+    fn __bool__(&self) -> bool {
         self.inner.allowed
     }
 
@@ -128,7 +140,8 @@ impl PyDecision {
         seconds_f64(self.inner.retry_after_ns)
     }
 
-    /// The same dict as `RateLimiter.check()` returns (whole seconds, rounded up).
+    /// The same dict as `RateLimiter.check()` returns (whole seconds, rounded up; a
+    /// `retry_after` of `inf` is None).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         decision_dict(py, &self.inner)
     }

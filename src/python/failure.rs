@@ -8,10 +8,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::storage::StorageError;
+use super::storage::storage_error;
 use crate::clock::Clock;
 use crate::config::LimiterConfig;
-use crate::decision::Decision;
+use crate::decision::{Ask, Decision};
 use crate::limiter::Limiter;
 use crate::store::redis::RedisBackend;
 
@@ -78,21 +78,15 @@ impl Fallback {
     }
 
     /// The in-memory decision, if Redis is not to be tried yet.
-    pub fn while_down(&self, key: &[u8], cost: Option<u64>) -> Option<Decision> {
+    pub fn while_down(&self, key: &[u8], ask: Ask) -> Option<Decision> {
         let probe_after = self.probe_after_ns.load(Ordering::Relaxed);
-        (probe_after != 0 && self.clock.now_ns() < probe_after).then(|| self.decide(key, cost))
-    }
-
-    fn decide(&self, key: &[u8], cost: Option<u64>) -> Decision {
-        match cost {
-            Some(cost) => self.memory.decide(key, cost),
-            None => self.memory.peek(key),
-        }
+        (probe_after != 0 && self.clock.now_ns() < probe_after)
+            .then(|| self.memory.answer(key, ask))
     }
 
     /// After a round trip: back to Redis when it answered, else the in-memory decision and
     /// the next probe a while from now.
-    pub fn after(&self, result: RoundTrip, key: &[u8], cost: Option<u64>) -> Decision {
+    pub fn after(&self, result: RoundTrip, key: &[u8], ask: Ask) -> Decision {
         match result {
             Ok(decision) => {
                 self.probe_after_ns.store(0, Ordering::Relaxed);
@@ -101,7 +95,7 @@ impl Fallback {
             Err(_) => {
                 let next = self.clock.now_ns().saturating_add(PROBE_INTERVAL_NS).max(1);
                 self.probe_after_ns.store(next, Ordering::Relaxed);
-                self.decide(key, cost)
+                self.memory.answer(key, ask)
             }
         }
     }
@@ -141,8 +135,8 @@ impl FailurePolicy {
     }
 
     /// The in-memory decision while the fallback waits to try Redis again.
-    pub fn while_down(&self, key: &[u8], cost: Option<u64>) -> Option<Decision> {
-        self.fallback.as_ref()?.while_down(key, cost)
+    pub fn while_down(&self, key: &[u8], ask: Ask) -> Option<Decision> {
+        self.fallback.as_ref()?.while_down(key, ask)
     }
 
     /// After a round trip: logs an outage's start or end (once each), and turns a failure
@@ -152,28 +146,29 @@ impl FailurePolicy {
         backend: &RedisBackend,
         result: RoundTrip,
         key: &[u8],
-        cost: Option<u64>,
+        ask: Ask,
     ) -> PyResult<Decision> {
         if let Some(began) = backend.outage_changed(&result) {
             // Once per outage, so taking the GIL on a tokio thread here is rare.
             Python::attach(|py| log_outage(py, began, &self.url, self.on_error, &result));
         }
         if let Some(fallback) = &self.fallback {
-            return Ok(fallback.after(result, key, cost));
+            return Ok(fallback.after(result, key, ask));
         }
-        result.or_else(|e| on_failure(self.on_error, self.limit, self.window_ns, e))
+        result.or_else(|e| on_failure(self.on_error, &self.url, self.limit, self.window_ns, e))
     }
 }
 
 /// The decision when the storage failed, by the policy.
 fn on_failure(
     on_error: OnStorageError,
+    url: &str,
     limit: u64,
     window_ns: u64,
     error: impl std::fmt::Display,
 ) -> PyResult<Decision> {
     match on_error {
-        OnStorageError::Raise => Err(StorageError::new_err(error.to_string())),
+        OnStorageError::Raise => Err(storage_error(url, error)),
         OnStorageError::Allow => Ok(Decision {
             allowed: true,
             limit,

@@ -20,7 +20,7 @@ use super::storage::{RedisSide, StorageOptions};
 use crate::algorithm::AlgorithmKind;
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
-use crate::decision::Decision;
+use crate::decision::{Ask, Decision};
 use crate::limiter::Limiter;
 use crate::rate::{parse_rates, Rate};
 use crate::store::Sweeper;
@@ -193,14 +193,14 @@ impl RateLimiter {
         [a, b, c, d, e, ("storage_errors", 0)]
     }
 
-    /// The async twin of a method that decides (`cost` Some: counts it) or peeks (`cost`
-    /// None): on Redis, the awaitable of the round trip, answered through `convert`; in
-    /// memory, `in_memory()`'s result in a ready awaitable.
+    /// The async twin of a method that answers `ask` (made by `ask`, which checks the cost):
+    /// on Redis, the awaitable of the round trip, answered through `convert`; in memory,
+    /// `in_memory()`'s result in a ready awaitable.
     fn twin<'py, T>(
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
-        cost: Option<Option<&Bound<'py, PyAny>>>,
+        ask: impl FnOnce() -> PyResult<Ask>,
         convert: Convert,
         in_memory: impl FnOnce() -> PyResult<T>,
     ) -> PyResult<Bound<'py, PyAny>>
@@ -210,23 +210,26 @@ impl RateLimiter {
         let Some(redis) = &self.redis else {
             return Ok(Bound::new(py, Ready::new(in_memory()?, py)?)?.into_any());
         };
-        let cost = cost.map(args::cost).transpose()?;
+        let ask = ask()?;
         let key = args::with_key(key, |k| k.to_vec())?;
-        redis.decide_async(py, key, cost, convert)
+        redis.answer_async(py, key, ask, convert)
     }
 
-    /// A decision made on Redis (`cost` None: only the key's standing); out of line, so that
-    /// it does not weigh on the in-memory methods that branch to it.
+    /// The answer to `ask` made on Redis; out of line, so that it does not weigh on the
+    /// in-memory methods that branch to it.
     #[cold]
     #[inline(never)]
-    fn on_redis(
-        &self,
-        redis: &RedisSide,
-        key: &Bound<'_, PyAny>,
-        cost: Option<u64>,
-    ) -> PyResult<Decision> {
+    fn on_redis(&self, redis: &RedisSide, key: &Bound<'_, PyAny>, ask: Ask) -> PyResult<Decision> {
         let key_bytes = args::with_key(key, |k| k.to_vec())?;
-        redis.decide(key.py(), &key_bytes, cost)
+        redis.answer(key.py(), &key_bytes, ask)
+    }
+
+    /// The answer to `ask` for `key`, on Redis or in memory.
+    fn answer(&self, key: &Bound<'_, PyAny>, ask: Ask) -> PyResult<Decision> {
+        if let Some(redis) = &self.redis {
+            return self.on_redis(redis, key, ask);
+        }
+        args::with_key(key, |key| self.limiter.answer(key, ask))
     }
 }
 
@@ -244,12 +247,17 @@ impl RateLimiter {
 
 #[pymethods]
 impl RateLimiter {
+    // `window_seconds` is optional to the argument parser only, so that a missing one can be
+    // explained (a rate string given as `limit`); the signature shown says it is required.
     #[new]
-    #[pyo3(signature = (limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None))]
+    #[pyo3(
+        text_signature = "(limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None)"
+    )]
+    #[pyo3(signature = (limit, window_seconds=None, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
-        window_seconds: &Bound<'_, PyAny>,
+        window_seconds: Option<&Bound<'_, PyAny>>,
         algorithm: Option<&Bound<'_, PyAny>>,
         max_keys: Option<&Bound<'_, PyAny>>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
@@ -262,7 +270,22 @@ impl RateLimiter {
         local_deny_cache: Option<&Bound<'_, PyAny>>,
         fallback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        if let Ok(text) = limit.cast::<PyString>() {
+            if parse_rates(text.to_str()?).is_ok() {
+                return Err(PyTypeError::new_err(format!(
+                    "RateLimiter(limit, window_seconds) takes a count and a window in seconds, \
+                     not a rate string: write RateLimiter.from_rate({})",
+                    text.repr()?
+                )));
+            }
+        }
         let limit = args::positive_int(limit, "limit", MAX_COUNT)?;
+        let window_seconds = window_seconds.filter(|w| !w.is_none()).ok_or_else(|| {
+            PyTypeError::new_err(
+                "`window_seconds` must be an int or float number of seconds, not None (or \
+                 missing): RateLimiter(10, 60) admits 10 a minute",
+            )
+        })?;
         let (window, period_ns) = args::seconds(window_seconds, "window_seconds", false)?;
         let opts = Options {
             algorithm,
@@ -377,7 +400,7 @@ impl RateLimiter {
     ) -> PyResult<bool> {
         let cost = args::cost(cost)?;
         if let Some(redis) = &self.redis {
-            return Ok(self.on_redis(redis, key, Some(cost))?.allowed);
+            return Ok(self.on_redis(redis, key, Ask::Decide(cost))?.allowed);
         }
         args::with_key(key, |key| self.limiter.allow(key, cost))
     }
@@ -390,15 +413,8 @@ impl RateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let py = key.py();
         let cost = args::cost(cost)?;
-        if let Some(redis) = &self.redis {
-            return decision_dict(py, &self.on_redis(redis, key, Some(cost))?);
-        }
-        decision_dict(
-            py,
-            &args::with_key(key, |key| self.limiter.decide(key, cost))?,
-        )
+        decision_dict(key.py(), &self.answer(key, Ask::Decide(cost))?)
     }
 
     /// The decision as a `Decision` (float seconds).
@@ -409,18 +425,24 @@ impl RateLimiter {
         cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyDecision> {
         let cost = args::cost(cost)?;
-        if let Some(redis) = &self.redis {
-            return Ok(self.on_redis(redis, key, Some(cost))?.into());
-        }
-        args::with_key(key, |key| self.limiter.decide(key, cost).into())
+        Ok(self.answer(key, Ask::Decide(cost))?.into())
+    }
+
+    /// The `Decision` that `decide(key, cost)` would return at this instant, consuming
+    /// nothing and counted in no statistic.
+    #[pyo3(signature = (key, cost=None))]
+    fn peek(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyDecision> {
+        let cost = args::cost(cost)?;
+        Ok(self.answer(key, Ask::Preview(cost))?.into())
     }
 
     /// Requests of cost 1 the key could make right now, consuming nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
-        if let Some(redis) = &self.redis {
-            return Ok(self.on_redis(redis, key, None)?.remaining);
-        }
-        args::with_key(key, |key| self.limiter.peek(key).remaining)
+        Ok(self.answer(key, Ask::Standing)?.remaining)
     }
 
     /// Forgets the key's state; True if it was tracked.
@@ -445,7 +467,8 @@ impl RateLimiter {
             let allowed = decided(answer).allowed;
             Ok(allowed.into_pyobject(py)?.to_owned().into_any().unbind())
         };
-        self.twin(py, key, Some(cost), convert, || self.allow(key, cost))
+        let ask = || Ok(Ask::Decide(args::cost(cost)?));
+        self.twin(py, key, ask, convert, || self.allow(key, cost))
     }
 
     /// `check()` for `await`.
@@ -458,7 +481,8 @@ impl RateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let convert: Convert =
             |py, answer| Ok(decision_dict(py, &decided(answer))?.into_any().unbind());
-        self.twin(py, key, Some(cost), convert, || self.check(key, cost))
+        let ask = || Ok(Ask::Decide(args::cost(cost)?));
+        self.twin(py, key, ask, convert, || self.check(key, cost))
     }
 
     /// `decide()` for `await`.
@@ -473,7 +497,24 @@ impl RateLimiter {
             let decision = PyDecision::from(decided(answer));
             Ok(Bound::new(py, decision)?.into_any().unbind())
         };
-        self.twin(py, key, Some(cost), convert, || self.decide(key, cost))
+        let ask = || Ok(Ask::Decide(args::cost(cost)?));
+        self.twin(py, key, ask, convert, || self.decide(key, cost))
+    }
+
+    /// `peek()` for `await`.
+    #[pyo3(signature = (key, cost=None))]
+    fn apeek<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let convert: Convert = |py, answer| {
+            let decision = PyDecision::from(decided(answer));
+            Ok(Bound::new(py, decision)?.into_any().unbind())
+        };
+        let ask = || Ok(Ask::Preview(args::cost(cost)?));
+        self.twin(py, key, ask, convert, || self.peek(key, cost))
     }
 
     /// `remaining()` for `await`.
@@ -489,7 +530,13 @@ impl RateLimiter {
                 .into_any()
                 .unbind())
         };
-        self.twin(py, key, None, convert, || self.remaining(key))
+        self.twin(
+            py,
+            key,
+            || Ok(Ask::Standing),
+            convert,
+            || self.remaining(key),
+        )
     }
 
     /// `reset()` for `await`.

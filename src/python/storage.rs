@@ -13,16 +13,24 @@ use super::args::{self, Seconds};
 use super::async_bridge::{self, Answer, Convert};
 use super::failure::{FailurePolicy, Fallback, OnStorageError};
 use crate::clock::Clock;
-use crate::decision::Decision;
+use crate::decision::{Ask, Decision};
 use crate::limiter::Limiter;
 use crate::store::redis::{parse_storage, redacted, RedisBackend, Storage};
 
+// Named for the package that exports it (`rust_py_rate_limit.StorageError`), not the
+// extension module it is defined in.
 create_exception!(
-    _core,
+    rust_py_rate_limit,
     StorageError,
     PyException,
     "The limiter's storage (Redis) failed: unreachable, too slow, or an error reply."
 );
+
+/// The `StorageError` for a failure of the storage at `url` (its password already hidden by
+/// [`redacted`]): the message names the storage, then what failed.
+pub fn storage_error(url: &str, error: impl std::fmt::Display) -> PyErr {
+    StorageError::new_err(format!("rate-limit storage {url} failed: {error}"))
+}
 
 /// How long one Redis round trip may take unless `timeout=` says otherwise: 50 ms.
 const DEFAULT_TIMEOUT_NS: u64 = 50_000_000;
@@ -176,28 +184,23 @@ impl RedisSide {
     pub fn clear(&self, py: Python<'_>) -> PyResult<u64> {
         let backend = &self.backend;
         py.detach(|| runtime().block_on(backend.clear()))
-            .map_err(|e| StorageError::new_err(e.to_string()))
+            .map_err(|e| storage_error(&self.url, e))
     }
 
-    /// A decision (`cost` counted) or, with `cost` None, the key's standing; the GIL is released
-    /// for the round trip.
-    pub fn decide(&self, py: Python<'_>, key: &[u8], cost: Option<u64>) -> PyResult<Decision> {
-        if let Some(decision) = self.failure.while_down(key, cost) {
+    /// The answer to `ask` (a decision, a preview of one, or the key's standing); the GIL is
+    /// released for the round trip.
+    pub fn answer(&self, py: Python<'_>, key: &[u8], ask: Ask) -> PyResult<Decision> {
+        if let Some(decision) = self.failure.while_down(key, ask) {
             return Ok(decision);
         }
         let backend = &self.backend;
         let result = py.detach(|| {
             if backend.has_blocking() {
-                return backend.decide_blocking(key, cost);
+                return backend.answer_blocking(key, ask);
             }
-            runtime().block_on(async {
-                match cost {
-                    Some(cost) => backend.decide(key, cost).await,
-                    None => backend.peek(key).await,
-                }
-            })
+            runtime().block_on(backend.answer(key, ask))
         });
-        self.failure.after(backend, result, key, cost)
+        self.failure.after(backend, result, key, ask)
     }
 
     /// Forgets `key`; a storage failure raises whatever the policy, since nothing was decided.
@@ -209,30 +212,27 @@ impl RedisSide {
             }
             runtime().block_on(backend.reset(key))
         })
-        .map_err(|e| StorageError::new_err(e.to_string()))
+        .map_err(|e| storage_error(&self.url, e))
     }
 
-    /// The asyncio twin of [`Self::decide`]: a future of the running loop, resolved by the
+    /// The asyncio twin of [`Self::answer`]: a future of the running loop, resolved by the
     /// round trip on the tokio runtime through the loop's bridge (see `async_bridge`), its
     /// result made by `convert` on the loop's thread.
-    pub fn decide_async<'py>(
+    pub fn answer_async<'py>(
         &self,
         py: Python<'py>,
         key: Vec<u8>,
-        cost: Option<u64>,
+        ask: Ask,
         convert: Convert,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(decision) = self.failure.while_down(&key, cost) {
+        if let Some(decision) = self.failure.while_down(&key, ask) {
             return Self::spawn(py, async move { Ok(Answer::Decision(decision)) }, convert);
         }
         let (backend, failure) = (self.backend.clone(), self.failure.clone());
         let round_trip = async move {
-            let result = match cost {
-                Some(cost) => backend.decide(&key, cost).await,
-                None => backend.peek(&key).await,
-            };
+            let result = backend.answer(&key, ask).await;
             failure
-                .after(&backend, result, &key, cost)
+                .after(&backend, result, &key, ask)
                 .map(Answer::Decision)
         };
         Self::spawn(py, round_trip, convert)
@@ -240,13 +240,13 @@ impl RedisSide {
 
     /// The asyncio twin of [`Self::reset`].
     pub fn reset_async<'py>(&self, py: Python<'py>, key: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
-        let backend = self.backend.clone();
+        let (backend, url) = (self.backend.clone(), self.url.clone());
         let round_trip = async move {
             backend
                 .reset(&key)
                 .await
                 .map(Answer::Bool)
-                .map_err(|e| StorageError::new_err(e.to_string()))
+                .map_err(|e| storage_error(&url, e))
         };
         Self::spawn(py, round_trip, |py, answer| match answer {
             Answer::Bool(removed) => Ok(removed.into_pyobject(py)?.to_owned().into_any().unbind()),

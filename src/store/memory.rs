@@ -83,6 +83,13 @@ pub struct MemoryStore<P: Policy> {
     last_full_sweep: AtomicU64,
 }
 
+/// Whether a full map may sweep for room at `now`, its last such sweep recorded as `last`
+/// (1 + its time; 0 = never).
+#[inline]
+fn full_sweep_due(last: u64, now: u64) -> bool {
+    last == 0 || now.saturating_sub(last - 1) >= FULL_SWEEP_EVERY_NS
+}
+
 /// Shards per store: 4 per core, at least 16, a power of two.
 fn shard_count() -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
@@ -179,6 +186,46 @@ impl<P: Policy> MemoryStore<P> {
         self.policy.peek(value, now)
     }
 
+    /// The decision [`Self::decide`] would make on `cost` for `key` at `now`, consuming
+    /// nothing, tracking nothing and counted in no statistic. For a new key on a full map
+    /// (`max_keys`) it answers as `decide` would: admitted if `decide` would find room, after
+    /// the sweep it may make then; finding out takes a read-only pass over the map, as that
+    /// sweep would (and only when one is due).
+    pub fn preview(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        let hash = self.hash(key);
+        let shard = self.shard(hash).lock();
+        if let Some((_, value)) = shard.table.find(hash, |(k, _)| k.matches(key)) {
+            return self.policy.preview(Some(value), now, cost);
+        }
+        drop(shard);
+        let decision = self.policy.preview(None, now, cost);
+        if !decision.allowed || self.would_find_room(now) {
+            return decision;
+        }
+        self.full_decision()
+    }
+
+    /// Whether `decide` would find room for a new key at `now`: the map is below `max_keys`,
+    /// or the sweep it may make would remove an expired key.
+    fn would_find_room(&self, now: u64) -> bool {
+        let Some(max) = self.max_keys else {
+            return true;
+        };
+        if self.tracked.load(Ordering::Relaxed) < max {
+            return true;
+        }
+        if !full_sweep_due(self.last_full_sweep.load(Ordering::Relaxed), now) {
+            return false;
+        }
+        self.shards.iter().any(|shard| {
+            let shard = shard.0.lock();
+            shard
+                .table
+                .iter()
+                .any(|(_, value)| self.policy.is_expired(value, now))
+        })
+    }
+
     /// Forgets `key`; true if it was tracked.
     pub fn reset(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
@@ -267,16 +314,16 @@ impl<P: Policy> MemoryStore<P> {
     /// True for the one caller that may sweep for room now (at most one sweep a second).
     fn claim_full_sweep(&self, now: u64) -> bool {
         let last = self.last_full_sweep.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last - 1) >= FULL_SWEEP_EVERY_NS;
-        due && self
-            .last_full_sweep
-            .compare_exchange(
-                last,
-                now.saturating_add(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+        full_sweep_due(last, now)
+            && self
+                .last_full_sweep
+                .compare_exchange(
+                    last,
+                    now.saturating_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// The answer for a new key when the map is full: denied for one window.
@@ -381,6 +428,29 @@ mod tests {
                                                  // "a" expires at 100, but the next sweep may only run at 50 + 1 s.
         assert!(!s.decide(b"b", 1, 200).allowed);
         assert!(s.decide(b"b", 1, 50 + NANOS_PER_SECOND).allowed);
+    }
+
+    #[test]
+    fn preview_is_the_decision_decide_makes_and_changes_nothing() {
+        // A full map too (max_keys 2, three keys): a new key's preview must foresee whether
+        // decide's sweep for room (at most one a second) would find an expired key.
+        let previewed = fixed(3, NANOS_PER_SECOND, Some(2));
+        let plain = fixed(3, NANOS_PER_SECOND, Some(2));
+        let mut now = 0;
+        for i in 0u64..3000 {
+            now += (i * 7 % 13) * NANOS_PER_SECOND / 10;
+            let key = [b'a' + (i % 3) as u8];
+            let cost = 1 + i % 4;
+            let preview = previewed.preview(&key, cost, now);
+            assert_eq!(previewed.preview(&key, cost, now), preview, "step {i}");
+            if i % 5 == 0 {
+                continue; // a preview with no decision after it
+            }
+            assert_eq!(previewed.decide(&key, cost, now), preview, "step {i}");
+            assert_eq!(plain.decide(&key, cost, now), preview, "step {i}");
+        }
+        assert_eq!(previewed.stats(), plain.stats());
+        assert!(plain.stats().rejected_full > 0, "the full map was reached");
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub trait Policy: Send + Sync + 'static {
     /// The key's standing without consuming anything.
     fn peek(&self, value: Option<&Self::Value>, now: u64) -> Decision;
 
+    /// The decision `apply` (or, for an untracked key, `apply_fresh`) would make on `cost` at
+    /// `now`, changing nothing.
+    fn preview(&self, value: Option<&Self::Value>, now: u64, cost: u64) -> Decision;
+
     fn is_expired(&self, value: &Self::Value, now: u64) -> bool;
 
     /// The first (primary) rate: the one reported when a new key is refused for lack of room.
@@ -48,6 +52,10 @@ impl<A: Algorithm> Policy for SingleRate<A> {
 
     fn peek(&self, value: Option<&A::State>, now: u64) -> Decision {
         self.0.peek(value.copied(), now)
+    }
+
+    fn preview(&self, value: Option<&A::State>, now: u64, cost: u64) -> Decision {
+        self.0.decide(value.copied(), now, cost).0
     }
 
     #[inline]
@@ -147,6 +155,10 @@ impl<A: Algorithm, L: StateList<A::State>> Policy for MultiRate<A, L> {
             .map(|(i, alg)| alg.peek(value.map(|s| s.as_ref()[i]), now))
             .reduce(Decision::most_restrictive)
             .expect("a MultiRate has at least one rate")
+    }
+
+    fn preview(&self, value: Option<&L>, now: u64, cost: u64) -> Decision {
+        self.evaluate(value.map(|v| v.as_ref()), now, cost)
     }
 
     fn is_expired(&self, value: &L, now: u64) -> bool {

@@ -21,7 +21,7 @@ use super::url::RedisTarget;
 use crate::algorithm::AlgorithmKind;
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig};
-use crate::decision::{Decision, NEVER};
+use crate::decision::{Ask, Decision, NEVER};
 
 /// A failed round trip: the server is unreachable, slow, or answered with an error.
 #[derive(Debug)]
@@ -290,8 +290,14 @@ impl RedisBackend {
             .collect()
     }
 
-    /// The script call deciding (`mode` "decide") or peeking at `key`.
-    fn invocation(&self, key: &[u8], mode: &str, cost: u64) -> redis::ScriptInvocation<'static> {
+    /// The script call for `ask`: mode "decide", "dry" (decide, write nothing) or "peek" (the
+    /// standing; cost 0).
+    fn invocation(&self, key: &[u8], ask: Ask) -> redis::ScriptInvocation<'static> {
+        let (mode, cost) = match ask {
+            Ask::Decide(cost) => ("decide", cost),
+            Ask::Preview(cost) => ("dry", cost),
+            Ask::Standing => ("peek", 0),
+        };
         let mut invocation = script(self.kind).prepare_invoke();
         for k in self.keys(key) {
             invocation.key(k);
@@ -319,8 +325,8 @@ impl RedisBackend {
         invocation
     }
 
-    async fn evaluate(&self, key: &[u8], mode: &str, cost: u64) -> Result<Decision, StorageError> {
-        let invocation = self.invocation(key, mode, cost);
+    async fn evaluate(&self, key: &[u8], ask: Ask) -> Result<Decision, StorageError> {
+        let invocation = self.invocation(key, ask);
         let reply: Reply = self
             .round_trip(|connection| async move {
                 match connection {
@@ -370,32 +376,36 @@ impl RedisBackend {
         self.blocking.is_some()
     }
 
-    /// [`Self::decide`] (`cost` Some) or [`Self::peek`] on the calling thread, blocking.
-    /// Only for a single server (see [`Self::has_blocking`]).
-    pub fn decide_blocking(&self, key: &[u8], cost: Option<u64>) -> Result<Decision, StorageError> {
-        if let Some(refused) = self.cached_refusal(key, cost.is_some()) {
+    /// [`Self::answer`] on the calling thread, blocking. Only for a single server (see
+    /// [`Self::has_blocking`]).
+    pub fn answer_blocking(&self, key: &[u8], ask: Ask) -> Result<Decision, StorageError> {
+        if let Some(refused) = self.cached_refusal(key, ask) {
             return Ok(refused);
         }
         let pool = self.blocking.as_ref().expect("has_blocking() was checked");
-        let invocation = match cost {
-            Some(cost) => self.invocation(key, "decide", cost),
-            None => self.invocation(key, "peek", 0),
-        };
+        let invocation = self.invocation(key, ask);
         let reply: Reply = pool
             .with(|connection| invocation.invoke(connection))
             .map_err(|e| self.failed(e))?;
         let decision = self.decision(reply);
-        if cost.is_some() {
-            self.count(&decision);
-            self.remember_refusal(key, &decision);
-        }
+        self.decided(key, ask, &decision);
         Ok(decision)
     }
 
-    /// A refusal the deny cache still holds for `key` (counted as blocked when `counts`).
-    fn cached_refusal(&self, key: &[u8], counts: bool) -> Option<Decision> {
+    /// After Redis answered a decision: counts it and remembers a refusal. A preview or a
+    /// standing is neither counted nor remembered.
+    fn decided(&self, key: &[u8], ask: Ask, decision: &Decision) {
+        if let Ask::Decide(_) = ask {
+            self.count(decision);
+            self.remember_refusal(key, decision);
+        }
+    }
+
+    /// A refusal the deny cache still holds for `key` (counted as blocked for a decision).
+    /// A preview answers it too, since the decision would.
+    fn cached_refusal(&self, key: &[u8], ask: Ask) -> Option<Decision> {
         let refused = self.deny_cache.as_ref()?.check(key, self.clock.now_ns())?;
-        if counts {
+        if let Ask::Decide(_) = ask {
             self.count(&refused);
         }
         Some(refused)
@@ -427,23 +437,16 @@ impl RedisBackend {
         Ok(removed > 0)
     }
 
-    /// Counts `cost` for `key` if every rate admits it.
-    pub async fn decide(&self, key: &[u8], cost: u64) -> Result<Decision, StorageError> {
-        if let Some(refused) = self.cached_refusal(key, true) {
+    /// Answers `ask` for `key` in one script call: a decision counts the cost if every rate
+    /// admits it; a preview makes the same decision and writes nothing; a standing is what a
+    /// request of cost 0 would see.
+    pub async fn answer(&self, key: &[u8], ask: Ask) -> Result<Decision, StorageError> {
+        if let Some(refused) = self.cached_refusal(key, ask) {
             return Ok(refused);
         }
-        let decision = self.evaluate(key, "decide", cost).await?;
-        self.count(&decision);
-        self.remember_refusal(key, &decision);
+        let decision = self.evaluate(key, ask).await?;
+        self.decided(key, ask, &decision);
         Ok(decision)
-    }
-
-    /// The key's standing without counting anything.
-    pub async fn peek(&self, key: &[u8]) -> Result<Decision, StorageError> {
-        if let Some(refused) = self.cached_refusal(key, false) {
-            return Ok(refused);
-        }
-        self.evaluate(key, "peek", 0).await
     }
 
     /// Deletes every key of this prefix (on a cluster, on every master); returns how many were

@@ -4,7 +4,7 @@
 --
 -- KEYS[i]  the state of rate i: "tat" (the theoretical arrival time: when the bucket is full
 --          again)
--- ARGV     mode ("decide" | "peek"), now ("" = the server's TIME in microseconds), cost,
+-- ARGV     mode ("decide" | "dry" | "peek"), now ("" = the server's TIME in microseconds), cost,
 --          unit_per_ms, min_ttl_ms, then per rate: limit, interval (T = window / limit rounded
 --          to the nearest unit), burst
 -- Returns  {allowed (0/1), limit, remaining, reset_after, retry_after (-1 = never)}

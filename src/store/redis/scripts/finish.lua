@@ -2,7 +2,7 @@
 -- `-- #include finish.lua`, after its decide_rate.
 
 -- Every rate decides, a request passes only if all admit, and only then is it consumed from
--- every rate.
+-- every rate (in mode 'decide'; 'dry' reports the same decision and writes nothing).
 
 local reported, states, expiries = nil, {}, {}
 for rate = 1, #KEYS do

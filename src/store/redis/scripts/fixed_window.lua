@@ -2,7 +2,7 @@
 -- user key over all its rates (src/store/policy.rs), atomically. See README.md in this folder.
 --
 -- KEYS[i]  the state of rate i: "start count" (start of the live window, requests counted in it)
--- ARGV     mode ("decide" | "peek"), now ("" = the server's TIME in microseconds), cost,
+-- ARGV     mode ("decide" | "dry" | "peek"), now ("" = the server's TIME in microseconds), cost,
 --          unit_per_ms, min_ttl_ms, then per rate: limit, window
 -- Returns  {allowed (0/1), limit, remaining, reset_after, retry_after (-1 = never)}
 

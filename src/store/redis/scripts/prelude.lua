@@ -18,9 +18,11 @@ local function integer(index, name, least)
   return value
 end
 
+-- 'decide' writes an admission; 'dry' makes the same decision and writes nothing; 'peek'
+-- reports the standing (what a request of cost 0 would see).
 local mode = ARGV[1]
-if mode ~= 'decide' and mode ~= 'peek' then
-  fail('mode must be "decide" or "peek", got "' .. tostring(mode) .. '"')
+if mode ~= 'decide' and mode ~= 'peek' and mode ~= 'dry' then
+  fail('mode must be "decide" or "peek" or "dry", got "' .. tostring(mode) .. '"')
 end
 if #KEYS == 0 or #ARGV ~= 5 + PER_RATE * #KEYS then
   fail('expected one key per rate and 5 + ' .. PER_RATE .. ' arguments per rate, got '

@@ -4,7 +4,7 @@
 --
 -- KEYS[i]  the state of rate i: "start cur prev" (start of the current window, its count, the
 --          previous window's count)
--- ARGV     mode ("decide" | "peek"), now ("" = the server's TIME in microseconds), cost,
+-- ARGV     mode ("decide" | "dry" | "peek"), now ("" = the server's TIME in microseconds), cost,
 --          unit_per_ms, min_ttl_ms, then per rate: limit, window
 -- Returns  {allowed (0/1), limit, remaining, reset_after, retry_after (-1 = never)}
 
