@@ -1033,11 +1033,6 @@ def test_a_negative_count_says_so_and_names_the_argument(
     assert f"`{name}` must be at least 1" in message and "negative" in message, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rate grammar (src/rate.rs) is another helper's slice of issue 9: its message "
-    'for "-5/minute" says "not a whole number"; remove this mark once it says negative',
-)
 def test_a_negative_count_in_a_rate_string_says_so() -> None:
     with pytest.raises(ValueError) as excinfo:
         RateLimiter.from_rate("-5/minute")
