@@ -850,3 +850,16 @@ def test_importing_the_package_does_not_import_django(tmp_path: Any) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_request_that_reaches_no_view_is_counted_sync_and_async(clock: ManualClock) -> None:
+    with limit(RATE="2/minute", CLOCK=clock):
+        client = Client()
+        assert [client.get("/no-such-page").status_code for _ in range(3)] == [404, 404, 429]
+
+        async def run() -> list[int]:
+            async_client = AsyncClient()
+            return [(await async_client.get("/also-missing")).status_code for _ in range(3)]
+
+        clock.advance(60)
+        assert asyncio.run(run()) == [404, 404, 429]

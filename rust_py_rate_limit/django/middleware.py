@@ -110,25 +110,17 @@ class RateLimitMiddleware:
             return self.__acall__(request)
         response = cast(GetResponse, self.get_response)(request)
         if not hasattr(request, _SEEN):  # no view was resolved (a 404): count it now
-            if self.policy.exempt(request.method or "", request.path_info):
-                return response
-            decision, headers = self.policy.decide(request)
-            if not decision.allowed:
-                return refuse(self.policy, self.on_blocked, request, decision, headers)
-            setattr(request, _SEEN, headers)
+            refused = self.process_view(request, None, (), {})
+            if refused is not None:
+                return refused
         return self._finish(request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         response = await cast(AsyncGetResponse, self.get_response)(request)
         if not hasattr(request, _SEEN):  # no view was resolved (a 404): count it now
-            if self.policy.exempt(request.method or "", request.path_info):
-                return response
-            if self._needs_user:
-                await load_user(request)
-            decision, headers = await self.policy.adecide(request)
-            if not decision.allowed:
-                return await arefuse(self.policy, self.on_blocked, request, decision, headers)
-            setattr(request, _SEEN, headers)
+            refused = await self._aprocess_view(request, None, (), {})
+            if refused is not None:
+                return refused
         return self._finish(request, response)
 
     def _finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
