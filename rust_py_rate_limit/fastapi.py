@@ -392,12 +392,13 @@ class Limiter:
         }
         # Bad settings fail where the decorator is written, not at the first request.
         policy = self._policy(rate, spec, headers, name, status_code, body, scope or "", settings)
-        caller = sys._getframe(1)
 
         def decorate(endpoint: F) -> F:
             if not callable(endpoint):
                 raise TypeError(f"`limit` decorates a function, not {type(endpoint).__name__}")
-            _refuse_registered(endpoint, caller)
+            # The code applying the decorator: `@limiter.limit(...)` runs in the same frame as
+            # `@app.get(...)`, whose app or router is then one of its names.
+            _refuse_registered(endpoint, sys._getframe(1))
             route_policy = policy
             if scope is None:
                 route_policy = self._policy(
