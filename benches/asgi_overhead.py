@@ -13,7 +13,7 @@ in a second process. Variants:
   requested at ``/items10/42``, the middle one (the bare app the two below are measured
   against);
 - ``x-ratelimit-20-routes``: that app with ``RateLimitMiddleware`` (default headers), no route
-  limited on its own (the middleware's route lookup is one length check);
+  limited on its own (the middleware's route lookup matches no path);
 - ``x-ratelimit-20-routes-1-limited``: the same, but the last route, never requested, has a
   ``@Limiter().limit(...)`` of its own, so the middleware matches every request's path against
   it to tell whether the request is the default limit's.

@@ -5,7 +5,7 @@ has a limit of its own (which then replaces the default limit). This times that 
 alone, on a FastAPI app with 20 routes ``/items{i}/{item_id}`` (after FastAPI's own four docs
 routes) and a request to ``GET /items10/42``, the middle one, in three apps:
 
-- ``no route limited``: the lookup is a length check;
+- ``no route limited``: the lookup finds the routing table unchanged and no route to match;
 - ``another route limited``: the last route has ``@Limiter().limit(...)``; the request's path
   is matched against that route's pattern, and fails;
 - ``the requested route limited``: ``/items10/{item_id}`` has the limit; its pattern matches,
