@@ -1,25 +1,36 @@
 """What RateLimitMiddleware costs an ASGI server: requests per second, bare vs limited.
 
-A minimal Starlette app (one plain-text route) served by uvicorn on loopback (one process,
-``--no-access-log --log-level warning``), driven by ``wrk`` in a second process. Variants:
+A minimal Starlette app (one plain-text route), or a FastAPI app of 20 routes, served by
+uvicorn on loopback (one process, ``--no-access-log --log-level warning``), driven by ``wrk``
+in a second process. Variants:
 
-- ``bare``: the app alone;
+- ``bare``: the one-route app alone;
 - ``static-headers``: a trivial middleware adding three fixed header fields, the control that
   tells the server's cost of sending three more headers from the middleware's own;
 - ``x-ratelimit``: with ``RateLimitMiddleware`` (default headers, a limit no run reaches);
-- ``ietf``: the same with the IETF draft fields.
+- ``ietf``: the same with the IETF draft fields;
+- ``bare-20-routes``: a FastAPI app with 20 routes ``/items{i}/{item_id}`` (``item_id: int``),
+  requested at ``/items10/42``, the middle one (the bare app the two below are measured
+  against);
+- ``x-ratelimit-20-routes``: that app with ``RateLimitMiddleware`` (default headers), no route
+  limited on its own (the middleware's route lookup matches no path);
+- ``x-ratelimit-20-routes-1-limited``: the same, but the last route, never requested, has a
+  ``@Limiter().limit(...)`` of its own, so the middleware matches every request's path against
+  it to tell whether the request is the default limit's.
 
 One server per variant runs throughout; rounds of short ``wrk`` runs alternate between them
 (the order reversed every other round) so that drift and bursts of other load on the machine
 hit all variants alike. The table gives the median, min and max requests per second, and the
-overhead against the bare app as the median over rounds of ``1 - variant / bare`` within the
-same round.
+overhead against the matching bare app (``bare``, or ``bare-20-routes`` for the 20-route
+variants) as the median over rounds of ``1 - variant / bare`` within the same round.
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``; macOS: ``brew install wrk``) and
-the package installed with Starlette and uvicorn. Run it from outside the checkout:
+the package installed with Starlette and uvicorn (and FastAPI for the 20-route variants, as the
+``test`` extra has it). Run it from outside the checkout:
 
     cd /tmp && /path/to/venv/bin/python /path/to/checkout/benches/asgi_overhead.py
     #   --rounds N (10)  --duration SECONDS (3)  --connections N (32)  --variants bare,ietf
+    #     (each variant's bare app is added when missing)
     #   --http h11|httptools  --loop asyncio|uvloop   (uvicorn's; auto picks httptools and
     #   uvloop when installed, as `pip install 'uvicorn[standard]'` does)
 
@@ -56,8 +67,30 @@ async def hello(request):
     return PlainTextResponse("Hello, world!")
 
 
-app = Starlette(routes=[Route("/", hello)])
 variant = os.environ["BENCH_VARIANT"]
+if "-20-routes" in variant:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    def item_endpoint():
+        async def item(item_id: int):
+            return PlainTextResponse("Hello, world!")
+
+        return item
+
+    for i in range(20):
+        endpoint = item_endpoint()
+        if i == 19 and variant.endswith("-1-limited"):
+            # A limit of its own on a route no run requests: the middleware must still match
+            # every request's path against this route to know the request is its own.
+            from rust_py_rate_limit.fastapi import Limiter
+
+            endpoint = Limiter().limit("5/minute")(endpoint)
+        app.get(f"/items{i}/{{item_id}}")(endpoint)
+else:
+    app = Starlette(routes=[Route("/", hello)])
+
 if variant == "static-headers":
     # The control: the same three header fields, fixed, without any rate limiting, to tell
     # what the server spends on sending three more headers from what the middleware costs.
@@ -76,27 +109,48 @@ if variant == "static-headers":
 
         await inner(scope, receive, send_with_headers)
 
-elif variant != "bare":
+elif not variant.startswith("bare"):
     from rust_py_rate_limit.starlette import RateLimitMiddleware
 
     # Far more than any run sends: every request is admitted and counted.
     app.add_middleware(
-        RateLimitMiddleware, limit=4_000_000_000, window_seconds=3600, headers=variant
+        RateLimitMiddleware,
+        limit=4_000_000_000,
+        window_seconds=3600,
+        headers="ietf" if variant == "ietf" else "x-ratelimit",
     )
 """
 
-VARIANTS = ("bare", "static-headers", "x-ratelimit", "ietf")
+VARIANTS = (
+    "bare",
+    "static-headers",
+    "x-ratelimit",
+    "ietf",
+    "bare-20-routes",
+    "x-ratelimit-20-routes",
+    "x-ratelimit-20-routes-1-limited",
+)
+#: The bare app each variant's overhead is measured against.
+BARE = {variant: "bare-20-routes" if "-20-routes" in variant else "bare" for variant in VARIANTS}
+#: The path wrk requests: the one-route app's route, or the middle one of the 20.
+PATH = {variant: "/items10/42" if "-20-routes" in variant else "/" for variant in VARIANTS}
 EXPECTED_HEADER = {
     "bare": None,
     "static-headers": "x-ratelimit-remaining",
     "x-ratelimit": "x-ratelimit-remaining",
     "ietf": "ratelimit",
+    "bare-20-routes": None,
+    "x-ratelimit-20-routes": "x-ratelimit-remaining",
+    "x-ratelimit-20-routes-1-limited": "x-ratelimit-remaining",
 }
 LABELS = {
     "bare": "bare app",
     "static-headers": "control: 3 fixed headers added, no limiting",
     "x-ratelimit": "`RateLimitMiddleware`, x-ratelimit headers (default)",
     "ietf": "`RateLimitMiddleware`, ietf headers",
+    "bare-20-routes": "bare FastAPI app, 20 routes",
+    "x-ratelimit-20-routes": "20 routes, `RateLimitMiddleware`, no route limited on its own",
+    "x-ratelimit-20-routes-1-limited": "20 routes, `RateLimitMiddleware`, another route limited",
 }
 
 
@@ -125,29 +179,39 @@ def wait_until_up(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not start in 30 s")
 
 
-def check_response(port: int, variant: str) -> None:
-    """One request by hand: 200, and the middleware's headers when it is there."""
+def get(port: int, path: str) -> tuple[int, dict[str, str]]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("GET", "/")
+    connection.request("GET", path)
     response = connection.getresponse()
-    names = {name.lower() for name, _ in response.getheaders()}
+    headers = {name.lower(): value for name, value in response.getheaders()}
     response.read()
     connection.close()
+    return response.status, headers
+
+
+def check_response(port: int, variant: str) -> None:
+    """One request by hand: 200, and the middleware's headers when it is there (and, with a
+    route limited on its own, that route's own limit in its response)."""
+    status, headers = get(port, PATH[variant])
     expected = EXPECTED_HEADER[variant]
-    if response.status != 200 or (expected is not None and expected not in names):
-        raise RuntimeError(f"{variant}: unexpected response {response.status} {sorted(names)}")
-    if expected is None and "x-ratelimit-remaining" in names:
-        raise RuntimeError("bare: the middleware is there")
+    if status != 200 or (expected is not None and expected not in headers):
+        raise RuntimeError(f"{variant}: unexpected response {status} {sorted(headers)}")
+    if expected is None and "x-ratelimit-remaining" in headers:
+        raise RuntimeError(f"{variant}: the middleware is there")
+    if variant.endswith("-1-limited"):
+        status, headers = get(port, "/items19/1")
+        if status != 200 or headers.get("x-ratelimit-limit") != "5":
+            raise RuntimeError(f"{variant}: the limited route is not its own limit's: {headers}")
 
 
-def run_wrk(port: int, seconds: int, connections: int) -> float:
+def run_wrk(port: int, path: str, seconds: int, connections: int) -> float:
     command = [
         *pin(1),
         "wrk",
         "-t1",
         f"-c{connections}",
         f"-d{seconds}s",
-        f"http://127.0.0.1:{port}/",
+        f"http://127.0.0.1:{port}{path}",
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
@@ -206,8 +270,10 @@ def main() -> None:
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",")]
     unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or "bare" not in variants:
-        parser.error(f"--variants: 'bare' and any of {', '.join(VARIANTS[1:])} ({unknown})")
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+    # Each variant's bare app runs too, since the overhead is measured against it.
+    variants = sorted({*variants, *(BARE[v] for v in variants)}, key=VARIANTS.index)
     if shutil.which("wrk") is None:
         sys.exit(
             "wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), brew install wrk "
@@ -235,25 +301,26 @@ def main() -> None:
             port, server = start_server(variant, app_dir, args)
             servers.callback(stop, server)
             ports[variant] = port
-            run_wrk(port, 1, args.connections)  # warm up
+            run_wrk(port, PATH[variant], 1, args.connections)  # warm up
         for round_number in range(args.rounds):
             order = variants if round_number % 2 == 0 else variants[::-1]
             line = []
             for variant in order:
-                rps = run_wrk(ports[variant], args.duration, args.connections)
+                rps = run_wrk(ports[variant], PATH[variant], args.duration, args.connections)
                 results[variant].append(rps)
                 line.append(f"{variant} {rps:,.0f}")
             print(f"  round {round_number + 1}: " + ", ".join(line), flush=True)
-    bare = results["bare"]
     print()
     print(
-        "| variant | median req/s | min | max | overhead vs bare (median of the rounds' ratios) |"
+        "| variant | median req/s | min | max "
+        "| overhead vs its bare app (median of the rounds' ratios) |"
     )
     print("|---|---:|---:|---:|---:|")
     for variant in variants:
         values = results[variant]
+        bare = results[BARE[variant]]
         ratios = [1 - v / b for v, b in zip(values, bare, strict=True)]
-        overhead = "" if variant == "bare" else f"{statistics.median(ratios) * 100:.1f}%"
+        overhead = "" if variant == BARE[variant] else f"{statistics.median(ratios) * 100:.1f}%"
         print(
             f"| {LABELS[variant]} | {statistics.median(values):,.0f} | {min(values):,.0f} "
             f"| {max(values):,.0f} | {overhead} |"
