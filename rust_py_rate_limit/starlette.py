@@ -76,6 +76,22 @@ def _own_limit_methods(route: object) -> frozenset[str]:
     return covered
 
 
+def _static_prefix(route: Any) -> str | None:
+    """The literal start of the paths a route matches (``/items/`` of ``/items/{id}``), or None
+    for a route that does not say (a Mount, a Host, ...)."""
+    path_format = getattr(route, "path_format", None)
+    if not isinstance(path_format, str) or not hasattr(route, "path_regex"):
+        return None
+    return path_format.split("{", 1)[0]
+
+
+def _may_overlap(earlier: Any, route: Any) -> bool:
+    """Whether some path could match both routes: their literal starts agree (one begins the
+    other), or one of them does not say what it matches."""
+    a, b = _static_prefix(earlier), _static_prefix(route)
+    return a is None or b is None or a.startswith(b) or b.startswith(a)
+
+
 def _route_path(scope: Scope) -> str:
     """The path the router matches: ``path`` without the ``root_path`` it is mounted under."""
     path: str = scope["path"]
@@ -99,9 +115,9 @@ class _RouteLimits:
     def __init__(self) -> None:
         self._routes: list[Any] | None = None
         self._size = -1
-        self._flat: list[Any] = []
-        #: (position, the methods its own limit covers) of each route limited on its own.
-        self._limited: list[tuple[int, frozenset[str]]] = []
+        #: Each route limited on its own: the route, the methods its own limit covers, and the
+        #: routes before it that could match a path it matches.
+        self._limited: list[tuple[Any, frozenset[str], list[Any]]] = []
 
     def _refresh(self, routes: list[Any]) -> None:
         # FastAPI (from 0.12x) keeps an included router as one route that resolves lazily; its
@@ -112,8 +128,11 @@ class _RouteLimits:
             contexts = getattr(route, "effective_route_contexts", None)
             flat.extend(contexts() if callable(contexts) else [route])
         limited = ((i, _own_limit_methods(r)) for i, r in enumerate(flat))
-        self._limited = [(i, methods) for i, methods in limited if methods]
-        self._flat = flat
+        self._limited = [
+            (flat[i], methods, [r for r in flat[:i] if _may_overlap(r, flat[i])])
+            for i, methods in limited
+            if methods
+        ]
         self._routes, self._size = routes, len(routes)
 
     @staticmethod
@@ -135,10 +154,9 @@ class _RouteLimits:
         if not self._limited:
             return False
         path = _route_path(scope)
-        flat = self._flat
-        for position, methods in self._limited:
-            if self._matches(flat[position], scope, path):
-                if any(self._matches(r, scope, path) for r in flat[:position]):
+        for route, methods, earlier in self._limited:
+            if self._matches(route, scope, path):
+                if any(self._matches(r, scope, path) for r in earlier):
                     return False  # the router takes an earlier route, not limited on its own
                 return "*" in methods or scope["method"] in methods
         return False

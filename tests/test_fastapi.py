@@ -830,6 +830,15 @@ def test_the_middleware_finds_the_route_as_the_router_does(clock: ManualClock) -
     def second() -> str:  # never reached: the router takes `first`
         return "second"
 
+    @app.get("/files/{name}")
+    def any_file(name: str) -> str:
+        return name
+
+    @app.get("/files/readme")
+    @limiter.limit("10/minute")
+    def readme() -> str:  # never reached either: `/files/{name}` comes first
+        return "readme"
+
     router = APIRouter(dependencies=[Depends(RateLimit("10/minute", clock=clock))])
 
     @router.get("/items/{item_id}")
@@ -860,3 +869,5 @@ def test_the_middleware_finds_the_route_as_the_router_does(clock: ManualClock) -
     assert [client.get("/v3/open").status_code for _ in range(3)] == [200, 200, 429]
     clock.advance(60)
     assert [client.get("/dup").status_code for _ in range(3)] == [200, 200, 429]
+    clock.advance(60)
+    assert [client.get("/files/readme").status_code for _ in range(3)] == [200, 200, 429]
