@@ -10,7 +10,7 @@ routes) and a request to ``GET /items10/42``, the middle one, in three apps:
   is matched against that route's pattern, and fails;
 - ``the requested route limited``: ``/items10/{item_id}`` has the limit; its pattern matches,
   so the routes before it that could match the same path are matched too (the router would
-  take an earlier match): those whose literal start agrees, here ``/items1/{item_id}``.
+  take an earlier match): those whose literal start agrees with ``/items10/``, here none.
 
 Each loop is ``for _ in calls: own_limit(scope)`` with ``own_limit`` bound once, timed with
 ``time.perf_counter_ns``, gc disabled; the floor is the same loop calling a Python function
