@@ -33,6 +33,13 @@ fn decided(answer: Answer) -> Decision {
     }
 }
 
+/// A round trip's decision as a Python `Decision` (what `adecide` and `apeek` resolve to).
+fn decision_object(py: Python<'_>, answer: Answer) -> PyResult<Py<PyAny>> {
+    Ok(Bound::new(py, PyDecision::from(decided(answer)))?
+        .into_any()
+        .unbind())
+}
+
 /// The shortest `cleanup_interval`: one millisecond.
 const MIN_CLEANUP_INTERVAL_NS: u64 = 1_000_000;
 
@@ -493,12 +500,8 @@ impl RateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let convert: Convert = |py, answer| {
-            let decision = PyDecision::from(decided(answer));
-            Ok(Bound::new(py, decision)?.into_any().unbind())
-        };
         let ask = || Ok(Ask::Decide(args::cost(cost)?));
-        self.twin(py, key, ask, convert, || self.decide(key, cost))
+        self.twin(py, key, ask, decision_object, || self.decide(key, cost))
     }
 
     /// `peek()` for `await`.
@@ -509,12 +512,8 @@ impl RateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let convert: Convert = |py, answer| {
-            let decision = PyDecision::from(decided(answer));
-            Ok(Bound::new(py, decision)?.into_any().unbind())
-        };
         let ask = || Ok(Ask::Preview(args::cost(cost)?));
-        self.twin(py, key, ask, convert, || self.peek(key, cost))
+        self.twin(py, key, ask, decision_object, || self.peek(key, cost))
     }
 
     /// `remaining()` for `await`.
