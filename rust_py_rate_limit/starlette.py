@@ -113,6 +113,7 @@ class _RouteLimits:
     """
 
     def __init__(self) -> None:
+        self._app: object = None
         self._routes: list[Any] | None = None
         self._size = -1
         #: Each route limited on its own: the route, the methods its own limit covers, and the
@@ -133,7 +134,7 @@ class _RouteLimits:
             for i, methods in limited
             if methods
         ]
-        self._routes, self._size = routes, len(routes)
+        self._size = len(routes)
 
     @staticmethod
     def _matches(route: Any, scope: Scope, path: str) -> bool:
@@ -146,10 +147,13 @@ class _RouteLimits:
         return route.methods is None or scope["method"] in route.methods
 
     def own_limit(self, scope: Scope) -> bool:
-        routes: list[Any] | None = getattr(scope.get("app"), "routes", None)
+        app = scope.get("app")
+        if app is not self._app:  # the app's routing table: a list the router appends to
+            self._app, self._routes, self._size = app, getattr(app, "routes", None), -1
+        routes = self._routes
         if not routes:
             return False
-        if routes is not self._routes or len(routes) != self._size:
+        if len(routes) != self._size:
             self._refresh(routes)
         if not self._limited:
             return False
