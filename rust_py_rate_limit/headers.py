@@ -152,12 +152,18 @@ class HeaderWriter:
         reset_after = decision.reset_after
         reset = math.ceil(reset_after) if reset_after < _INF else 0
         remaining = decision.remaining
-        out: list[tuple[bytes, bytes]] = []
-        if self._x:
-            reset_field = math.ceil(time.time() + reset) if self._epoch else reset
-            out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
-            out.append((b"x-ratelimit-remaining", b"%d" % remaining))
-            out.append((b"x-ratelimit-reset", b"%d" % reset_field))
+        out: list[tuple[bytes, bytes]] = (
+            [
+                (b"x-ratelimit-limit", b"%d" % decision.limit),
+                (b"x-ratelimit-remaining", b"%d" % remaining),
+                (
+                    b"x-ratelimit-reset",
+                    b"%d" % (math.ceil(time.time() + reset) if self._epoch else reset),
+                ),
+            ]
+            if self._x
+            else []
+        )
         if self._ietf:
             out.append((b"ratelimit-policy", self._policy(decision.limit)))
             out.append((b"ratelimit", b'"%s";r=%d;t=%d' % (self._quoted, remaining, reset)))
