@@ -29,6 +29,7 @@ __all__ = [
     "mark_route_limit",
     "methods_matcher",
     "overrides_defaults",
+    "overriding_methods",
     "view_scope",
 ]
 
@@ -181,8 +182,7 @@ def mark_route_limit(
     default limit does not count those requests; with False it counts them as well."""
     if not check_override_defaults(override_defaults):
         return
-    covered: frozenset[str] = getattr(target, _ROUTE_LIMIT, frozenset())
-    setattr(target, _ROUTE_LIMIT, covered | (methods or frozenset("*")))
+    setattr(target, _ROUTE_LIMIT, overriding_methods(target) | (methods or frozenset("*")))
 
 
 def check_override_defaults(override_defaults: object) -> bool:
@@ -194,10 +194,17 @@ def check_override_defaults(override_defaults: object) -> bool:
     return override_defaults
 
 
+def overriding_methods(target: Any) -> frozenset[str]:
+    """The HTTP methods for which ``target`` has a limit of its own that replaces the default
+    (``"*"``: all; empty: none)."""
+    covered: frozenset[str] = getattr(target, _ROUTE_LIMIT, frozenset())
+    return covered
+
+
 def overrides_defaults(target: Any, method: str) -> bool:
     """Whether ``target`` has a limit of its own that replaces the default for ``method``."""
-    covered = getattr(target, _ROUTE_LIMIT, None)
-    return covered is not None and ("*" in covered or method in covered)
+    covered = overriding_methods(target)
+    return "*" in covered or method in covered
 
 
 def methods_matcher(methods: Iterable[str] | str, setting: str) -> frozenset[str]:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._core import Decision, ManualClock, RateLimiter
 from .headers import FIELD_NAMES, HeaderStyle, ResetFormat
 from .keys import KeyFunc
-from .policy import _ROUTE_LIMIT, CostSpec, DynamicLimit, RequestPolicy
+from .policy import CostSpec, DynamicLimit, RequestPolicy, overriding_methods
 from .policy import check_on_blocked as _check_on_blocked
 
 __all__ = [
@@ -67,11 +67,11 @@ def check_on_blocked(on_blocked: object) -> OnBlocked | None:
 def _own_limit_methods(route: object) -> frozenset[str]:
     """The methods for which a route's endpoint, or a dependency of it (FastAPI's, router ones
     included), has a limit that replaces the default (``"*"``: all)."""
-    covered: frozenset[str] = getattr(getattr(route, "endpoint", None), _ROUTE_LIMIT, frozenset())
+    covered = overriding_methods(getattr(route, "endpoint", None))
     pending = list(getattr(getattr(route, "dependant", None), "dependencies", ()))
     while pending:
         dependant = pending.pop()
-        covered |= getattr(getattr(dependant, "call", None), _ROUTE_LIMIT, frozenset())
+        covered |= overriding_methods(getattr(dependant, "call", None))
         pending.extend(getattr(dependant, "dependencies", ()))
     return covered
 
