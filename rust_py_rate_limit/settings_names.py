@@ -1,6 +1,7 @@
-"""The error for an unknown setting name (Flask's ``RATELIMIT_*`` config keys, the keys of
-Django's ``RUST_PY_RATE_LIMIT``): the setting a peer library's name means, else a "did you
-mean" only when the name is close to one of ours, else the list of settings.
+"""Setting names as users write them (Flask's ``RATELIMIT_*`` config keys, the keys of Django's
+``RUST_PY_RATE_LIMIT``): old names read under their new ones with a ``DeprecationWarning``, and
+the error for an unknown name: the setting a peer library's name means, else a "did you mean"
+only when the name is close to one of ours, else the list of settings.
 
 Names are compared without their shared prefix (``RATELIMIT_``): with it, every name looks
 alike and the closest match may be unrelated.
@@ -9,12 +10,39 @@ alike and the closest match may be unrelated.
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-__all__ = ["unknown_setting_message"]
+__all__ = ["renamed", "unknown_setting_message"]
 
 #: How alike two names (past their prefix) must be for a "did you mean".
 _CUTOFF = 0.8
+
+
+def renamed(
+    config: Mapping[str, Any],
+    renames: Mapping[str, str],
+    label: Callable[[str], str] = str,
+    stacklevel: int = 3,
+) -> dict[str, Any]:
+    """``config`` with each deprecated name of ``renames`` (old -> new) read as its new name,
+    with a ``DeprecationWarning``; a ValueError when both are given."""
+    result = dict(config)
+    for old, new in renames.items():
+        if old in result:
+            if new in result:
+                current = label(new)
+                raise ValueError(
+                    f"{label(old)} is the old, deprecated name of {current}: give {current} only"
+                )
+            warnings.warn(
+                f"{label(old)} is deprecated: the setting is {label(new)}",
+                DeprecationWarning,
+                stacklevel=stacklevel + 1,
+            )
+            result[new] = result.pop(old)
+    return result
 
 
 def _suggestion(name: str, known: Iterable[str], prefix: str) -> str | None:

@@ -8,7 +8,6 @@ first request), never a silent default.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ from django.utils.module_loading import import_string
 from .._core import ManualClock, RateLimiter
 from ..keys import key_func_from_spec, remote_address
 from ..policy import STORAGE_SETTINGS, RequestPolicy, check_on_blocked
-from ..settings_names import unknown_setting_message
+from ..settings_names import renamed, unknown_setting_message
 from .responses import OnBlocked
 
 __all__ = [
@@ -162,17 +161,10 @@ def read_settings(config: object) -> dict[str, Any]:
     means nothing is an ``ImproperlyConfigured``; a deprecated name is read with a warning."""
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(f"{SETTING} must be a dict, not {type(config).__name__}")
-    config = dict(config)
-    for old, new in _DEPRECATED.items():
-        if old in config:
-            if new in config:
-                raise _bad(old, f"is the old, deprecated name of {new!r}: give {new!r} only")
-            warnings.warn(
-                f"{_label(old)} is deprecated: the setting is {_label(new)}",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            config[new] = config.pop(old)
+    try:
+        config = renamed(config, _DEPRECATED, label=_label)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     unknown = sorted(str(name) for name in config if name not in SETTING_NAMES)
     if unknown:
         raise ImproperlyConfigured(
