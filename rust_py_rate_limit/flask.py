@@ -45,7 +45,7 @@ from .policy import (
     check_override_defaults,
     key_func_setting,
 )
-from .settings_names import unknown_setting_message
+from .settings_names import renamed, unknown_setting_message
 
 __all__ = ["SETTINGS", "FlaskRateLimiter", "OnBlocked"]
 
@@ -281,6 +281,9 @@ class _LimitSpec:
 
 _EXEMPT: Final = _LimitSpec()
 
+#: The keyword arguments of ``FlaskRateLimiter.limit``: those of the spec it builds.
+_LIMIT_SETTINGS = frozenset(inspect.signature(_LimitSpec).parameters) - {"rate"}
+
 
 class _AppState:
     """One app's resolved settings and its policies."""
@@ -416,15 +419,7 @@ class FlaskRateLimiter:
         app.after_request(self._after_request)
 
     def _resolve(self, app: Flask) -> _AppState:
-        config = dict(app.config)
-        for old, new in _DEPRECATED_CONFIG.items():
-            if old in config:
-                if new in config:
-                    raise ValueError(f"give {new} only ({old} is its old, deprecated name)")
-                warnings.warn(
-                    f"{old} is deprecated: the setting is {new}", DeprecationWarning, stacklevel=4
-                )
-                config[new] = config.pop(old)
+        config = renamed(app.config, _DEPRECATED_CONFIG, stacklevel=4)
         unknown = sorted(k for k in config if k.startswith("RATELIMIT_") and k not in _CONFIG_KEYS)
         if unknown:
             raise ValueError(
@@ -531,25 +526,7 @@ class FlaskRateLimiter:
         key: str | KeyFunc | None = ...,
     ) -> Callable[[_Target], _Target]: ...
 
-    def limit(
-        self,
-        rate: Any = None,
-        *,
-        key_func: str | KeyFunc | None = None,
-        cost: CostSpec | None = None,
-        methods: Iterable[str] | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        dynamic_limit: DynamicLimit | None = None,
-        headers: HeaderStyle = _UNSET,
-        reset_format: ResetFormat | None = None,
-        status_code: int | None = None,
-        body: Any = None,
-        on_blocked: OnBlocked | None = None,
-        limiter: RateLimiter | None = None,
-        override_defaults: bool = True,
-        key: str | KeyFunc | None = NOT_GIVEN,
-    ) -> Any:
+    def limit(self, rate: Any = None, **settings: Any) -> Any:
         """A limit for one view (or, applied to a :class:`~flask.Blueprint`, for all its routes).
 
         ``rate`` is a rate string (``"10/minute"``); without it (``@limiter.limit()`` or
@@ -560,22 +537,11 @@ class FlaskRateLimiter:
         counts only those HTTP methods. The limit replaces the default limit on its routes
         unless ``override_defaults=False``.
         """
-        settings = {
-            "key_func": key_func,
-            "cost": cost,
-            "methods": methods,
-            "algorithm": algorithm,
-            "burst": burst,
-            "dynamic_limit": dynamic_limit,
-            "headers": headers,
-            "reset_format": reset_format,
-            "status_code": status_code,
-            "body": body,
-            "on_blocked": on_blocked,
-            "limiter": limiter,
-            "override_defaults": override_defaults,
-            "key": key,
-        }
+        unknown = sorted(settings.keys() - _LIMIT_SETTINGS)
+        if unknown:  # named as the caller wrote it, not as the class that holds the settings
+            raise TypeError(
+                f"FlaskRateLimiter.limit() got an unexpected keyword argument {unknown[0]!r}"
+            )
         if callable(rate) or isinstance(rate, Blueprint):
             return self._apply(_LimitSpec(), rate)
         spec = _LimitSpec(rate, **settings)
