@@ -943,6 +943,22 @@ def test_with_rate_carries_the_settings_but_not_the_burst_or_the_counts() -> Non
         base.with_rate(5)  # type: ignore[arg-type]
 
 
+def test_with_rate_settings_replace_the_limiters_own() -> None:
+    clock = ManualClock()
+    base = RateLimiter(2, 60, "gcra", 100, burst=1, clock=clock)
+    tier = base.with_rate("5/minute", algorithm="fixed", max_keys=None, cleanup_interval=10)
+    # given: replaced; None: this limiter's kept; the burst is the new rate's own
+    assert (tier.algorithm, tier.max_keys, tier.cleanup_interval) == ("fixed", 100, 10)
+    assert base.with_rate("5/minute", burst=2).burst == 2
+    assert [tier.allow("k") for _ in range(6)] == [True] * 5 + [False]
+    clock.advance(60)  # the same clock
+    assert tier.allow("k")
+    with pytest.raises(TypeError, match=r"^RateLimiter\.with_rate\(\) got an .*'burts'"):
+        base.with_rate("5/minute", burts=2)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="`burst`"):
+        base.with_rate("5/minute", burst=0)
+
+
 # --- A Decision is true exactly when allowed --------------------------------------------------
 
 

@@ -68,6 +68,21 @@ pub struct RateLimiter {
     settings: Py<PyDict>,
 }
 
+/// The settings given besides the rates and the burst, which `with_rate` carries over (in the
+/// order `build` reads them).
+const SETTING_NAMES: [&str; 10] = [
+    "algorithm",
+    "max_keys",
+    "cleanup_interval",
+    "clock",
+    "storage",
+    "key_prefix",
+    "timeout",
+    "on_storage_error",
+    "local_deny_cache",
+    "fallback",
+];
+
 /// The settings shared by the constructor and `from_rate`.
 struct Options<'a, 'py> {
     /// `None` means "fixed".
@@ -88,18 +103,19 @@ impl RateLimiter {
     ) -> PyResult<Self> {
         let settings = PyDict::new(py);
         let storage = &opts.storage;
-        for (name, value) in [
-            ("algorithm", opts.algorithm),
-            ("max_keys", opts.max_keys),
-            ("cleanup_interval", opts.cleanup_interval),
-            ("clock", opts.clock),
-            ("storage", storage.storage),
-            ("key_prefix", storage.key_prefix),
-            ("timeout", storage.timeout),
-            ("on_storage_error", storage.on_storage_error),
-            ("local_deny_cache", storage.local_deny_cache),
-            ("fallback", storage.fallback),
-        ] {
+        let values = [
+            opts.algorithm,
+            opts.max_keys,
+            opts.cleanup_interval,
+            opts.clock,
+            storage.storage,
+            storage.key_prefix,
+            storage.timeout,
+            storage.on_storage_error,
+            storage.local_deny_cache,
+            storage.fallback,
+        ];
+        for (name, value) in SETTING_NAMES.into_iter().zip(values) {
             if let Some(value) = value.filter(|v| !v.is_none()) {
                 settings.set_item(name, value)?;
             }
@@ -385,6 +401,19 @@ impl RateLimiter {
         let settings = slf.get().settings.bind(slf.py()).copy()?;
         if let Some(overrides) = overrides {
             for (name, value) in overrides.iter() {
+                let known = name
+                    .cast::<PyString>()
+                    .ok()
+                    .and_then(|n| n.to_str().ok())
+                    .is_some_and(|n| n == "burst" || SETTING_NAMES.contains(&n));
+                if !known {
+                    return Err(PyTypeError::new_err(format!(
+                        "RateLimiter.with_rate() got an unexpected keyword argument {} \
+                         (it takes burst, {})",
+                        name.repr()?,
+                        SETTING_NAMES.join(", ")
+                    )));
+                }
                 if !value.is_none() {
                     settings.set_item(name, value)?;
                 }
