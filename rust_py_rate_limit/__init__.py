@@ -10,17 +10,31 @@ exception. Quick start::
         ...  # admitted
 """
 
-from ._core import ALGORITHMS, Decision, ManualClock, RateLimiter, StorageError, __version__
+from ._core import (
+    ALGORITHMS,
+    Acquisition,
+    ConcurrencyLimiter,
+    Decision,
+    Lease,
+    ManualClock,
+    RateLimiter,
+    StorageError,
+    __version__,
+)
 from .decorators import KeySpec, rate_limit
-from .exceptions import RateLimitExceeded
+from .exceptions import Overloaded, RateLimitExceeded
 from .results import CheckResult, Stats
 
 __all__ = [
     "ALGORITHMS",
+    "Acquisition",
     "CheckResult",
+    "ConcurrencyLimiter",
     "Decision",
     "KeySpec",
+    "Lease",
     "ManualClock",
+    "Overloaded",
     "RateLimitExceeded",
     "RateLimiter",
     "Stats",

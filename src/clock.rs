@@ -5,7 +5,7 @@
 //! ever sleeps to cross a window.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The latest time a clock may show, and the longest span a limiter handles (a window, or a
 /// bucket's `burst * T`): about 146 years, so every sum of a time and a span fits a `u64`.
@@ -61,10 +61,24 @@ impl Default for MonotonicClock {
     }
 }
 
-/// A clock that stands still until [`ManualClock::advance_ns`] moves it. Cloning shares the time.
-#[derive(Clone, Debug, Default)]
+/// Called with the new time after a [`ManualClock`] moves (a concurrency limiter times out its
+/// waiters so).
+pub type AdvanceListener = dyn Fn(u64) + Send + Sync;
+
+/// A clock that stands still until [`ManualClock::advance_ns`] moves it. Cloning shares the time
+/// and the listeners.
+#[derive(Clone, Default)]
 pub struct ManualClock {
     now: Arc<AtomicU64>,
+    listeners: Arc<parking_lot::Mutex<Vec<Weak<AdvanceListener>>>>,
+}
+
+impl std::fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("now", &self.now_ns())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ManualClock {
@@ -72,6 +86,7 @@ impl ManualClock {
     pub fn new(start_ns: u64) -> Self {
         ManualClock {
             now: Arc::new(AtomicU64::new(start_ns.min(MAX_NS))),
+            listeners: Arc::default(),
         }
     }
 
@@ -80,14 +95,31 @@ impl ManualClock {
         self.now.load(Ordering::Acquire)
     }
 
-    /// Moves the clock forward; refused (leaving the time unchanged) past [`MAX_NS`].
+    /// Moves the clock forward; refused (leaving the time unchanged) past [`MAX_NS`]. Then
+    /// calls every live listener with the new time (outside any lock of the clock's).
     pub fn advance_ns(&self, delta: u64) -> Result<u64, ClockOverflow> {
-        self.now
+        let now = self
+            .now
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
                 now.checked_add(delta).filter(|&t| t <= MAX_NS)
             })
             .map(|before| before + delta)
-            .map_err(|now| ClockOverflow { now, delta })
+            .map_err(|now| ClockOverflow { now, delta })?;
+        let listeners: Vec<Arc<AdvanceListener>> = {
+            let mut listeners = self.listeners.lock();
+            listeners.retain(|listener| listener.strong_count() > 0);
+            listeners.iter().filter_map(Weak::upgrade).collect()
+        };
+        for listener in listeners {
+            listener(now);
+        }
+        Ok(now)
+    }
+
+    /// Calls `listener` after each advance, for as long as it lives elsewhere (the clock keeps
+    /// only a weak reference, so a listener never keeps its owner alive).
+    pub fn subscribe(&self, listener: &Arc<AdvanceListener>) {
+        self.listeners.lock().push(Arc::downgrade(listener));
     }
 }
 
@@ -111,6 +143,27 @@ impl std::fmt::Display for ClockOverflow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_hear_each_advance_while_they_live() {
+        let clock = ManualClock::new(0);
+        let heard = Arc::new(AtomicU64::new(0));
+        let listener: Arc<AdvanceListener> = {
+            let heard = heard.clone();
+            Arc::new(move |now| heard.store(now, Ordering::Release))
+        };
+        clock.clone().subscribe(&listener);
+        clock.advance_ns(7).unwrap();
+        assert_eq!(heard.load(Ordering::Acquire), 7);
+        drop(listener);
+        clock.advance_ns(1).unwrap();
+        assert_eq!(
+            heard.load(Ordering::Acquire),
+            7,
+            "a dropped listener is not called"
+        );
+        assert!(clock.listeners.lock().is_empty());
+    }
 
     #[test]
     fn manual_clock_moves_only_when_advanced_and_clones_share_time() {

@@ -1,15 +1,19 @@
 //! The PyO3 classes: argument conversion, error mapping and the GIL policy. No decisions are
 //! made here; everything is delegated to [`crate::Limiter`].
 
+mod acquisition;
 mod args;
 mod async_bridge;
 mod clock;
+mod concurrency;
 mod decision;
 mod failure;
 mod fast_methods;
+mod lease;
 mod limiter;
 mod ready;
 mod storage;
+mod waiting;
 
 use pyo3::prelude::*;
 
@@ -55,6 +59,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<decision::PyDecision>()?;
     m.add_class::<clock::PyManualClock>()?;
     m.add_class::<ready::Ready>()?;
+    m.add_class::<concurrency::PyConcurrencyLimiter>()?;
+    m.add_class::<lease::Lease>()?;
+    m.add_class::<acquisition::Acquisition>()?;
     m.add("StorageError", m.py().get_type::<storage::StorageError>())?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_check_cost", wrap_pyfunction!(_check_cost, m)?)?;
