@@ -45,6 +45,7 @@ from .policy import (
 )
 from .starlette import (
     OnBlocked,
+    OverloadMiddleware,
     RateLimitMiddleware,
     RawHeaders,
     blocked_response,
@@ -57,6 +58,7 @@ from .starlette import (
 __all__ = [
     "Limiter",
     "OnBlocked",
+    "OverloadMiddleware",
     "RateLimit",
     "RateLimitMiddleware",
     "RateLimitRefused",

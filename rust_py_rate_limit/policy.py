@@ -122,7 +122,9 @@ def _path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
     return lambda path: path in exact or (bool(prefix_tuple) and path.startswith(prefix_tuple))
 
 
-def check_on_blocked(on_blocked: Any, setting: str = "`on_blocked`") -> Any:
+def check_on_blocked(
+    on_blocked: Any, setting: str = "`on_blocked`", call: str = "on_blocked(request, decision)"
+) -> Any:
     """``on_blocked`` if it is None or can be called as ``on_blocked(request, decision)`` (the
     one signature of every web integration), else a TypeError naming ``setting``, raised when
     the app is configured rather than at the first refused request."""
@@ -139,8 +141,7 @@ def check_on_blocked(on_blocked: Any, setting: str = "`on_blocked`") -> Any:
     except TypeError:
         name = getattr(on_blocked, "__qualname__", type(on_blocked).__name__)
         raise TypeError(
-            f"{setting} is called as on_blocked(request, decision), which "
-            f"{name}{signature} cannot take"
+            f"{setting} is called as {call}, which {name}{signature} cannot take"
         ) from None
     return on_blocked
 

@@ -31,6 +31,7 @@ from .policy import check_on_blocked as _check_on_blocked
 
 __all__ = [
     "OnBlocked",
+    "OverloadMiddleware",
     "RateLimitMiddleware",
     "RawHeaders",
     "blocked_response",
@@ -351,3 +352,6 @@ class RateLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": refusal.body})
+
+
+from .starlette_overload import OverloadMiddleware  # noqa: E402  (it builds on the above)

@@ -1,0 +1,239 @@
+"""``OverloadMiddleware``: keeps a Starlette (or FastAPI) app fast under overload, a pure ASGI
+middleware. Import it from :mod:`rust_py_rate_limit.starlette` or ``.fastapi``.
+
+Per request, in order: the per-client rate limit, when given (429 as
+:class:`~rust_py_rate_limit.starlette.RateLimitMiddleware` answers); then a permit from the
+concurrency limit: at once, after a wait in the queue, or shed with ``shed_status`` (503) and
+``Retry-After``; then the app, within ``timeout`` seconds counted from the request's arrival: an
+app that has not started its response by then is cancelled and answered ``timeout_status``
+(408). A response already started is never cut. The limit counts requests inside the app, not
+open connections, so idle keep-alive sockets cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._core import ConcurrencyLimiter, ManualClock, RateLimiter
+from .exceptions import Overloaded
+from .overload import OverloadPolicy, PriorityFunc
+from .starlette import RateLimitMiddleware
+
+__all__ = ["OverloadMiddleware"]
+
+#: WebSocket close code for "try again later" (RFC 6455's registry: 1013).
+TRY_AGAIN_LATER = 1013
+
+
+class _Deadline:
+    """Cancels the request's task at the deadline unless its response has started."""
+
+    __slots__ = ("expired", "handle", "started", "task")
+
+    def __init__(self, delay: float, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.started = False
+        self.expired = False
+        self.handle = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        if not self.started:
+            self.expired = True
+            self.task.cancel()
+
+
+class OverloadMiddleware:
+    """At most ``max_in_flight`` requests inside the app at once; the rest wait in a bounded
+    queue or are shed at once, and a request past its ``timeout`` is answered for the app.
+
+    The settings are :class:`~rust_py_rate_limit.overload.OverloadPolicy`'s (``max_in_flight``
+    an int or ``"auto"``, ``queue``, ``queue_timeout``, ``order``, ``timeout``, ``priority``,
+    ``concurrency_key``, ``exempt_paths``, ``shed_status``, ``timeout_status``, ``retry_after``,
+    ``body``, ``timeout_body``, ``on_overloaded``), or ``policy=`` a ready one. ``limiter=`` (a
+    :class:`RateLimiter`) or ``rate=`` adds a per-client rate limit in front, and then
+    ``rate_settings`` are :class:`RateLimitMiddleware`'s (``key_func``, ``trusted_proxies``,
+    ...). ``websockets=True`` makes a WebSocket connection hold a permit while open (refused
+    with close code 1013); otherwise WebSocket and lifespan traffic passes untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int | Literal["auto"] | None = None,
+        queue: int = 0,
+        queue_timeout: float = 0.0,
+        order: Literal["fifo", "lifo"] = "fifo",
+        adaptive: Literal["gradient", "aimd"] | None = None,
+        initial_limit: int | None = None,
+        min_limit: int | None = None,
+        max_limit: int | None = None,
+        concurrency: ConcurrencyLimiter | None = None,
+        clock: ManualClock | None = None,
+        timeout: float | None = None,
+        priority: PriorityFunc | None = None,
+        concurrency_key: Callable[[Request], str] | None = None,
+        exempt_paths: Iterable[str] = (),
+        shed_status: int = 503,
+        timeout_status: int = 408,
+        retry_after: int = 1,
+        body: Any = None,
+        timeout_body: Any = None,
+        on_overloaded: Callable[[Request, Overloaded], Any] | None = None,
+        websockets: bool = False,
+        policy: OverloadPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        rate: str | None = None,
+        **rate_settings: Any,
+    ) -> None:
+        exempt_paths = (exempt_paths,) if isinstance(exempt_paths, str) else tuple(exempt_paths)
+        if policy is None:
+            policy = OverloadPolicy(
+                max_in_flight=max_in_flight,
+                queue=queue,
+                queue_timeout=queue_timeout,
+                order=order,
+                adaptive=adaptive,
+                initial_limit=initial_limit,
+                min_limit=min_limit,
+                max_limit=max_limit,
+                concurrency=concurrency,
+                clock=clock,
+                timeout=timeout,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                exempt_paths=exempt_paths,
+                shed_status=shed_status,
+                timeout_status=timeout_status,
+                retry_after=retry_after,
+                body=body,
+                timeout_body=timeout_body,
+                on_overloaded=on_overloaded,
+            )
+        elif not isinstance(policy, OverloadPolicy):
+            raise TypeError(f"`policy` must be an OverloadPolicy, not {type(policy).__name__}")
+        if not isinstance(websockets, bool):
+            raise TypeError(f"`websockets` must be a bool, not {type(websockets).__name__}")
+        self.app = app
+        self.policy = policy
+        self.limiter = policy.limiter
+        self.websockets = websockets
+        self._needs_request = policy.priority is not None or policy.concurrency_key is not None
+        self._shed_headers = [
+            (b"content-type", policy.shed.content_type.encode("latin-1")),
+            (b"content-length", str(len(policy.shed.body)).encode("latin-1")),
+            (b"retry-after", str(policy.retry_after).encode("latin-1")),
+        ]
+        self._timeout_headers = [
+            (b"content-type", policy.timed_out.content_type.encode("latin-1")),
+            (b"content-length", str(len(policy.timed_out.body)).encode("latin-1")),
+        ]
+        self._entry: ASGIApp = self._guarded
+        if limiter is not None or rate is not None:
+            self._entry = RateLimitMiddleware(
+                self._guarded, limiter, rate=rate, exempt_paths=exempt_paths, **rate_settings
+            )
+        elif rate_settings:
+            raise TypeError(
+                f"unexpected keyword argument {next(iter(rate_settings))!r}: the rate-limit "
+                "settings apply only with `rate=` or `limiter=`"
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if (kind != "http" and not (kind == "websocket" and self.websockets)) or (
+            self.policy.exempt(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        await self._entry(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        policy = self.policy
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        key, priority = (
+            policy.key_and_priority(Request(scope)) if self._needs_request else (None, 0)
+        )
+        try:
+            lease = await self.limiter.acquire(key, priority=priority)
+        except Overloaded as error:
+            await self._refuse(scope, receive, send, error)
+            return
+        dropped = False
+        try:
+            if policy.timeout is None or scope["type"] != "http":
+                await self.app(scope, receive, send)
+            else:
+                left = policy.timeout - (loop.time() - arrived)
+                dropped = not await self._within(left, scope, receive, send)
+                if dropped:
+                    await self._refuse(scope, receive, send, policy.deadline_error(key))
+        finally:
+            lease.release(dropped=dropped)
+
+    async def _within(self, left: float, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Runs the app until done or until ``left`` seconds pass with no response started;
+        False when it was stopped for that."""
+        if left <= 0:
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = _Deadline(left, task)
+
+        async def send_started(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                deadline.started = True
+                deadline.handle.cancel()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_started)
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise  # cancelled from outside (the client left, the server stops)
+            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()
+            return False
+        finally:
+            deadline.handle.cancel()
+        return not (deadline.expired and not deadline.started)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Overloaded) -> None:
+        policy = self.policy
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+            return
+        if policy.on_overloaded is not None:
+            result = policy.on_overloaded(Request(scope), error)
+            if inspect.isawaitable(result):
+                result = await result
+            if not isinstance(result, Response):
+                raise TypeError(
+                    f"`on_overloaded` must return a starlette Response, not {type(result).__name__}"
+                )
+            _, extra = policy.refusal_for(error)
+            present = {name.lower() for name, _ in result.raw_headers}
+            for name, value in extra:
+                if name.lower().encode() not in present:
+                    result.raw_headers.append((name.lower().encode(), value.encode("latin-1")))
+            await result(scope, receive, send)
+            return
+        refusal, _ = policy.refusal_for(error)
+        shed = refusal is policy.shed
+        await send(
+            {
+                "type": "http.response.start",
+                "status": refusal.status_code,
+                "headers": self._shed_headers if shed else self._timeout_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": refusal.body})
