@@ -360,8 +360,9 @@ class Limiter:
         limiter = rate if isinstance(rate, RateLimiter) else None
         built: dict[str, Any] = {} if limiter is not None else dict(self.limiter_settings)
         built.update(self._request)
-        built.update(key_func=self._key_spec if spec is None else spec)
-        built.update(trusted_proxies=self.trusted_proxies, **settings)
+        built["key_func"] = self._key_spec if spec is None else spec
+        built["trusted_proxies"] = self.trusted_proxies
+        built.update(settings)
         return RateLimit(
             rate,
             scope=scope,
