@@ -12,14 +12,13 @@ limit per route even when they share a store. A route's own limit replaces the m
 default limit on that route; ``override_defaults=False`` counts the route against both.
 """
 
-import enum
 import functools
 import inspect
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio.from_thread
 from fastapi import HTTPException
@@ -28,20 +27,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Router
 
-from ._core import Decision, ManualClock, RateLimiter
+from ._core import Decision, RateLimiter
 from .exceptions import RateLimitExceeded
-from .headers import HeaderStyle, ResetFormat, check_reset_format, check_style
+from .headers import HeaderStyle, check_reset_format, check_style
 from .keys import KeyFunc, key_func_from_spec
 from .policy import (
+    LIMITER_SETTINGS,
     NOT_GIVEN,
-    CostSpec,
-    DynamicLimit,
+    POLICY_SETTINGS,
+    REQUEST_SETTINGS,
     Refusal,
     RequestPolicy,
     check_override_defaults,
     key_func_setting,
     mark_route_limit,
     view_scope,
+)
+from .settings import (
+    REQUEST_DEFAULTS,
+    PolicySettings,
+    RouteSettings,
+    SharedSettings,
+    reject_unknown,
+    setting_names,
 )
 from .starlette import (
     OnBlocked,
@@ -55,6 +63,9 @@ from .starlette import (
     with_headers,
 )
 
+if TYPE_CHECKING:  # this module's annotations are evaluated (FastAPI reads __call__'s)
+    from typing_extensions import Unpack
+
 __all__ = [
     "Limiter",
     "OnBlocked",
@@ -66,14 +77,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _Inherit(enum.Enum):
-    INHERIT = 0
-
-
-#: "Take the :class:`Limiter`'s default" for settings where None is itself a value.
-INHERIT = _Inherit.INHERIT
 
 
 class RateLimitRefused(HTTPException, RateLimitExceeded):
@@ -161,71 +164,27 @@ class RateLimit:
         self,
         rate: str | RateLimiter | None = None,
         *,
-        key_func: str | KeyFunc = NOT_GIVEN,
-        limit: int | None = None,
-        window_seconds: float | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        max_keys: int | None = None,
-        cleanup_interval: float | None = None,
-        clock: ManualClock | None = None,
-        storage: str | None = None,
-        key_prefix: str | None = None,
-        timeout: float | None = None,
-        on_storage_error: str | None = None,
-        fallback: str | None = None,
-        local_deny_cache: bool | None = None,
-        trusted_proxies: Iterable[str] | str = (),
-        cost: CostSpec = 1,
-        methods: Iterable[str] | None = None,
-        exempt_paths: Iterable[str] = (),
-        exempt_methods: Iterable[str] = (),
-        dynamic_limit: DynamicLimit | None = None,
-        headers: HeaderStyle = "x-ratelimit",
-        reset_format: ResetFormat = "delta",
-        name: str = "default",
-        status_code: int = 429,
-        body: Any = None,
         scope: str | None = None,
         on_blocked: OnBlocked | None = None,
         override_defaults: bool = True,
         key: str | KeyFunc = NOT_GIVEN,
+        **settings: "Unpack[PolicySettings]",
     ) -> None:
+        reject_unknown(settings, POLICY_SETTINGS, "RateLimit")
         limiter = None if rate is None else _check_rate(rate)
         if scope is not None and not isinstance(scope, str):
             raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
-        spec = key_func_setting(key_func, key)
-        per_key = key_func_from_spec(spec, trusted_proxies=trusted_proxies)
+        given: dict[str, Any] = dict(settings)
+        spec = key_func_setting(given.pop("key_func", NOT_GIVEN), key)
+        per_key = key_func_from_spec(spec, trusted_proxies=given.pop("trusted_proxies", ()))
         if scope is None:
             per_key = _per_route(per_key)
         self.policy = RequestPolicy(
             limiter,
             rate=None if limiter is not None else cast("str | None", rate),
-            limit=limit,
-            window_seconds=window_seconds,
-            algorithm=algorithm,
-            burst=burst,
-            max_keys=max_keys,
-            cleanup_interval=cleanup_interval,
-            clock=clock,
-            storage=storage,
-            key_prefix=key_prefix,
-            timeout=timeout,
-            on_storage_error=on_storage_error,
-            fallback=fallback,
-            local_deny_cache=local_deny_cache,
-            key_func=per_key,
-            cost=cost,
-            methods=methods,
-            exempt_paths=exempt_paths,
-            exempt_methods=exempt_methods,
-            dynamic_limit=dynamic_limit,
-            headers=headers,
-            reset_format=reset_format,
-            name=name,
-            status_code=status_code,
-            body=body,
             scope=scope or "",
+            key_func=per_key,
+            **given,
         )
         self.on_blocked = check_on_blocked(on_blocked)
         mark_route_limit(self, override_defaults, self.policy.methods)
@@ -280,89 +239,66 @@ def _per_route(key_func: KeyFunc) -> KeyFunc:
     return key
 
 
+#: The settings a :class:`Limiter` holds as defaults, and those each of its limits may override.
+_DEFAULTS = frozenset(setting_names(SharedSettings))
+_OVERRIDES = frozenset(setting_names(RouteSettings))
+
+
+def _overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings a limit sets itself: None means "the :class:`Limiter`'s", but for
+    ``headers``, where None means none."""
+    return {k: v for k, v in overrides.items() if v is not None or k == "headers"}
+
+
 class Limiter:
     """Defaults for per-endpoint limits: ``@limiter.limit("5/minute")``.
 
-    Holds the key function (``key_func``: ``"ip"``, ``"user"``, ``"header:<name>"`` or a
-    callable of the request), ``trusted_proxies``, the header style, ``reset_format`` and
-    policy ``name``, the ``algorithm`` (and ``burst``, ``max_keys``, ``cleanup_interval``,
-    ``clock``) and the storage (``storage``, ``key_prefix``, ``timeout``, ``on_storage_error``,
-    ``fallback``, ``local_deny_cache``) of the limiters it builds, the refusal
-    (``status_code``, ``body``) and ``on_blocked``. :meth:`limit` and :meth:`dependency` may
-    override each of them but the storage, which every limit of the app shares.
+    Holds the settings its limits share (:class:`~rust_py_rate_limit.settings.SharedSettings`):
+    the key function (``key_func``: ``"ip"``, ``"user"``, ``"header:<name>"`` or a callable of
+    the request), ``trusted_proxies``, the header style, ``reset_format`` and policy ``name``,
+    ``cost``, ``methods``, the exemptions and ``dynamic_limit``, the ``algorithm`` (and
+    ``burst``, ``max_keys``, ``cleanup_interval``, ``clock``) and the storage (``storage``,
+    ``key_prefix``, ``timeout``, ``on_storage_error``, ``fallback``, ``local_deny_cache``) of
+    the limiters it builds, the refusal (``status_code``, ``body``) and ``on_blocked``.
+    :meth:`limit` and :meth:`dependency` may override each of them but the storage, which every
+    limit of the app shares.
     """
 
     def __init__(
-        self,
-        *,
-        key_func: str | KeyFunc = "ip",
-        trusted_proxies: Iterable[str] | str = (),
-        headers: HeaderStyle = "x-ratelimit",
-        reset_format: ResetFormat = "delta",
-        name: str = "default",
-        algorithm: str | None = None,
-        burst: int | None = None,
-        max_keys: int | None = None,
-        cleanup_interval: float | None = None,
-        clock: ManualClock | None = None,
-        storage: str | None = None,
-        key_prefix: str | None = None,
-        timeout: float | None = None,
-        on_storage_error: str | None = None,
-        fallback: str | None = None,
-        local_deny_cache: bool | None = None,
-        status_code: int = 429,
-        body: Any = None,
-        on_blocked: OnBlocked | None = None,
+        self, *, on_blocked: OnBlocked | None = None, **defaults: "Unpack[SharedSettings]"
     ) -> None:
+        reject_unknown(defaults, _DEFAULTS, "Limiter")
+        given: dict[str, Any] = dict(defaults)
+        request: dict[str, Any] = {**REQUEST_DEFAULTS}
+        request.update((k, given[k]) for k in REQUEST_SETTINGS if k in given)
+        trusted_proxies = request.pop("trusted_proxies")
         if isinstance(trusted_proxies, str):
             trusted_proxies = [trusted_proxies]
         self.trusted_proxies = tuple(trusted_proxies)
-        self.key_func = key_func_from_spec(key_func, trusted_proxies=self.trusted_proxies)
-        self._key_spec = key_func
-        self.headers: HeaderStyle = check_style(headers)
-        self.reset_format: ResetFormat = check_reset_format(reset_format)
-        self.name = name
-        self.limiter_settings: dict[str, Any] = {
-            "algorithm": algorithm,
-            "burst": burst,
-            "max_keys": max_keys,
-            "cleanup_interval": cleanup_interval,
-            "clock": clock,
-            "storage": storage,
-            "key_prefix": key_prefix,
-            "timeout": timeout,
-            "on_storage_error": on_storage_error,
-            "fallback": fallback,
-            "local_deny_cache": local_deny_cache,
-        }
-        # Bad limiter settings (a storage URL, a timeout...) fail here, not at the first request.
-        RequestPolicy(rate="1/second", **self.limiter_settings)
-        Refusal(status_code, body)  # a bad status or body fails here, not at the first request
-        self.status_code = status_code
-        self.body = body
+        self._key_spec = request.pop("key_func")
+        self.key_func = key_func_from_spec(self._key_spec, trusted_proxies=self.trusted_proxies)
+        self.headers: HeaderStyle = check_style(request["headers"])
+        self.reset_format = check_reset_format(request["reset_format"])
+        self.name: str = request["name"]
+        self.limiter_settings: dict[str, Any] = {k: given.get(k) for k in LIMITER_SETTINGS}
+        # Bad settings (a storage URL, a timeout, a cost...) fail here, not at the first request.
+        RequestPolicy(rate="1/second", **given)
+        Refusal(request["status_code"], request["body"])
+        self.status_code: int = request["status_code"]
+        self.body: Any = request["body"]
         self.on_blocked = check_on_blocked(on_blocked)
+        #: The request settings of every limit, but the key function (built per limit).
+        self._request = request
 
     def limit(
         self,
         rate: str | RateLimiter,
         *,
-        key_func: str | KeyFunc | None = None,
-        cost: CostSpec = 1,
-        methods: Iterable[str] | None = None,
-        exempt_methods: Iterable[str] = (),
-        dynamic_limit: DynamicLimit | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        headers: HeaderStyle | _Inherit = INHERIT,
-        reset_format: ResetFormat | None = None,
-        name: str | None = None,
-        status_code: int | None = None,
-        body: Any = None,
-        on_blocked: OnBlocked | None = None,
         scope: str | None = None,
+        on_blocked: OnBlocked | None = None,
         override_defaults: bool = True,
         key: str | KeyFunc | None = NOT_GIVEN,
+        **overrides: "Unpack[RouteSettings]",
     ) -> Callable[[F], F]:
         """A decorator limiting one endpoint (``async def`` or ``def``) to ``rate``; write it
         below ``@app.get(...)`` (a decorator above it would wrap a function FastAPI already
@@ -375,25 +311,19 @@ class Limiter:
         ``Response`` the endpoint returns or on the one FastAPI builds. Keys are prefixed with
         the endpoint's qualified name unless ``scope`` is given. ``methods`` counts only those
         HTTP methods. The route is left out of the middleware's default limit unless
-        ``override_defaults=False``.
+        ``override_defaults=False``. The other settings
+        (:class:`~rust_py_rate_limit.settings.RouteSettings`) override the :class:`Limiter`'s.
         """
+        reject_unknown(overrides, _OVERRIDES, "Limiter.limit")
         _check_rate(rate)
         check_override_defaults(override_defaults)
-        spec = key_func_setting(NOT_GIVEN if key_func is None else key_func, key, None)
+        settings = _overrides(dict(overrides))
+        spec = key_func_setting(settings.pop("key_func", NOT_GIVEN), key, None)
         blocked = self.on_blocked if on_blocked is None else check_on_blocked(on_blocked)
         if scope is not None and not isinstance(scope, str):
             raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
-        settings = {
-            "cost": cost,
-            "methods": methods,
-            "exempt_methods": exempt_methods,
-            "dynamic_limit": dynamic_limit,
-            "algorithm": algorithm,
-            "burst": burst,
-            "reset_format": reset_format,
-        }
         # Bad settings fail where the decorator is written, not at the first request.
-        policy = self._policy(rate, spec, headers, name, status_code, body, scope or "", settings)
+        policy = self._policy(rate, spec, scope or "", settings)
 
         def decorate(endpoint: F) -> F:
             if not callable(endpoint):
@@ -406,10 +336,6 @@ class Limiter:
                 route_policy = self._policy(
                     policy.limiter,
                     spec,
-                    headers,
-                    name,
-                    status_code,
-                    body,
                     view_scope(endpoint),
                     {k: v for k, v in settings.items() if k not in ("algorithm", "burst")},
                 )
@@ -423,65 +349,55 @@ class Limiter:
         self,
         rate: str | RateLimiter,
         *,
-        key_func: str | KeyFunc | None = None,
-        cost: CostSpec = 1,
-        methods: Iterable[str] | None = None,
-        headers: HeaderStyle | _Inherit = INHERIT,
         scope: str | None = None,
         override_defaults: bool = True,
         key: str | KeyFunc | None = NOT_GIVEN,
+        **overrides: "Unpack[RouteSettings]",
     ) -> RateLimit:
-        """A :class:`RateLimit` dependency with this limiter's defaults."""
-        spec = key_func_setting(NOT_GIVEN if key_func is None else key_func, key, None)
+        """A :class:`RateLimit` dependency with this limiter's defaults; the settings given
+        (:class:`~rust_py_rate_limit.settings.RouteSettings`) override them."""
+        reject_unknown(overrides, _OVERRIDES, "Limiter.dependency")
+        settings = _overrides(dict(overrides))
+        spec = key_func_setting(settings.pop("key_func", NOT_GIVEN), key, None)
         limiter = rate if isinstance(rate, RateLimiter) else None
-        settings = {} if limiter is not None else self.limiter_settings
+        built: dict[str, Any] = {} if limiter is not None else dict(self.limiter_settings)
+        built.update(self._request)
+        built["key_func"] = self._key_spec if spec is None else spec
+        built["trusted_proxies"] = self.trusted_proxies
+        built.update(settings)
         return RateLimit(
             rate,
-            key_func=self._key_spec if spec is None else spec,
-            trusted_proxies=self.trusted_proxies,
-            cost=cost,
-            methods=methods,
-            headers=self.headers if headers is INHERIT else headers,
-            reset_format=self.reset_format,
-            name=self.name,
-            status_code=self.status_code,
-            body=self.body,
             scope=scope,
             on_blocked=self.on_blocked,
             override_defaults=override_defaults,
-            **settings,
+            **built,
         )
 
     def _policy(
         self,
         rate: str | RateLimiter,
         key_func: str | KeyFunc | None,
-        headers: HeaderStyle | _Inherit,
-        name: str | None,
-        status_code: int | None,
-        body: Any,
         scope: str,
         settings: dict[str, Any],
     ) -> RequestPolicy:
         limiter = _check_rate(rate)
         built = {k: v for k, v in self.limiter_settings.items() if limiter is None}
-        built.update({k: v for k, v in settings.items() if v is not None})
-        built.setdefault("reset_format", self.reset_format)
+        built.update(self._request)
+        built.update(settings)
         if limiter is not None:
             for setting in ("algorithm", "burst"):
                 if built.get(setting) is not None:
                     raise TypeError(f"give either a RateLimiter or `{setting}`, not both")
                 built.pop(setting, None)
+        trusted_proxies = built.pop("trusted_proxies", self.trusted_proxies)
+        if key_func is None and "trusted_proxies" not in settings:
+            built["key_func"] = self.key_func
+        else:
+            spec = self._key_spec if key_func is None else key_func
+            built["key_func"] = key_func_from_spec(spec, trusted_proxies=trusted_proxies)
         return RequestPolicy(
             limiter,
             rate=None if limiter is not None else cast(str, rate),
-            key_func=self.key_func
-            if key_func is None
-            else key_func_from_spec(key_func, trusted_proxies=self.trusted_proxies),
-            headers=self.headers if headers is INHERIT else headers,
-            name=self.name if name is None else name,
-            status_code=self.status_code if status_code is None else status_code,
-            body=self.body if body is None else body,
             scope=scope,
             **built,
         )

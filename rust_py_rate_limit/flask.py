@@ -26,7 +26,7 @@ import inspect
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
@@ -38,14 +38,16 @@ from .policy import (
     LIMITER_SETTINGS,
     NOT_GIVEN,
     STORAGE_SETTINGS,
-    CostSpec,
-    DynamicLimit,
     RequestPolicy,
     check_on_blocked,
     check_override_defaults,
     key_func_setting,
 )
+from .settings import CostSpec, DynamicLimit, RouteSettings, reject_unknown, setting_names
 from .settings_names import renamed, unknown_setting_message
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SETTINGS", "FlaskRateLimiter", "OnBlocked"]
 
@@ -139,7 +141,8 @@ _ANCHORS: dict[str, dict[str, Any]] = {
     "burst": {"limit": 1, "window_seconds": 1, "algorithm": "gcra"},
     **{
         option: {"limit": 1, "window_seconds": 1, "storage": "redis://127.0.0.1"}
-        for option in STORAGE_SETTINGS[1:]
+        for option in STORAGE_SETTINGS
+        if option != "storage"
     },
 }
 
@@ -213,27 +216,22 @@ class _LimitSpec:
         self,
         rate: str | None = None,
         *,
-        key_func: str | KeyFunc | None = None,
-        cost: CostSpec | None = None,
-        methods: Iterable[str] | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        dynamic_limit: DynamicLimit | None = None,
-        headers: HeaderStyle = _UNSET,
-        reset_format: ResetFormat | None = None,
-        status_code: int | None = None,
-        body: Any = None,
-        on_blocked: OnBlocked | None = None,
         limiter: RateLimiter | None = None,
+        on_blocked: OnBlocked | None = None,
         override_defaults: bool = True,
         key: str | KeyFunc | None = NOT_GIVEN,
+        **settings: Unpack[RouteSettings],
     ) -> None:
-        key_func = key_func_setting(
-            NOT_GIVEN if key_func is None else key_func, key, None, stacklevel=4
-        )
+        # None means "the app's", as in app.config; but headers=None means no headers.
+        given: dict[str, Any] = {
+            k: v for k, v in settings.items() if v is not None or k == "headers"
+        }
+        key_func = key_func_setting(given.pop("key_func", NOT_GIVEN), key, None, stacklevel=4)
+        algorithm, burst = given.pop("algorithm", None), given.pop("burst", None)
+        dynamic_limit = given.pop("dynamic_limit", None)
         if limiter is not None:
-            given = {"rate": rate, "algorithm": algorithm, "burst": burst}
-            clash = [name for name, value in given.items() if value is not None]
+            both = {"rate": rate, "algorithm": algorithm, "burst": burst}
+            clash = [name for name, value in both.items() if value is not None]
             if clash:
                 raise TypeError(f"give either `limiter` or `{clash[0]}`, not both")
             _check_limiter(limiter)
@@ -246,19 +244,10 @@ class _LimitSpec:
                 raise _fail(exc, f"@limit({rate!r})") from None
         elif algorithm is not None:
             _validate("algorithm", algorithm, "`algorithm`")
-        checked = {
-            "key_func": key_func,
-            "cost": cost,
-            "status_code": status_code,
-            "reset_format": reset_format,
-            "methods": methods,
-            "body": body,
-        }
-        for param, value in checked.items():
-            if value is not None:
-                _validate(param, value, f"`{param}`")
-        if headers is not _UNSET:
-            _validate("headers", headers, "`headers`")
+        if key_func is not None:
+            given["key_func"] = key_func
+        for param, value in given.items():
+            _validate(param, value, f"`{param}`")
         check_override_defaults(override_defaults)
         self.rate = rate
         self.limiter = limiter
@@ -267,14 +256,9 @@ class _LimitSpec:
         self.on_blocked = _on_blocked(on_blocked)
         self.dynamic_limit = _callable_or_none(dynamic_limit, "dynamic_limit")
         # Settings that override the app's; cost is 1 unless given (the default's is not shared).
-        self.overrides: dict[str, Any] = {"cost": 1 if cost is None else cost}
-        for name, value in checked.items():
-            if value is not None and name != "cost":
-                self.overrides[name] = value
+        self.overrides: dict[str, Any] = {"cost": 1, **given}
         if algorithm is not None:
             self.overrides["algorithm"] = algorithm
-        if headers is not _UNSET:
-            self.overrides["headers"] = headers
         #: Views this spec was put on, for the error when no default limit exists for a bare one.
         self.targets: list[str] = []
 
@@ -282,7 +266,11 @@ class _LimitSpec:
 _EXEMPT: Final = _LimitSpec()
 
 #: The keyword arguments of ``FlaskRateLimiter.limit``: those of the spec it builds.
-_LIMIT_SETTINGS = frozenset(inspect.signature(_LimitSpec).parameters) - {"rate"}
+_LIMIT_SETTINGS = frozenset(setting_names(RouteSettings)) | {
+    name
+    for name, param in inspect.signature(_LimitSpec).parameters.items()
+    if param.kind is param.KEYWORD_ONLY
+}
 
 
 class _AppState:
@@ -510,20 +498,11 @@ class FlaskRateLimiter:
         self,
         rate: str | None = None,
         *,
-        key_func: str | KeyFunc | None = None,
-        cost: CostSpec | None = None,
-        methods: Iterable[str] | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        dynamic_limit: DynamicLimit | None = None,
-        headers: HeaderStyle = ...,
-        reset_format: ResetFormat | None = None,
-        status_code: int | None = None,
-        body: Any = None,
-        on_blocked: OnBlocked | None = None,
         limiter: RateLimiter | None = None,
+        on_blocked: OnBlocked | None = None,
         override_defaults: bool = True,
         key: str | KeyFunc | None = ...,
+        **settings: Unpack[RouteSettings],
     ) -> Callable[[_Target], _Target]: ...
 
     def limit(self, rate: Any = None, **settings: Any) -> Any:
@@ -537,11 +516,8 @@ class FlaskRateLimiter:
         counts only those HTTP methods. The limit replaces the default limit on its routes
         unless ``override_defaults=False``.
         """
-        unknown = sorted(settings.keys() - _LIMIT_SETTINGS)
-        if unknown:  # named as the caller wrote it, not as the class that holds the settings
-            raise TypeError(
-                f"FlaskRateLimiter.limit() got an unexpected keyword argument {unknown[0]!r}"
-            )
+        # Named as the caller wrote it, not as the class that holds the settings.
+        reject_unknown(settings, _LIMIT_SETTINGS, "FlaskRateLimiter.limit")
         if callable(rate) or isinstance(rate, Blueprint):
             return self._apply(_LimitSpec(), rate)
         spec = _LimitSpec(rate, **settings)
@@ -620,12 +596,9 @@ class FlaskRateLimiter:
                         rate.update(building)
                 else:
                     raise ValueError(_no_default_message(spec.targets[0]))
+                settings.setdefault("name", _policy_name(name))
                 policy = RequestPolicy(
-                    **rate,
-                    **settings,
-                    dynamic_limit=spec.dynamic_limit,
-                    name=_policy_name(name),
-                    scope=scope,
+                    **rate, **settings, dynamic_limit=spec.dynamic_limit, scope=scope
                 )
                 state.policies[(scope, spec)] = policy
         return policy

@@ -10,16 +10,30 @@ import json
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._core import Decision, ManualClock, RateLimiter
-from .headers import HeaderStyle, HeaderWriter, ResetFormat
-from .keys import KeyFunc, accepts_asgi_scope, key_func_from_spec
+from ._core import Decision, RateLimiter
+from .headers import HeaderWriter
+from .keys import accepts_asgi_scope, key_func_from_spec
+from .settings import (
+    REQUEST_DEFAULTS,
+    LimiterSettings,
+    PolicySettings,
+    RequestSettings,
+    StorageSettings,
+    reject_unknown,
+    setting_names,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_BODY",
     "LIMITER_SETTINGS",
     "MAX_DYNAMIC_RATES",
+    "POLICY_SETTINGS",
+    "REQUEST_SETTINGS",
     "STORAGE_SETTINGS",
     "Refusal",
     "RequestPolicy",
@@ -39,29 +53,18 @@ DEFAULT_BODY: dict[str, str] = {"detail": "Too many requests"}
 #: How many distinct rate strings a ``dynamic_limit`` callable may return (one limiter each).
 MAX_DYNAMIC_RATES = 1024
 
-CostSpec = int | Callable[[Any], int]
-DynamicLimit = Callable[[Any], str | None]
-
 #: Where a limiter keeps its counts: :class:`RateLimiter`'s storage keyword arguments. Every web
 #: integration accepts them, and every limiter it builds (default, per route, per tier) uses them.
-STORAGE_SETTINGS: tuple[str, ...] = (
-    "storage",
-    "key_prefix",
-    "timeout",
-    "on_storage_error",
-    "fallback",
-    "local_deny_cache",
-)
+STORAGE_SETTINGS: tuple[str, ...] = setting_names(StorageSettings)
 
 #: Every keyword argument of the limiter a policy builds, besides its rate.
-LIMITER_SETTINGS: tuple[str, ...] = (
-    "algorithm",
-    "burst",
-    "max_keys",
-    "cleanup_interval",
-    "clock",
-    *STORAGE_SETTINGS,
-)
+LIMITER_SETTINGS: tuple[str, ...] = setting_names(LimiterSettings)
+
+#: What a policy does with a request (key, cost, exemptions, headers, refusal).
+REQUEST_SETTINGS: tuple[str, ...] = setting_names(RequestSettings)
+
+#: Every keyword setting of :class:`RequestPolicy` but ``rate`` and ``scope``.
+POLICY_SETTINGS: frozenset[str] = frozenset(setting_names(PolicySettings))
 
 
 class Refusal:
@@ -282,6 +285,11 @@ class RequestPolicy:
       seconds from now (``"delta"``, default) or as a Unix time (``"epoch"``).
     - ``status_code`` and ``body``: the refusal (429 with ``{"detail": "Too many requests"}``).
     - ``scope``: a prefix for every key, so limits that share one store (Redis) stay apart.
+
+    The keyword settings but ``rate`` and ``scope`` are
+    :class:`~rust_py_rate_limit.settings.PolicySettings`, the one list every web integration
+    takes; the request settings not given are those of
+    :data:`~rust_py_rate_limit.settings.REQUEST_DEFAULTS`.
     """
 
     def __init__(
@@ -289,61 +297,37 @@ class RequestPolicy:
         limiter: RateLimiter | None = None,
         *,
         rate: str | None = None,
-        limit: int | None = None,
-        window_seconds: float | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        max_keys: int | None = None,
-        cleanup_interval: float | None = None,
-        clock: ManualClock | None = None,
-        storage: str | None = None,
-        key_prefix: str | None = None,
-        timeout: float | None = None,
-        on_storage_error: str | None = None,
-        fallback: str | None = None,
-        local_deny_cache: bool | None = None,
-        key_func: str | KeyFunc = "ip",
-        trusted_proxies: Iterable[str] | str = (),
-        cost: CostSpec = 1,
-        methods: Iterable[str] | None = None,
-        exempt_paths: Iterable[str] = (),
-        exempt_methods: Iterable[str] = (),
-        dynamic_limit: DynamicLimit | None = None,
-        headers: HeaderStyle = "x-ratelimit",
-        reset_format: ResetFormat = "delta",
-        name: str = "default",
-        status_code: int = 429,
-        body: Any = None,
         scope: str = "",
+        **settings: Unpack[PolicySettings],
     ) -> None:
-        settings = {
-            "algorithm": algorithm,
-            "burst": burst,
-            "max_keys": max_keys,
-            "cleanup_interval": cleanup_interval,
-            "clock": clock,
-            "storage": storage,
-            "key_prefix": key_prefix,
-            "timeout": timeout,
-            "on_storage_error": on_storage_error,
-            "fallback": fallback,
-            "local_deny_cache": local_deny_cache,
-        }
+        reject_unknown(settings, POLICY_SETTINGS, "RequestPolicy")
+        given: dict[str, Any] = dict(settings)
+        # The limiter's settings are passed on as given (None: the limiter's default); the
+        # request settings not given take their defaults.
+        building = {name: given.get(name) for name in LIMITER_SETTINGS}
+        limit, window_seconds = given.get("limit"), given.get("window_seconds")
+        request: dict[str, Any] = {**REQUEST_DEFAULTS}
+        request.update((name, given[name]) for name in REQUEST_SETTINGS if name in given)
         if limiter is not None:
             if not isinstance(limiter, RateLimiter):
                 raise TypeError(f"`limiter` must be a RateLimiter, not {type(limiter).__name__}")
             rates = {"rate": rate, "limit": limit, "window_seconds": window_seconds}
-            given = [name for name, value in {**rates, **settings}.items() if value is not None]
-            if given:
+            both = [name for name, value in {**rates, **building}.items() if value is not None]
+            if both:
                 raise TypeError(
-                    f"give either `limiter` or the settings to build one, not both ({given[0]})"
+                    f"give either `limiter` or the settings to build one, not both ({both[0]})"
                 )
         else:
-            limiter = _build(rate, limit, window_seconds, **settings)
+            limiter = _build(rate, limit, window_seconds, **building)
         self.limiter = limiter
         #: A Redis-backed limiter answers async code through its awaitable twins.
         self._on_redis = limiter.storage != "memory://"
-        self.key_func = key_func_from_spec(key_func, trusted_proxies=trusted_proxies)
+        self.key_func = key_func_from_spec(
+            request["key_func"], trusted_proxies=request["trusted_proxies"]
+        )
+        cost, methods = request["cost"], request["methods"]
+        exempt_paths, exempt_methods = request["exempt_paths"], request["exempt_methods"]
+        dynamic_limit = request["dynamic_limit"]
         if callable(cost):
             self._cost_func: Callable[[Any], int] | None = cost
             self._cost = 1
@@ -366,11 +350,11 @@ class RequestPolicy:
         )
         self._dynamic: dict[str, tuple[RateLimiter, HeaderWriter]] = {}
         self._dynamic_lock = threading.Lock()
-        self.headers_style = headers
-        self.reset_format = reset_format
-        self.name = name
+        self.headers_style = request["headers"]
+        self.reset_format = request["reset_format"]
+        self.name = request["name"]
         self.header_writer = self._writer(limiter)
-        self.refusal = Refusal(status_code, body)
+        self.refusal = Refusal(request["status_code"], request["body"])
         if not isinstance(scope, str):
             raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
         self.scope = scope

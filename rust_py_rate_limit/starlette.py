@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._core import Decision, ManualClock, RateLimiter
-from .headers import FIELD_NAMES, HeaderStyle, ResetFormat
-from .keys import KeyFunc
-from .policy import CostSpec, DynamicLimit, RequestPolicy, overriding_methods
+from ._core import Decision, RateLimiter
+from .headers import FIELD_NAMES
+from .policy import POLICY_SETTINGS, RequestPolicy, overriding_methods
 from .policy import check_on_blocked as _check_on_blocked
+from .settings import PolicySettings, reject_unknown
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "OnBlocked",
@@ -208,12 +211,13 @@ class RateLimitMiddleware:
     """Counts every HTTP request against one :class:`RequestPolicy`.
 
     Give ``limiter`` (a :class:`RateLimiter`), or ``rate`` (``"100/minute"``), or ``limit`` and
-    ``window_seconds``; the other settings are those of :class:`RequestPolicy` (``key_func``
-    receives a ``starlette.requests.Request``; ``storage`` and its options put the counts on
-    Redis). ``on_blocked(request, decision)`` builds a custom response for refused requests
-    (sync or async); the rate-limit headers and ``Retry-After`` are added to it. ``policy=``
-    takes a ready :class:`RequestPolicy` instead. Requests to a route limited on its own are
-    left to that limit (see the module's documentation).
+    ``window_seconds``; the other settings are those of :class:`RequestPolicy`
+    (:class:`~rust_py_rate_limit.settings.PolicySettings`: ``key_func`` receives a
+    ``starlette.requests.Request``; ``storage`` and its options put the counts on Redis).
+    ``on_blocked(request, decision)`` builds a custom response for refused requests (sync or
+    async); the rate-limit headers and ``Retry-After`` are added to it. ``policy=`` takes a
+    ready :class:`RequestPolicy` instead (and no setting besides). Requests to a route limited
+    on its own are left to that limit (see the module's documentation).
     """
 
     def __init__(
@@ -222,70 +226,20 @@ class RateLimitMiddleware:
         limiter: RateLimiter | None = None,
         *,
         rate: str | None = None,
-        limit: int | None = None,
-        window_seconds: float | None = None,
-        algorithm: str | None = None,
-        burst: int | None = None,
-        max_keys: int | None = None,
-        cleanup_interval: float | None = None,
-        clock: ManualClock | None = None,
-        storage: str | None = None,
-        key_prefix: str | None = None,
-        timeout: float | None = None,
-        on_storage_error: str | None = None,
-        fallback: str | None = None,
-        local_deny_cache: bool | None = None,
-        key_func: str | KeyFunc = "ip",
-        trusted_proxies: Iterable[str] | str = (),
-        cost: CostSpec = 1,
-        methods: Iterable[str] | None = None,
-        exempt_paths: Iterable[str] = (),
-        exempt_methods: Iterable[str] = (),
-        dynamic_limit: DynamicLimit | None = None,
-        headers: HeaderStyle = "x-ratelimit",
-        reset_format: ResetFormat = "delta",
-        name: str = "default",
-        status_code: int = 429,
-        body: Any = None,
         scope: str = "",
         on_blocked: OnBlocked | None = None,
         policy: RequestPolicy | None = None,
+        **settings: Unpack[PolicySettings],
     ) -> None:
+        reject_unknown(settings, POLICY_SETTINGS, "RateLimitMiddleware")
         if policy is None:
-            policy = RequestPolicy(
-                limiter,
-                rate=rate,
-                limit=limit,
-                window_seconds=window_seconds,
-                algorithm=algorithm,
-                burst=burst,
-                max_keys=max_keys,
-                cleanup_interval=cleanup_interval,
-                clock=clock,
-                storage=storage,
-                key_prefix=key_prefix,
-                timeout=timeout,
-                on_storage_error=on_storage_error,
-                fallback=fallback,
-                local_deny_cache=local_deny_cache,
-                key_func=key_func,
-                trusted_proxies=trusted_proxies,
-                cost=cost,
-                methods=methods,
-                exempt_paths=exempt_paths,
-                exempt_methods=exempt_methods,
-                dynamic_limit=dynamic_limit,
-                headers=headers,
-                reset_format=reset_format,
-                name=name,
-                status_code=status_code,
-                body=body,
-                scope=scope,
-            )
+            policy = RequestPolicy(limiter, rate=rate, scope=scope, **settings)
         elif not isinstance(policy, RequestPolicy):
             raise TypeError(f"`policy` must be a RequestPolicy, not {type(policy).__name__}")
-        elif limiter is not None or rate is not None or limit is not None:
-            raise TypeError("give either `policy` or the settings to build one, not both")
+        elif limiter is not None or rate is not None or scope or settings:
+            both = "limiter" if limiter is not None else "rate" if rate is not None else None
+            both = both or ("scope" if scope else sorted(settings)[0])
+            raise TypeError(f"give either `policy` or the settings to build one, not both ({both})")
         self.app = app
         self.policy = policy
         self.on_blocked = check_on_blocked(on_blocked)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings as django_settings
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from .._core import ManualClock, RateLimiter
-from ..headers import HeaderStyle, ResetFormat
+from .._core import RateLimiter
 from ..keys import KeyFunc
 from ..policy import (
+    LIMITER_SETTINGS,
     NOT_GIVEN,
-    CostSpec,
-    DynamicLimit,
+    POLICY_SETTINGS,
     RequestPolicy,
     check_on_blocked,
     check_override_defaults,
@@ -26,6 +25,7 @@ from ..policy import (
     mark_route_limit,
     view_scope,
 )
+from ..settings import PolicySettings, reject_unknown
 from .config import SETTING, instance_setting, storage_from_settings
 from .responses import (
     OnBlocked,
@@ -36,6 +36,9 @@ from .responses import (
     refuse,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["ratelimit"]
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -44,41 +47,19 @@ View = TypeVar("View", bound=Callable[..., Any])
 def ratelimit(
     rate: str | None = None,
     *,
-    key_func: str | KeyFunc = NOT_GIVEN,
-    limit: int | None = None,
-    window_seconds: float | None = None,
     limiter: RateLimiter | None = None,
-    algorithm: str | None = None,
-    burst: int | None = None,
-    max_keys: int | None = None,
-    cleanup_interval: float | None = None,
-    clock: ManualClock | None = None,
-    storage: str | None = None,
-    key_prefix: str | None = None,
-    timeout: float | None = None,
-    on_storage_error: str | None = None,
-    fallback: str | None = None,
-    local_deny_cache: bool | None = None,
-    trusted_proxies: Iterable[str] | str = (),
-    cost: CostSpec = 1,
-    methods: Iterable[str] | None = None,
-    exempt_methods: Iterable[str] = (),
-    dynamic_limit: DynamicLimit | None = None,
-    headers: HeaderStyle = "x-ratelimit",
-    reset_format: ResetFormat = "delta",
-    name: str = "default",
-    status_code: int = 429,
-    body: Any = None,
     on_blocked: OnBlocked | None = None,
     scope: str | None = None,
     override_defaults: bool = True,
     key: str | KeyFunc = NOT_GIVEN,
+    **settings: Unpack[PolicySettings],
 ) -> Callable[[View], View]:
     """A decorator giving a view a rate limit of its own: ``@ratelimit("5/minute", key="ip")``.
 
     The limit is ``rate`` (``"5/minute"``), ``limit`` and ``window_seconds``, or an existing
     ``limiter``; the other arguments are those of
-    :class:`~rust_py_rate_limit.policy.RequestPolicy` (``key_func``: ``"ip"``, ``"user"``,
+    :class:`~rust_py_rate_limit.policy.RequestPolicy`
+    (:class:`~rust_py_rate_limit.settings.PolicySettings`; ``key_func``: ``"ip"``, ``"user"``,
     ``"header:<name>"`` or a callable of the request; ``key=`` is its deprecated spelling).
     ``on_blocked(request, decision)`` replaces the default refusal (429, ``{"detail": "Too many
     requests"}``). ``methods`` counts only those HTTP methods.
@@ -93,48 +74,27 @@ def ratelimit(
     middleware leaves alone. Async views get an async wrapper; class-based views take it
     through ``django.utils.decorators.method_decorator``.
     """
-    key_spec = key_func_setting(key_func, key)
+    reject_unknown(settings, POLICY_SETTINGS, "ratelimit")
+    given: dict[str, Any] = dict(settings)
+    key_spec = key_func_setting(given.pop("key_func", NOT_GIVEN), key)
     check_on_blocked(on_blocked)
     check_override_defaults(override_defaults)
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"`scope` must be a str, not {type(scope).__name__}")
+    limit, window_seconds = given.pop("limit", None), given.pop("window_seconds", None)
     # What every view's policy shares; the limiter is built once, from the rest.
-    shared: dict[str, Any] = {
-        "key_func": key_spec,
-        "trusted_proxies": trusted_proxies,
-        "cost": cost,
-        "methods": methods,
-        "exempt_methods": exempt_methods,
-        "dynamic_limit": dynamic_limit,
-        "headers": headers,
-        "reset_format": reset_format,
-        "name": name,
-        "status_code": status_code,
-        "body": body,
-    }
-    building: dict[str, Any] = {
-        "algorithm": algorithm,
-        "burst": burst,
-        "max_keys": max_keys,
-        "cleanup_interval": cleanup_interval,
-        "clock": clock,
-        "storage": storage,
-        "key_prefix": key_prefix,
-        "timeout": timeout,
-        "on_storage_error": on_storage_error,
-        "fallback": fallback,
-        "local_deny_cache": local_deny_cache,
-    }
-    if limiter is None:
-        limiter = _site_limiter(rate, limit, window_seconds, building)
-    # Built now, so that bad arguments fail where the view is defined.
+    building = {name: given.pop(name, None) for name in LIMITER_SETTINGS}
+    shared: dict[str, Any] = {"key_func": key_spec, **given}
+    site = _site_limiter(rate, limit, window_seconds, building) if limiter is None else None
+    # Built now, so that bad arguments fail where the view is defined. A limiter given here
+    # and settings to build one are a TypeError; the site's limiter is built from them.
     first = RequestPolicy(
-        limiter,
-        rate=rate if limiter is None else None,
-        limit=limit if limiter is None else None,
-        window_seconds=window_seconds if limiter is None else None,
+        limiter or site,
+        rate=rate if site is None else None,
+        limit=limit if site is None else None,
+        window_seconds=window_seconds if site is None else None,
         scope=scope or "",
-        **(building if limiter is None else {}),
+        **(building if site is None else {}),
         **shared,
     )
     policies: dict[str, RequestPolicy] = {first.scope: first}
