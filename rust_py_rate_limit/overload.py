@@ -15,9 +15,11 @@ from typing import Any, Literal
 from ._core import ConcurrencyLimiter, ManualClock
 from .exceptions import Overloaded
 from .policy import Refusal, _path_matcher, check_on_blocked
+from .settings import OverloadSettings, setting_names
 
 __all__ = [
     "DEADLINE",
+    "OVERLOAD_SETTINGS",
     "OverloadPolicy",
     "PriorityFunc",
 ]
@@ -28,6 +30,9 @@ DEADLINE = "deadline"
 #: A callable of the request returning its priority (a small int: higher is served first and
 #: shed last).
 PriorityFunc = Callable[[Any], int]
+
+#: The names :class:`OverloadPolicy` takes (``OverloadSettings``' keys).
+OVERLOAD_SETTINGS: frozenset[str] = frozenset(setting_names(OverloadSettings))
 
 SHED_BODY = {"detail": "Service overloaded, retry later"}
 TIMEOUT_BODY = {"detail": "Request took too long"}

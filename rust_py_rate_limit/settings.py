@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
-from ._core import ManualClock
+from ._core import ConcurrencyLimiter, ManualClock
+from .exceptions import Overloaded
 from .headers import HeaderStyle, ResetFormat
 from .keys import KeyFunc
 
@@ -26,6 +27,7 @@ __all__ = [
     "CostSpec",
     "DynamicLimit",
     "LimiterSettings",
+    "OverloadSettings",
     "PolicySettings",
     "RequestSettings",
     "RouteSettings",
@@ -100,6 +102,32 @@ class PolicySettings(SharedSettings, total=False):
 
     limit: int | None
     window_seconds: float | None
+
+
+class OverloadSettings(TypedDict, total=False):
+    """The overload layers' settings: what ``OverloadPolicy`` takes, and with it the Starlette
+    ``OverloadMiddleware``, Django's ``OVERLOAD`` setting and Flask's ``FlaskOverload``."""
+
+    max_in_flight: int | Literal["auto"] | None
+    queue: int
+    queue_timeout: float
+    order: Literal["fifo", "lifo"]
+    adaptive: Literal["gradient", "aimd"] | None
+    initial_limit: int | None
+    min_limit: int | None
+    max_limit: int | None
+    concurrency: ConcurrencyLimiter | None
+    clock: ManualClock | None
+    timeout: float | None
+    priority: Callable[[Any], int] | None
+    concurrency_key: Callable[[Any], str] | None
+    exempt_paths: Iterable[str]
+    shed_status: int
+    timeout_status: int
+    retry_after: int
+    body: Any
+    timeout_body: Any
+    on_overloaded: Callable[[Any, Overloaded], Any] | None
 
 
 #: The value of each request setting when it is not given.

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._core import ConcurrencyLimiter, ManualClock, RateLimiter
+from ._core import RateLimiter
 from .exceptions import Overloaded
-from .overload import OverloadPolicy, PriorityFunc
+from .overload import OVERLOAD_SETTINGS, OverloadPolicy
+from .settings import OverloadSettings, PolicySettings, reject_unknown
 from .starlette import RateLimitMiddleware
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["OverloadMiddleware"]
 
@@ -53,72 +56,39 @@ class OverloadMiddleware:
     """At most ``max_in_flight`` requests inside the app at once; the rest wait in a bounded
     queue or are shed at once, and a request past its ``timeout`` is answered for the app.
 
-    The settings are :class:`~rust_py_rate_limit.overload.OverloadPolicy`'s (``max_in_flight``
-    an int or ``"auto"``, ``queue``, ``queue_timeout``, ``order``, ``timeout``, ``priority``,
+    The settings are :class:`~rust_py_rate_limit.overload.OverloadPolicy`'s
+    (:class:`~rust_py_rate_limit.settings.OverloadSettings`: ``max_in_flight`` an int or
+    ``"auto"``, ``queue``, ``queue_timeout``, ``order``, ``timeout``, ``priority``,
     ``concurrency_key``, ``exempt_paths``, ``shed_status``, ``timeout_status``, ``retry_after``,
-    ``body``, ``timeout_body``, ``on_overloaded``), or ``policy=`` a ready one. ``limiter=`` (a
-    :class:`RateLimiter`) or ``rate=`` adds a per-client rate limit in front, and then
-    ``rate_settings`` are :class:`RateLimitMiddleware`'s (``key_func``, ``trusted_proxies``,
-    ...). ``websockets=True`` makes a WebSocket connection hold a permit while open (refused
-    with close code 1013); otherwise WebSocket and lifespan traffic passes untouched.
+    ``body``, ``timeout_body``, ``on_overloaded``...), or ``policy=`` a ready one. ``limiter=``
+    (a :class:`RateLimiter`) or ``rate=`` puts a per-client rate limit in front, with
+    ``rate_settings`` (a dict of :class:`RateLimitMiddleware`'s settings: ``key_func``,
+    ``trusted_proxies``, ...); the overload layer's ``exempt_paths`` are exempt from both.
+    ``websockets=True`` makes a WebSocket connection hold a permit while open (refused with
+    close code 1013); otherwise WebSocket and lifespan traffic passes untouched.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        max_in_flight: int | Literal["auto"] | None = None,
-        queue: int = 0,
-        queue_timeout: float = 0.0,
-        order: Literal["fifo", "lifo"] = "fifo",
-        adaptive: Literal["gradient", "aimd"] | None = None,
-        initial_limit: int | None = None,
-        min_limit: int | None = None,
-        max_limit: int | None = None,
-        concurrency: ConcurrencyLimiter | None = None,
-        clock: ManualClock | None = None,
-        timeout: float | None = None,
-        priority: PriorityFunc | None = None,
-        concurrency_key: Callable[[Request], str] | None = None,
-        exempt_paths: Iterable[str] = (),
-        shed_status: int = 503,
-        timeout_status: int = 408,
-        retry_after: int = 1,
-        body: Any = None,
-        timeout_body: Any = None,
-        on_overloaded: Callable[[Request, Overloaded], Any] | None = None,
         websockets: bool = False,
         policy: OverloadPolicy | None = None,
         limiter: RateLimiter | None = None,
         rate: str | None = None,
-        **rate_settings: Any,
+        rate_settings: PolicySettings | None = None,
+        **settings: Unpack[OverloadSettings],
     ) -> None:
-        exempt_paths = (exempt_paths,) if isinstance(exempt_paths, str) else tuple(exempt_paths)
         if policy is None:
-            policy = OverloadPolicy(
-                max_in_flight=max_in_flight,
-                queue=queue,
-                queue_timeout=queue_timeout,
-                order=order,
-                adaptive=adaptive,
-                initial_limit=initial_limit,
-                min_limit=min_limit,
-                max_limit=max_limit,
-                concurrency=concurrency,
-                clock=clock,
-                timeout=timeout,
-                priority=priority,
-                concurrency_key=concurrency_key,
-                exempt_paths=exempt_paths,
-                shed_status=shed_status,
-                timeout_status=timeout_status,
-                retry_after=retry_after,
-                body=body,
-                timeout_body=timeout_body,
-                on_overloaded=on_overloaded,
-            )
+            reject_unknown(settings, OVERLOAD_SETTINGS, "OverloadMiddleware")
+            policy = OverloadPolicy(**settings)
         elif not isinstance(policy, OverloadPolicy):
             raise TypeError(f"`policy` must be an OverloadPolicy, not {type(policy).__name__}")
+        elif settings:
+            raise TypeError(
+                "give either `policy` or the settings to build one, not both "
+                f"({next(iter(settings))})"
+            )
         if not isinstance(websockets, bool):
             raise TypeError(f"`websockets` must be a bool, not {type(websockets).__name__}")
         self.app = app
@@ -138,13 +108,10 @@ class OverloadMiddleware:
         self._entry: ASGIApp = self._guarded
         if limiter is not None or rate is not None:
             self._entry = RateLimitMiddleware(
-                self._guarded, limiter, rate=rate, exempt_paths=exempt_paths, **rate_settings
+                self._guarded, limiter, rate=rate, **(rate_settings or {})
             )
         elif rate_settings:
-            raise TypeError(
-                f"unexpected keyword argument {next(iter(rate_settings))!r}: the rate-limit "
-                "settings apply only with `rate=` or `limiter=`"
-            )
+            raise TypeError("`rate_settings` apply only with `rate=` or `limiter=`")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -7,6 +7,7 @@ tests fail when a TypedDict and an integration disagree.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -203,3 +204,18 @@ def test_a_ready_policy_and_settings_are_a_typeerror() -> None:
     with pytest.raises(TypeError, match=r"either `policy` or the settings .*\(key_func\)"):
         RateLimitMiddleware(FastAPI(), policy=policy, key_func="user")
     assert RateLimitMiddleware(FastAPI(), policy=policy).policy is policy
+
+
+def test_the_overload_settings_are_overload_policys_parameters() -> None:
+    from rust_py_rate_limit.overload import OVERLOAD_SETTINGS, OverloadPolicy
+    from rust_py_rate_limit.settings import OverloadSettings
+    from rust_py_rate_limit.starlette import OverloadMiddleware
+
+    parameters = inspect.signature(OverloadPolicy).parameters
+    assert set(parameters) == set(OverloadSettings.__annotations__) == OVERLOAD_SETTINGS
+    with pytest.raises(
+        TypeError,
+        match=r"OverloadMiddleware\(\) got an unexpected keyword argument 'max_inflight' "
+        r"\(did you mean 'max_in_flight'\?\)",
+    ):
+        OverloadMiddleware(FastAPI(), max_inflight=3)  # type: ignore[call-arg]

@@ -239,7 +239,9 @@ def test_time_spent_queued_counts_against_the_timeout() -> None:
 
 def test_the_rate_limit_runs_first_and_answers_429() -> None:
     gate = Gate()
-    _, middleware = build(gate, max_in_flight=1, rate="2/minute")
+    _, middleware = build(
+        gate, max_in_flight=1, rate="2/minute", rate_settings={"key_func": "header:x-user"}
+    )
 
     async def scenario(client: httpx.AsyncClient) -> Any:
         first = await client.get("/quick")
@@ -380,6 +382,7 @@ def test_fastapi_exports_the_same_middleware() -> None:
         ({"max_in_flight": 2, "on_overloaded": lambda request: None}, TypeError, "on_overloaded"),
         ({"max_in_flight": 2, "websockets": 1}, TypeError, "`websockets`"),
         ({"max_in_flight": 2, "policy": object()}, TypeError, "`policy`"),
+        ({"max_in_flight": 2, "rate_settings": {"key_func": "ip"}}, TypeError, "`rate_settings`"),
     ],
 )
 def test_bad_settings_are_refused_by_name(
