@@ -144,19 +144,34 @@ impl<W> Table<W> {
         }
     }
 
+    /// Takes permits from a tracked slot if it has room and nobody waits.
+    fn grant_now(&mut self, key: Option<&[u8]>, cost: u32, now_ns: u64) -> Option<Permit> {
+        let slot = self.slot(key)?;
+        if !(slot.queue.is_empty() && slot.fits(cost)) {
+            return None;
+        }
+        let in_flight = slot.take(cost);
+        Some(self.granted(key, cost, in_flight, now_ns))
+    }
+
+    /// Counts a grant of `cost` permits (`in_flight` with them) and makes its permit.
+    fn granted(&mut self, key: Option<&[u8]>, cost: u32, in_flight: u32, now_ns: u64) -> Permit {
+        self.stats.acquired += 1;
+        self.stats.max_in_flight_seen = self.stats.max_in_flight_seen.max(u64::from(in_flight));
+        Permit {
+            key: key.map(Box::from),
+            cost,
+            start_ns: now_ns,
+            in_flight,
+        }
+    }
+
     /// Serves the waiters of a slot that now have room, as notices.
     fn serve(&mut self, key: Option<&[u8]>, now_ns: u64, notices: &mut Vec<Notice<W>>) {
         let Some(slot) = self.slot(key) else { return };
         let served = slot.serve_waiting();
         for (waiter, in_flight) in served {
-            self.stats.acquired += 1;
-            self.stats.max_in_flight_seen = self.stats.max_in_flight_seen.max(u64::from(in_flight));
-            let permit = Permit {
-                key: key.map(Box::from),
-                cost: waiter.cost,
-                start_ns: now_ns,
-                in_flight,
-            };
+            let permit = self.granted(key, waiter.cost, in_flight, now_ns);
             notices.push(Notice::Granted(waiter.wake, permit));
         }
         self.forget_if_idle(key);
@@ -211,36 +226,14 @@ impl<W> ConcurrencyLimiter<W> {
         let mut notices = Vec::new();
         let mut table = self.table.lock();
         let table = &mut *table;
-        let slot = match key {
-            None => &mut table.unkeyed,
-            Some(key) => {
-                if !table.keyed.contains_key(key) {
-                    if self
-                        .config
-                        .max_keys
-                        .is_some_and(|max| table.keyed.len() >= max)
-                    {
-                        table.stats.rejected += 1;
-                        return (Acquired::Refused(Refusal::TooManyKeys), notices);
-                    }
-                    table.keyed.insert(Box::from(key), Slot::new(&self.config));
-                }
-                table.keyed.get_mut(key).expect("inserted above")
-            }
-        };
-        if slot.queue.is_empty() && slot.fits(cost) {
-            let in_flight = slot.take(cost);
-            table.stats.acquired += 1;
-            table.stats.max_in_flight_seen =
-                table.stats.max_in_flight_seen.max(u64::from(in_flight));
-            let permit = Permit {
-                key: key.map(Box::from),
-                cost,
-                start_ns: now_ns,
-                in_flight,
-            };
+        if !self.track(table, key) {
+            table.stats.rejected += 1;
+            return (Acquired::Refused(Refusal::TooManyKeys), notices);
+        }
+        if let Some(permit) = table.grant_now(key, cost, now_ns) {
             return (Acquired::Granted(permit), notices);
         }
+        let slot = table.slot(key).expect("tracked above");
         let refused = |table: &mut Table<W>, refusal| {
             table.stats.rejected += 1;
             table.forget_if_idle(key);
@@ -285,6 +278,36 @@ impl<W> ConcurrencyLimiter<W> {
             deadline_ns,
         };
         (Acquired::Queued(ticket), notices)
+    }
+
+    /// Takes `cost` permits for `key` only if they are free now and nobody waits; otherwise
+    /// changes and records nothing (an `acquire` after it gives the answer that counts).
+    pub fn try_grant(&self, key: Option<&[u8]>, cost: u32) -> Option<Permit> {
+        let now_ns = self.clock.now_ns();
+        let mut table = self.table.lock();
+        if !self.track(&mut table, key) {
+            return None;
+        }
+        let permit = table.grant_now(key, cost, now_ns);
+        table.forget_if_idle(key);
+        permit
+    }
+
+    /// Makes sure `key` has a slot; false when it is new and `max_keys` keys are tracked.
+    fn track(&self, table: &mut Table<W>, key: Option<&[u8]>) -> bool {
+        let Some(key) = key else { return true };
+        if table.keyed.contains_key(key) {
+            return true;
+        }
+        if self
+            .config
+            .max_keys
+            .is_some_and(|max| table.keyed.len() >= max)
+        {
+            return false;
+        }
+        table.keyed.insert(Box::from(key), Slot::new(&self.config));
+        true
     }
 
     /// Gives a permit back (`dropped`: the request it covered failed as overload, e.g. timed

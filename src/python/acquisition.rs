@@ -127,6 +127,16 @@ impl Acquisition {
     /// Starts an asynchronous acquisition: an awaitable giving the lease.
     fn begin_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.start()?;
+        // Free now: no future, no loop call (the common case, and ~10x cheaper).
+        let cost = self.request.cost;
+        if let Some(permit) = self
+            .request
+            .with_key(|key| self.shared.core.try_grant(key, cost))
+        {
+            let lease = self.lease(py, Ok(permit))?;
+            *self.state.lock() = State::Holding(lease.clone_ref(py));
+            return Ok(Bound::new(py, Ready::new(lease, py)?)?.into_any());
+        }
         let asyncio = py.import(intern!(py, "asyncio"))?;
         let event_loop = asyncio.call_method0(intern!(py, "get_running_loop"))?;
         let future = event_loop.call_method0(intern!(py, "create_future"))?;
@@ -253,6 +263,9 @@ impl Acquisition {
         let awaitable = self.begin_async(py)?;
         // The lease is the caller's now, not this object's.
         *self.state.lock() = State::Entered;
+        if awaitable.is_instance_of::<Ready>() {
+            return Ok(awaitable); // its own iterator
+        }
         awaitable.call_method0(intern!(py, "__await__"))
     }
 }
