@@ -6,6 +6,7 @@
 
 pub mod algorithm;
 pub mod clock;
+pub mod concurrency;
 pub mod config;
 pub mod decision;
 pub mod limiter;
