@@ -8,12 +8,13 @@
 //! telling the library `C`.
 //!
 //! Both algorithms take the same [`Sample`]s (one per completed request) through a pure step
-//! [`AdaptiveLimit::on_sample`] and share the no-load latency estimate of
-//! `window.rs`; they differ in how they move the limit:
-//! - [`AdaptiveKind::Gradient`] (`gradient.rs`): once per round trip, multiply the limit by
-//!   `tolerance * R0 / R` (kept within `[0.5, 1]`) and add some headroom, smoothed;
-//! - [`AdaptiveKind::Aimd`] (`aimd.rs`): add about one per round trip while requests come back in
-//!   time, multiply by `backoff` when one is dropped or takes longer than `tolerance * R0`.
+//! [`AdaptiveLimit::on_sample`] and share the windows (at least `window_samples` samples and
+//! one round trip) and the no-load latency estimate of `window.rs`, which a fresh limiter
+//! measures first at `probe_limit` requests in flight. They differ in how they move the limit:
+//! - [`AdaptiveKind::Gradient`] (`gradient.rs`): each window, multiply the limit by
+//!   `tolerance * R0 / R` (kept within `[0.5, 1]`), add some headroom while that is 1, smoothed;
+//! - [`AdaptiveKind::Aimd`] (`aimd.rs`): add `increase` each window whose mean round trip is
+//!   within `tolerance * R0`, multiply by `backoff` each window past it or with a drop.
 //!
 //! Rules common to both: the limit stays within `[min_limit, max_limit]`, it never grows while
 //! the application uses less than half of it (`2 * in_flight < limit`: latency measured at a
@@ -92,8 +93,9 @@ pub struct AdaptiveConfig {
     /// before the limit is cut: 1.25 (Envoy's default `buffer` of 25% over its minimum round
     /// trip). The limit settles near `tolerance * C`: a queue of a quarter of the workers keeps
     /// them all busy through the jitter of arrivals, and leaves room for the tail: in the
-    /// simulated service the p99 stays under twice `R0` down to `C = 4`, where Netflix
-    /// Gradient2's 1.5 passes it (a limit of 6 for 4 workers gives a p99 of 2.0-2.2 `R0`).
+    /// simulated service the p99 stays under twice `R0` down to `C = 4`. With 1.5 (Netflix
+    /// Gradient2's `rttTolerance`) it does not there: a limit of 6 for 4 workers gives a p99 of
+    /// 2.0-2.2 `R0`.
     pub tolerance: f64,
     /// The fewest samples an update looks at: 10 (Netflix's window size). A window also spans at
     /// least one mean round trip, so the limit moves about once per round trip.
@@ -103,9 +105,9 @@ pub struct AdaptiveConfig {
     pub smoothing: f64,
     /// Gradient: the growth added to each window's target while latency stays within the
     /// tolerance, as a fraction of the limit: `headroom = min(sqrt(limit), growth * limit)`.
-    /// 0.1: the limit grows by at most `smoothing * growth` = 2% a round trip, and settles
-    /// at about `tolerance * C / (1 - growth)`; the square root (Envoy's headroom) takes over
-    /// above a limit of 100 so that large limits keep a relatively smaller queue.
+    /// 0.1: the limit grows by at most `smoothing * growth` = 2% a window (from 20 to 300 in
+    /// about 140 windows); the square root (Envoy's headroom) takes over above a limit of 100,
+    /// so that a large limit does not overshoot by a tenth each time it probes upward.
     pub growth: f64,
     /// The concurrency at which the no-load latency is measured: 3 (Envoy's `min_concurrency`),
     /// clamped to `[min_limit, max_limit]`. Until a window of samples that all started with at

@@ -115,3 +115,51 @@ impl NoLoad {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AdaptiveConfig, AdaptiveKind, AdaptiveLimit, Sample};
+
+    const MS: u64 = 1_000_000;
+
+    fn window(limit: &mut AdaptiveLimit, now: &mut u64, rtt: u64, in_flight: u32) {
+        for _ in 0..10 {
+            *now += rtt / 5;
+            limit.on_sample(Sample {
+                now_ns: *now,
+                rtt_ns: rtt,
+                in_flight,
+                dropped: false,
+            });
+        }
+    }
+
+    #[test]
+    fn the_no_load_latency_moves_a_quarter_of_the_way_per_window() {
+        for kind in AdaptiveKind::ALL {
+            let mut limit = AdaptiveLimit::new(AdaptiveConfig::new(kind)).unwrap();
+            let mut now = 0;
+            window(&mut limit, &mut now, 10 * MS, 3);
+            assert_eq!(
+                limit.no_load_rtt_ns(),
+                Some(10 * MS),
+                "the first clean window"
+            );
+            // Slower windows with more in flight are a queue: no change.
+            window(&mut limit, &mut now, 30 * MS, 10);
+            assert_eq!(limit.no_load_rtt_ns(), Some(10 * MS));
+            // One fast window (a wave's fast half) moves it a quarter of the way...
+            window(&mut limit, &mut now, 6 * MS, 10);
+            assert_eq!(limit.no_load_rtt_ns(), Some(9 * MS));
+            // ...a lasting change most of the way within 9 windows.
+            for _ in 0..8 {
+                window(&mut limit, &mut now, 6 * MS, 10);
+            }
+            let no_load = limit.no_load_rtt_ns().unwrap();
+            assert!(no_load < 6 * MS + MS / 2, "{no_load}");
+            // Up again only through clean windows (3 in flight or fewer).
+            window(&mut limit, &mut now, 10 * MS, 3);
+            assert!(limit.no_load_rtt_ns().unwrap() > no_load);
+        }
+    }
+}
