@@ -296,4 +296,27 @@ fn simulation_table() {
             );
         }
     }
+    println!();
+    println!("| algorithm | C | load 0.3: final limit | most in flight | p99 / L | shed |");
+    println!("|---|---|---|---|---|---|");
+    for kind in AdaptiveKind::ALL {
+        for servers in CAPACITIES {
+            let o = simulation::run(&Scenario {
+                kind,
+                servers,
+                load: 0.3,
+                duration: 400,
+                measured: 100,
+                seed: 5,
+            });
+            println!(
+                "| {} | {servers} | {} | {} | {:.2} | {} |",
+                kind.name(),
+                o.final_limit,
+                o.max_in_flight,
+                o.p99_ratio,
+                o.shed
+            );
+        }
+    }
 }
