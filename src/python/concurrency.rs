@@ -111,13 +111,25 @@ fn int_in(value: &Bound<'_, PyAny>, name: &str, min: i64, max: i64) -> PyResult<
     }
 }
 
-fn limit_setting(
-    limit: &Bound<'_, PyAny>,
-    adaptive: Option<&Bound<'_, PyAny>>,
-    initial_limit: Option<&Bound<'_, PyAny>>,
-    min_limit: Option<&Bound<'_, PyAny>>,
-    max_limit: Option<&Bound<'_, PyAny>>,
-) -> PyResult<LimitSetting> {
+/// The adaptive settings as given (all optional).
+struct AdaptiveArgs<'a, 'py> {
+    adaptive: Option<&'a Bound<'py, PyAny>>,
+    initial_limit: Option<&'a Bound<'py, PyAny>>,
+    min_limit: Option<&'a Bound<'py, PyAny>>,
+    max_limit: Option<&'a Bound<'py, PyAny>>,
+    tolerance: Option<&'a Bound<'py, PyAny>>,
+    probe_limit: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn limit_setting(limit: &Bound<'_, PyAny>, given: AdaptiveArgs<'_, '_>) -> PyResult<LimitSetting> {
+    let AdaptiveArgs {
+        adaptive,
+        initial_limit,
+        min_limit,
+        max_limit,
+        tolerance,
+        probe_limit,
+    } = given;
     let is_auto = limit
         .cast::<PyString>()
         .is_ok_and(|s| s.to_str().is_ok_and(|s| s == "auto"));
@@ -133,6 +145,8 @@ fn limit_setting(
             ("initial_limit", initial_limit),
             ("min_limit", min_limit),
             ("max_limit", max_limit),
+            ("tolerance", tolerance),
+            ("probe_limit", probe_limit),
         ];
         if let Some((name, _)) = given.iter().find(|(_, value)| value.is_some()) {
             return Err(PyValueError::new_err(format!(
@@ -161,12 +175,28 @@ fn limit_setting(
         ("initial_limit", initial_limit, &mut config.initial_limit),
         ("min_limit", min_limit, &mut config.min_limit),
         ("max_limit", max_limit, &mut config.max_limit),
+        ("probe_limit", probe_limit, &mut config.probe_limit),
     ];
     for (name, value, field) in bounds {
         if let Some(value) = value {
             *field = int_in(value, name, 1, i64::from(MAX_LIMIT))? as u32;
         }
     }
+    if let Some(value) = tolerance {
+        if value.is_instance_of::<PyBool>()
+            || !(value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>())
+        {
+            return Err(PyTypeError::new_err(format!(
+                "`tolerance` must be a number, not {} ({})",
+                type_name(value),
+                value.repr()?
+            )));
+        }
+        config.tolerance = value.extract::<f64>()?;
+    }
+    config
+        .validate()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(LimitSetting::Adaptive(config))
 }
 
@@ -183,7 +213,7 @@ fn queue_timeout(value: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
 #[pymethods]
 impl PyConcurrencyLimiter {
     #[new]
-    #[pyo3(signature = (limit, *, queue=None, queue_timeout=None, order=None, max_keys=None, clock=None, adaptive=None, initial_limit=None, min_limit=None, max_limit=None))]
+    #[pyo3(signature = (limit, *, queue=None, queue_timeout=None, order=None, max_keys=None, clock=None, adaptive=None, initial_limit=None, min_limit=None, max_limit=None, tolerance=None, probe_limit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -196,8 +226,18 @@ impl PyConcurrencyLimiter {
         initial_limit: Option<&Bound<'_, PyAny>>,
         min_limit: Option<&Bound<'_, PyAny>>,
         max_limit: Option<&Bound<'_, PyAny>>,
+        tolerance: Option<&Bound<'_, PyAny>>,
+        probe_limit: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let limit = limit_setting(limit, adaptive, initial_limit, min_limit, max_limit)?;
+        let adaptive_args = AdaptiveArgs {
+            adaptive,
+            initial_limit,
+            min_limit,
+            max_limit,
+            tolerance,
+            probe_limit,
+        };
+        let limit = limit_setting(limit, adaptive_args)?;
         let queue = match queue {
             Some(queue) => int_in(queue, "queue", 0, i64::from(u32::MAX))? as u32,
             None => 0,
