@@ -4,8 +4,10 @@
 //!
 //! A queued thread wakes every [`SLICE`] to let Python run signal handlers (Ctrl-C leaves
 //! the queue) and, on a real clock, to notice its deadline. A queued task's deadline is a
-//! `loop.call_later` timer; a task cancelled while queued leaves the queue at once. With a
-//! `ManualClock`, deadlines pass when the clock is advanced (`ConcurrencyLimiter::expire`).
+//! `loop.call_later` timer; a task cancelled while queued leaves the queue at once, and one
+//! cancelled after its grant but before it ran again gives the permit back at once (see
+//! [`super::pending`]). With a `ManualClock`, deadlines pass when the clock is advanced
+//! (`ConcurrencyLimiter::expire`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use pyo3::types::{PyString, PyTuple};
 
 use super::concurrency::{Request, Shared};
 use super::lease::Lease;
+use super::pending::PendingLease;
 use super::ready::Ready;
 use super::waiting::{deliver, Outcome, ThreadWaiter, Wake};
 use crate::concurrency::{Acquired, Refusal, Ticket};
@@ -126,9 +129,17 @@ impl Acquisition {
 
     /// Starts an asynchronous acquisition: an awaitable giving the lease.
     fn begin_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.start()?;
+        // Before the acquisition is spent: outside a loop it can still be used with `with`.
         let asyncio = py.import(intern!(py, "asyncio"))?;
-        let event_loop = asyncio.call_method0(intern!(py, "get_running_loop"))?;
+        let event_loop = asyncio
+            .call_method0(intern!(py, "get_running_loop"))
+            .map_err(|_| {
+                PyRuntimeError::new_err(
+                    "`async with` / `await` on limiter.acquire() needs a running event loop; \
+                     in synchronous code use `with limiter.acquire():`",
+                )
+            })?;
+        self.start()?;
         let future = event_loop.call_method0(intern!(py, "create_future"))?;
         let wake = Wake::Task {
             event_loop: event_loop.clone().unbind(),
@@ -177,7 +188,7 @@ impl Acquisition {
                 };
                 future.call_method1(intern!(py, "add_done_callback"), (on_done,))?;
                 *self.state.lock() = State::Awaiting(future.clone().unbind());
-                Ok(future)
+                Ok(Bound::new(py, PendingLease::new(&future)?)?.into_any())
             }
         }
     }
