@@ -4,6 +4,7 @@ the reference model in test_concurrency_property.py."""
 
 from __future__ import annotations
 
+import _thread
 import gc
 import math
 import sys
@@ -399,9 +400,8 @@ def test_queued_threads_are_served_in_order(order: str) -> None:
     gate = threading.Lock()
 
     def work(index: int) -> None:
-        with limiter.acquire():
-            with gate:
-                served.append(index)
+        with limiter.acquire(), gate:
+            served.append(index)
 
     threads = []
     for index in range(3):
@@ -621,3 +621,22 @@ def test_release_takes_only_the_dropped_keyword() -> None:
         lease.release(True)  # type: ignore[misc]
     assert not lease.released
     lease.release()
+
+
+def test_a_queued_thread_interrupted_by_a_signal_leaves_the_queue() -> None:
+    limiter = ConcurrencyLimiter(1, queue=2, queue_timeout=math.inf)
+    held = limiter.try_acquire()
+
+    def interrupt() -> None:
+        wait_until(lambda: limiter.queued == 1)
+        _thread.interrupt_main()
+
+    interrupter = Background(interrupt)
+    with pytest.raises(KeyboardInterrupt), limiter.acquire():
+        pass
+    interrupter.join()
+    assert limiter.queued == 0
+    assert limiter.stats()["cancelled"] == 1
+    assert held is not None
+    held.release()
+    assert limiter.in_flight == 0
