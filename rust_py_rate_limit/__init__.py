@@ -23,13 +23,15 @@ from ._core import (
 )
 from .decorators import KeySpec, rate_limit
 from .exceptions import Overloaded, RateLimitExceeded
-from .results import CheckResult, Stats
+from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
 
 __all__ = [
     "ALGORITHMS",
     "Acquisition",
     "CheckResult",
     "ConcurrencyLimiter",
+    "ConcurrencyStats",
+    "ConcurrencyStatus",
     "Decision",
     "KeySpec",
     "Lease",

@@ -4,11 +4,14 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Generic, Literal, TypeVar, final
 
 from .decorators import KeySpec
-from .results import CheckResult, Stats
+from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
 
 __all__ = [
     "ALGORITHMS",
+    "Acquisition",
+    "ConcurrencyLimiter",
     "Decision",
+    "Lease",
     "ManualClock",
     "RateLimiter",
     "Ready",
@@ -201,3 +204,86 @@ class RateLimiter:
     @property
     def fallback(self) -> str | None: ...
     def _noop(self, key: str) -> bool: ...
+
+@final
+class Lease:
+    """Permits held from a :class:`ConcurrencyLimiter`, given back exactly once: by
+    ``release()``, on leaving a ``with`` / ``async with`` block, or (with a
+    ``ResourceWarning``) when dropped unreleased."""
+
+    def release(self, *, dropped: bool = False) -> None:
+        """Gives the permits back; a second call does nothing. ``dropped=True``: the work
+        failed as overload (it timed out), which lowers an adaptive limit."""
+    @property
+    def released(self) -> bool: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def cost(self) -> int: ...
+    @property
+    def held_for(self) -> float:
+        """Seconds since the permits were taken."""
+    def __enter__(self) -> Lease: ...
+    def __exit__(self, *_exc: object) -> Literal[False]: ...
+    def __aenter__(self) -> Ready[Lease]: ...
+    def __aexit__(self, *_exc: object) -> Ready[Literal[False]]: ...
+
+@final
+class Acquisition:
+    """What ``ConcurrencyLimiter.acquire()`` returns: use it once, as ``with`` (the thread
+    waits), ``async with`` or ``await`` (the task waits); each gives a :class:`Lease` or raises
+    :class:`~rust_py_rate_limit.Overloaded`."""
+
+    def __enter__(self) -> Lease: ...
+    def __exit__(self, *_exc: object) -> Literal[False]: ...
+    def __aenter__(self) -> Awaitable[Lease]: ...
+    def __aexit__(self, *_exc: object) -> Ready[Literal[False]]: ...
+    def __await__(self) -> Generator[Any, Any, Lease]:
+        """``lease = await limiter.acquire()``: the lease is the caller's to release."""
+
+@final
+class ConcurrencyLimiter:
+    """How many callers may hold a permit at once, per key or for all, with a bounded wait
+    queue served by priority, then oldest (``"fifo"``) or newest (``"lifo"``) first."""
+
+    def __new__(
+        cls,
+        limit: int | Literal["auto"],
+        *,
+        queue: int | None = None,
+        queue_timeout: float | None = None,
+        order: Literal["fifo", "lifo"] | None = None,
+        max_keys: int | None = None,
+        clock: ManualClock | None = None,
+        adaptive: Literal["gradient", "aimd"] | None = None,
+        initial_limit: int | None = None,
+        min_limit: int | None = None,
+        max_limit: int | None = None,
+    ) -> ConcurrencyLimiter: ...
+    def try_acquire(
+        self, key: str | None = None, cost: int | None = None, *, priority: int | None = None
+    ) -> Lease | None:
+        """Takes ``cost`` permits now if they are free and nobody waits, else returns None."""
+    def acquire(
+        self, key: str | None = None, cost: int | None = None, *, priority: int | None = None
+    ) -> Acquisition:
+        """Permits for a ``with`` or ``async with`` block (or ``await``)."""
+    @property
+    def limit(self) -> int:
+        """The limit now (an adaptive one moves)."""
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def queue(self) -> int: ...
+    @property
+    def queue_timeout(self) -> float: ...
+    @property
+    def order(self) -> Literal["fifo", "lifo"]: ...
+    @property
+    def adaptive(self) -> Literal["gradient", "aimd"] | None: ...
+    def status(self, key: str | None = None) -> ConcurrencyStatus:
+        """The limit, permits held and callers waiting for one key (or the unkeyed slot)."""
+    def stats(self) -> ConcurrencyStats:
+        """Totals since creation and the counts now."""

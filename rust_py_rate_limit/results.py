@@ -1,4 +1,5 @@
-"""The dict shapes returned by ``RateLimiter.check()`` and ``RateLimiter.stats()``."""
+"""The dict shapes returned by ``RateLimiter.check()`` and ``stats()``, and by
+``ConcurrencyLimiter.status()`` and ``stats()``."""
 
 from __future__ import annotations
 
@@ -28,3 +29,30 @@ class Stats(TypedDict):
     active_keys: int
     rejected_full: int
     storage_errors: int
+
+
+class ConcurrencyStatus(TypedDict):
+    """``ConcurrencyLimiter.status(key)``: one key's limit, permits held and callers waiting."""
+
+    limit: int
+    in_flight: int
+    queued: int
+
+
+class ConcurrencyStats(TypedDict):
+    """``ConcurrencyLimiter.stats()``: totals since creation, then the counts now.
+
+    ``rejected`` counts every refusal but timeouts: no permit and no wait, queue full, shed,
+    ``max_keys``. ``cancelled``: waiters that gave up (a cancelled task, an interrupted
+    thread). ``max_in_flight_seen``: the most permits one key (or the unkeyed limiter) held.
+    """
+
+    acquired: int
+    rejected: int
+    timed_out: int
+    cancelled: int
+    queued_total: int
+    max_in_flight_seen: int
+    in_flight: int
+    queued: int
+    active_keys: int

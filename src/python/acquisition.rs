@@ -4,8 +4,10 @@
 //!
 //! A queued thread wakes every [`SLICE`] to let Python run signal handlers (Ctrl-C leaves
 //! the queue) and, on a real clock, to notice its deadline. A queued task's deadline is a
-//! `loop.call_later` timer; a task cancelled while queued leaves the queue at once. With a
-//! `ManualClock`, deadlines pass when the clock is advanced (`ConcurrencyLimiter::expire`).
+//! `loop.call_later` timer; a task cancelled while queued leaves the queue at once, and one
+//! cancelled after its grant but before it ran again gives the permit back at once (see
+//! [`super::pending`]). With a `ManualClock`, deadlines pass when the clock is advanced
+//! (`ConcurrencyLimiter::expire`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +16,12 @@ use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
 
 use super::concurrency::{Request, Shared};
 use super::lease::Lease;
+use super::pending::PendingLease;
 use super::ready::Ready;
 use super::waiting::{deliver, Outcome, ThreadWaiter, Wake};
 use crate::concurrency::{Acquired, Refusal, Ticket};
@@ -126,8 +130,19 @@ impl Acquisition {
 
     /// Starts an asynchronous acquisition: an awaitable giving the lease.
     fn begin_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        // Before the acquisition is spent: outside a loop it can still be used with `with`.
+        static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let get_running_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+        })?;
+        let event_loop = get_running_loop.bind(py).call0().map_err(|_| {
+            PyRuntimeError::new_err(
+                "`async with` / `await` on limiter.acquire() needs a running event loop; \
+                     in synchronous code use `with limiter.acquire():`",
+            )
+        })?;
         self.start()?;
-        // Free now: no future, no loop call (the common case, and ~10x cheaper).
+        // Free now: no future, no loop call (the common case, and ~3x cheaper).
         let cost = self.request.cost;
         if let Some(permit) = self
             .request
@@ -137,8 +152,6 @@ impl Acquisition {
             *self.state.lock() = State::Holding(lease.clone_ref(py));
             return Ok(Bound::new(py, Ready::new(lease, py)?)?.into_any());
         }
-        let asyncio = py.import(intern!(py, "asyncio"))?;
-        let event_loop = asyncio.call_method0(intern!(py, "get_running_loop"))?;
         let future = event_loop.call_method0(intern!(py, "create_future"))?;
         let wake = Wake::Task {
             event_loop: event_loop.clone().unbind(),
@@ -187,7 +200,7 @@ impl Acquisition {
                 };
                 future.call_method1(intern!(py, "add_done_callback"), (on_done,))?;
                 *self.state.lock() = State::Awaiting(future.clone().unbind());
-                Ok(future)
+                Ok(Bound::new(py, PendingLease::new(&future)?)?.into_any())
             }
         }
     }

@@ -200,6 +200,18 @@ fn limit_setting(limit: &Bound<'_, PyAny>, given: AdaptiveArgs<'_, '_>) -> PyRes
     Ok(LimitSetting::Adaptive(config))
 }
 
+/// A key's bytes (see [`args::with_key`]); anything but a `str` is a `TypeError` naming it.
+fn key_bytes<R>(key: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    if !key.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "`key` must be a str or None, not {} ({})",
+            type_name(key),
+            key.repr()?
+        )));
+    }
+    args::with_key(key, f)
+}
+
 /// `queue_timeout`: seconds >= 0, or `math.inf` to wait until served.
 fn queue_timeout(value: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
     if let Ok(float) = value.cast::<PyFloat>() {
@@ -376,7 +388,7 @@ impl PyConcurrencyLimiter {
     ) -> PyResult<Bound<'py, PyDict>> {
         let key = key.filter(|k| !k.is_none());
         let (limit, (in_flight, queued)) = match key {
-            Some(key) => args::with_key(key, |key| {
+            Some(key) => key_bytes(key, |key| {
                 (
                     self.shared.core.limit(Some(key)),
                     self.shared.core.counts(Some(key)),
@@ -466,9 +478,7 @@ impl Request {
         priority: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let key = key.filter(|k| !k.is_none());
-        let key_bytes = key
-            .map(|key| args::with_key(key, <[u8]>::to_vec))
-            .transpose()?;
+        let key_bytes = key.map(|key| key_bytes(key, <[u8]>::to_vec)).transpose()?;
         let max_cost = shared.core.config().limit.max_cost();
         let cost = match cost {
             None => 1,
@@ -496,7 +506,7 @@ impl Request {
         Ok(Request {
             key: key.map(|key| {
                 key.cast::<PyString>()
-                    .expect("checked by with_key")
+                    .expect("checked by key_bytes")
                     .clone()
                     .unbind()
             }),

@@ -11,6 +11,7 @@ mod failure;
 mod fast_methods;
 mod lease;
 mod limiter;
+mod pending;
 mod ready;
 mod storage;
 mod waiting;
