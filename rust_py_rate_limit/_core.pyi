@@ -259,6 +259,8 @@ class ConcurrencyLimiter:
         initial_limit: int | None = None,
         min_limit: int | None = None,
         max_limit: int | None = None,
+        tolerance: float | None = None,
+        probe_limit: int | None = None,
     ) -> ConcurrencyLimiter: ...
     def try_acquire(
         self, key: str | None = None, cost: int | None = None, *, priority: int | None = None

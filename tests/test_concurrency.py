@@ -357,7 +357,9 @@ def test_properties_and_repr() -> None:
 def test_auto_limit_is_accepted_and_reports_its_algorithm() -> None:
     limiter = ConcurrencyLimiter("auto", adaptive="aimd", initial_limit=4, max_limit=8)
     assert limiter.adaptive == "aimd"
-    assert limiter.limit == 4
+    # held at probe_limit (3) until the unloaded service has been measured
+    assert limiter.limit == 3
+    assert ConcurrencyLimiter("auto", initial_limit=4, probe_limit=5).limit == 4
     assert ConcurrencyLimiter("auto").adaptive == "gradient"
     with pytest.raises(ValueError, match=r"`cost` must be at most the limit \(8\), got 9"):
         limiter.try_acquire(cost=9)
