@@ -9,6 +9,7 @@ for a request's key and priority, takes a permit from its :class:`ConcurrencyLim
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -131,6 +132,9 @@ class OverloadPolicy:
                 min_limit=min_limit,
                 max_limit=max_limit,
             )
+        #: The clock queue waits and ``timeout`` are measured on: ``clock`` when given (a
+        #: ManualClock, for tests), else the monotonic clock.
+        self.now: Callable[[], float] = time.monotonic if clock is None else clock.now
         self.timeout = _seconds(timeout, "timeout", allow_none=True)
         if self.timeout is not None and self.limiter.queue_timeout > self.timeout:
             raise ValueError(
