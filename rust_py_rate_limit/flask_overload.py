@@ -226,7 +226,7 @@ class FlaskOverload:
             "timeout_body": timeout_body,
         }
         self._given = {name: value for name, value in given.items() if value is not None}
-        self._objects = {
+        self._objects: dict[str, Any] = {
             name: value
             for name, value in {
                 "concurrency": concurrency,
