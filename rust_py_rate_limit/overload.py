@@ -157,10 +157,13 @@ class OverloadPolicy:
         self.shed = Refusal(
             _status(shed_status, "shed_status"), SHED_BODY if body is None else body
         )
-        self.timed_out = Refusal(
-            _status(timeout_status, "timeout_status"),
-            TIMEOUT_BODY if timeout_body is None else timeout_body,
-        )
+        timeout_status = _status(timeout_status, "timeout_status")
+        try:
+            self.timed_out = Refusal(
+                timeout_status, TIMEOUT_BODY if timeout_body is None else timeout_body
+            )
+        except TypeError as exc:  # Refusal names its body `body`: here it is `timeout_body`
+            raise TypeError(str(exc).replace("`body`", "`timeout_body`", 1)) from None
         self.on_overloaded = check_on_blocked(
             on_overloaded, "`on_overloaded`", "on_overloaded(request, error)"
         )

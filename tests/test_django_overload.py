@@ -511,43 +511,56 @@ def test_both_middlewares_read_one_setting(clock: ManualClock) -> None:
 # --- settings ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        ({"MAX_INFLIGHT": 4}, r"\['OVERLOAD'\]\['MAX_INFLIGHT'\].*did you mean 'MAX_IN_FLIGHT'"),
-        ({}, r"give `max_in_flight`"),
-        ({"MAX_IN_FLIGHT": 0}, r"\['OVERLOAD'\]\['MAX_IN_FLIGHT'\] is invalid"),
-        ({"MAX_IN_FLIGHT": "many"}, r"\['OVERLOAD'\]\['MAX_IN_FLIGHT'\] is invalid"),
-        ({"MAX_IN_FLIGHT": 2, "QUEUE": -1}, r"\['OVERLOAD'\]\['QUEUE'\] is invalid"),
-        ({"MAX_IN_FLIGHT": 2, "QUEUE": None}, r"\['OVERLOAD'\]\['QUEUE'\] must not be None"),
-        ({"MAX_IN_FLIGHT": 2, "ORDER": "random"}, r"\['OVERLOAD'\]\['ORDER'\] is invalid"),
-        ({"MAX_IN_FLIGHT": 2, "SHED_STATUS": 200}, r"\['SHED_STATUS'\] is invalid.*4xx/5xx"),
-        ({"MAX_IN_FLIGHT": 2, "TIMEOUT_STATUS": "408"}, r"\['TIMEOUT_STATUS'\] is invalid"),
-        ({"MAX_IN_FLIGHT": 2, "RETRY_AFTER": -1}, r"\['RETRY_AFTER'\] is invalid"),
-        ({"MAX_IN_FLIGHT": 2, "TIMEOUT": 0}, r"\['OVERLOAD'\]\['TIMEOUT'\] is invalid"),
-        (
-            {"MAX_IN_FLIGHT": 2, "QUEUE": 1, "QUEUE_TIMEOUT": 2.0, "TIMEOUT": 1.0},
-            r"\['QUEUE_TIMEOUT'\] is invalid.*must not exceed `timeout`",
-        ),
-        ({"MAX_IN_FLIGHT": 2, "PRIORITY": 3}, r"\['PRIORITY'\] must be a callable"),
-        (
-            {"MAX_IN_FLIGHT": 2, "PRIORITY": "test_django_overload.nope"},
-            r"\['PRIORITY'\] must be a callable or the dotted path to one; cannot import",
-        ),
-        (
-            {"MAX_IN_FLIGHT": 2, "ON_OVERLOADED": lambda request: None},
-            r"\['ON_OVERLOADED'\] is invalid.*on_overloaded\(request, error\)",
-        ),
-        (
-            {"MAX_IN_FLIGHT": 2, "CONCURRENCY": ConcurrencyLimiter(2)},
-            r"\['CONCURRENCY'\] is invalid.*not both \(max_in_flight\)",
-        ),
-        ({"CONCURRENCY": "test_django_overload.by_header"}, r"\['CONCURRENCY'\] must be a Conc"),
-        ({"MAX_IN_FLIGHT": 2, "CLOCK": 1}, r"\['CLOCK'\] must be a ManualClock"),
-        ({"MAX_IN_FLIGHT": 2, "EXEMPT_PATHS": [1]}, r"\['EXEMPT_PATHS'\] entries must be str"),
-        ({"MAX_IN_FLIGHT": 2, "BODY": 1.5}, r"\['BODY'\] is invalid"),
-    ],
-)
+BAD_OVERLOAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
+    ({"MAX_INFLIGHT": 4}, r"\['OVERLOAD'\]\['MAX_INFLIGHT'\].*did you mean 'MAX_IN_FLIGHT'"),
+    ({}, r"give `max_in_flight`"),
+    ({"MAX_IN_FLIGHT": 0}, r"\['OVERLOAD'\]\['MAX_IN_FLIGHT'\] is invalid"),
+    ({"MAX_IN_FLIGHT": "many"}, r"\['OVERLOAD'\]\['MAX_IN_FLIGHT'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "QUEUE": -1}, r"\['OVERLOAD'\]\['QUEUE'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "QUEUE": None}, r"\['OVERLOAD'\]\['QUEUE'\] must not be None"),
+    ({"MAX_IN_FLIGHT": 2, "ORDER": "random"}, r"\['OVERLOAD'\]\['ORDER'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "SHED_STATUS": 200}, r"\['SHED_STATUS'\] is invalid.*4xx/5xx"),
+    ({"MAX_IN_FLIGHT": 2, "TIMEOUT_STATUS": "408"}, r"\['TIMEOUT_STATUS'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "RETRY_AFTER": -1}, r"\['RETRY_AFTER'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "TIMEOUT": 0}, r"\['OVERLOAD'\]\['TIMEOUT'\] is invalid"),
+    (
+        {"MAX_IN_FLIGHT": 2, "QUEUE": 1, "QUEUE_TIMEOUT": 2.0, "TIMEOUT": 1.0},
+        r"\['QUEUE_TIMEOUT'\] is invalid.*must not exceed `timeout`",
+    ),
+    ({"MAX_IN_FLIGHT": 2, "PRIORITY": 3}, r"\['PRIORITY'\] must be a callable"),
+    (
+        {"MAX_IN_FLIGHT": 2, "PRIORITY": "test_django_overload.nope"},
+        r"\['PRIORITY'\] must be a callable or the dotted path to one; cannot import",
+    ),
+    (
+        {"MAX_IN_FLIGHT": 2, "ON_OVERLOADED": lambda request: None},
+        r"\['ON_OVERLOADED'\] is invalid.*on_overloaded\(request, error\)",
+    ),
+    (
+        {"MAX_IN_FLIGHT": 2, "CONCURRENCY": ConcurrencyLimiter(2)},
+        r"\['CONCURRENCY'\] is invalid.*not both \(max_in_flight\)",
+    ),
+    ({"CONCURRENCY": "test_django_overload.by_header"}, r"\['CONCURRENCY'\] must be a Conc"),
+    ({"MAX_IN_FLIGHT": 2, "CLOCK": 1}, r"\['CLOCK'\] must be a ManualClock"),
+    ({"MAX_IN_FLIGHT": 2, "EXEMPT_PATHS": [1]}, r"\['EXEMPT_PATHS'\] entries must be str"),
+    ({"MAX_IN_FLIGHT": 2, "BODY": 1.5}, r"\['BODY'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "TIMEOUT_BODY": 1.5}, r"\['TIMEOUT_BODY'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "ADAPTIVE": "aimd"}, r"\['ADAPTIVE'\] is invalid.*limit='auto'"),
+    ({"MAX_IN_FLIGHT": "auto", "INITIAL_LIMIT": 0}, r"\['INITIAL_LIMIT'\] is invalid"),
+    ({"MAX_IN_FLIGHT": "auto", "MIN_LIMIT": -1}, r"\['MIN_LIMIT'\] is invalid"),
+    ({"MAX_IN_FLIGHT": "auto", "MAX_LIMIT": "x"}, r"\['MAX_LIMIT'\] is invalid"),
+    ({"MAX_IN_FLIGHT": 2, "CONCURRENCY_KEY": 5}, r"\['CONCURRENCY_KEY'\] must be a callable"),
+]
+
+
+def test_every_overload_setting_has_a_bad_value_tested() -> None:
+    from rust_py_rate_limit.django.overload_config import OVERLOAD_NAMES
+
+    named = {name for config, _ in BAD_OVERLOAD_SETTINGS for name in config}
+    assert named >= OVERLOAD_NAMES
+
+
+@pytest.mark.parametrize(("config", "message"), BAD_OVERLOAD_SETTINGS)
 def test_bad_settings_fail_at_start_up_naming_the_setting(
     config: dict[str, Any], message: str
 ) -> None:

@@ -439,6 +439,7 @@ TWO = {"max_in_flight": 2}
             "^`queue_timeout`: .*must not exceed",
         ),
         ({}, {**TWO, "body": 1.5}, TypeError, "^`body`: "),
+        ({}, {**TWO, "timeout_body": 1.5}, TypeError, "^`timeout_body`: "),
         ({}, {**TWO, "exempt_paths": [1]}, TypeError, "^`exempt_paths`: "),
         ({}, {**TWO, "priority": 3}, TypeError, "`priority` must be callable"),
         (
