@@ -36,28 +36,18 @@ if TYPE_CHECKING:
 
 __all__ = ["OVERLOAD_SETTINGS", "FlaskOverload"]
 
-#: The settings read from ``app.config``, by the constructor argument that overrides them.
+#: The settings only the constructor takes (objects, not config values).
+_CONSTRUCTOR_ONLY = frozenset(
+    {"concurrency", "clock", "priority", "concurrency_key", "on_overloaded"}
+)
+
+#: The settings read from ``app.config``, by the constructor argument that overrides them:
+#: every keyword of :class:`OverloadPolicy` but the constructor's own.
 OVERLOAD_SETTINGS: Final[dict[str, str]] = {
     name: f"RATELIMIT_OVERLOAD_{name.upper()}"
-    for name in (
-        "max_in_flight",
-        "queue",
-        "queue_timeout",
-        "order",
-        "adaptive",
-        "initial_limit",
-        "min_limit",
-        "max_limit",
-        "timeout",
-        "exempt_paths",
-        "shed_status",
-        "timeout_status",
-        "retry_after",
-        "body",
-        "timeout_body",
-    )
+    for name in inspect.signature(OverloadPolicy).parameters
+    if name not in _CONSTRUCTOR_ONLY
 }
-_PREFIX = "RATELIMIT_OVERLOAD_"
 _EXTENSION = "rust_py_rate_limit.overload"
 #: Set in the environ of a request whose final response streams (by ``request_finished``).
 _STREAMED = "rust_py_rate_limit.overload.streamed"

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from rust_py_rate_limit import ConcurrencyLimiter, ManualClock, Overloaded
-from rust_py_rate_limit.flask import FlaskOverload, FlaskRateLimiter
+from rust_py_rate_limit.flask import OVERLOAD_SETTINGS, FlaskOverload, FlaskRateLimiter
 
 SHED_BODY = {"detail": "Service overloaded, retry later"}
 TIMEOUT_BODY = {"detail": "Request took too long"}
@@ -475,3 +475,34 @@ def test_the_rate_limiter_accepts_the_overload_keys_and_catches_their_typos() ->
     other.config.update(RATELIMIT_RATE="2/minute", RATELIMIT_OVERLOAD_QUEU=4)
     with pytest.raises(ValueError, match="did you mean 'RATELIMIT_OVERLOAD_QUEUE'"):
         FlaskRateLimiter(other)
+
+
+#: A bad value for each setting app.config can hold.
+BAD_CONFIG_VALUES: dict[str, Any] = {
+    "max_in_flight": 0,
+    "queue": -1,
+    "queue_timeout": -1.0,
+    "order": "random",
+    "adaptive": "aimd",  # only with max_in_flight="auto"
+    "initial_limit": 4,  # likewise
+    "min_limit": 2,
+    "max_limit": 8,
+    "timeout": 0,
+    "exempt_paths": [1],
+    "shed_status": 200,
+    "timeout_status": 99,
+    "retry_after": -1,
+    "body": 1.5,
+    "timeout_body": 1.5,
+}
+
+
+@pytest.mark.parametrize("param", OVERLOAD_SETTINGS)
+def test_every_config_key_is_read_and_checked_naming_it(param: str) -> None:
+    key = OVERLOAD_SETTINGS[param]
+    app = Flask(__name__)
+    app.config[key] = BAD_CONFIG_VALUES[param]
+    if param != "max_in_flight":
+        app.config[OVERLOAD_SETTINGS["max_in_flight"]] = 2
+    with pytest.raises((TypeError, ValueError), match=f"^{key}: "):
+        FlaskOverload(app)

@@ -6,6 +6,7 @@ Every mistake is an ``ImproperlyConfigured`` naming the setting
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,23 +23,9 @@ __all__ = ["OVERLOAD", "OVERLOAD_NAMES", "overload_policy_from_settings"]
 #: The key of ``RUST_PY_RATE_LIMIT`` holding the overload settings.
 OVERLOAD = "OVERLOAD"
 
-#: Settings whose values OverloadPolicy checks, passed on under these names.
-_PASSED_ON = {
-    "MAX_IN_FLIGHT": "max_in_flight",
-    "QUEUE": "queue",
-    "QUEUE_TIMEOUT": "queue_timeout",
-    "ORDER": "order",
-    "ADAPTIVE": "adaptive",
-    "INITIAL_LIMIT": "initial_limit",
-    "MIN_LIMIT": "min_limit",
-    "MAX_LIMIT": "max_limit",
-    "TIMEOUT": "timeout",
-    "SHED_STATUS": "shed_status",
-    "TIMEOUT_STATUS": "timeout_status",
-    "RETRY_AFTER": "retry_after",
-    "BODY": "body",
-    "TIMEOUT_BODY": "timeout_body",
-}
+#: OverloadPolicy's keyword parameters: the settings are their names in upper case, so a
+#: setting added there is read here.
+_POLICY = inspect.signature(OverloadPolicy).parameters
 
 #: Settings that are callables, given directly or as dotted paths.
 _CALLABLES = {
@@ -47,34 +34,22 @@ _CALLABLES = {
     "ON_OVERLOADED": "on_overloaded",
 }
 
-#: Every key ``RUST_PY_RATE_LIMIT["OVERLOAD"]`` accepts; any other key is an error.
-OVERLOAD_NAMES = frozenset({*_PASSED_ON, *_CALLABLES, "CONCURRENCY", "CLOCK", "EXEMPT_PATHS"})
+#: Settings read here before OverloadPolicy sees them (objects or their dotted paths, lists).
+_READ_HERE = frozenset({*_CALLABLES, "CONCURRENCY", "CLOCK", "EXEMPT_PATHS"})
 
-#: Settings that may be None, meaning "not given" (TIMEOUT: no timeout); None anywhere else is
-#: an error.
-_NONE_MEANS_UNSET = frozenset(
-    {
-        "MAX_IN_FLIGHT",
-        "ADAPTIVE",
-        "INITIAL_LIMIT",
-        "MIN_LIMIT",
-        "MAX_LIMIT",
-        "TIMEOUT",
-        "BODY",
-        "TIMEOUT_BODY",
-        "CONCURRENCY",
-        "CLOCK",
-        *_CALLABLES,
-    }
-)
+#: Settings whose values OverloadPolicy checks, passed on under these names.
+_PASSED_ON = {name.upper(): name for name in _POLICY if name.upper() not in _READ_HERE}
+
+#: Every key ``RUST_PY_RATE_LIMIT["OVERLOAD"]`` accepts; any other key is an error.
+OVERLOAD_NAMES = frozenset(name.upper() for name in _POLICY)
+
+#: Settings that may be None, meaning "not given" (OverloadPolicy's default is None; for
+#: TIMEOUT, no timeout); None anywhere else is an error.
+_NONE_MEANS_UNSET = frozenset(name.upper() for name, p in _POLICY.items() if p.default is None)
 
 #: OverloadPolicy's parameters, as its errors name them, to the settings they come from.
 _BLAME = {
-    **{param: name for name, param in _PASSED_ON.items()},
-    **{param: name for name, param in _CALLABLES.items()},
-    "concurrency": "CONCURRENCY",
-    "clock": "CLOCK",
-    "exempt_paths": "EXEMPT_PATHS",
+    **{name: name.upper() for name in _POLICY},
     "limit": "MAX_IN_FLIGHT",  # the ConcurrencyLimiter's name for it
 }
 
