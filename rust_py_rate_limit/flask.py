@@ -32,6 +32,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
 from ._core import Decision, ManualClock, RateLimiter
+from .flask_overload import OVERLOAD_SETTINGS, FlaskOverload
 from .headers import HeaderStyle, ResetFormat
 from .keys import KeyFunc
 from .policy import (
@@ -49,7 +50,7 @@ from .settings_names import renamed, unknown_setting_message
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["SETTINGS", "FlaskRateLimiter", "OnBlocked"]
+__all__ = ["OVERLOAD_SETTINGS", "SETTINGS", "FlaskOverload", "FlaskRateLimiter", "OnBlocked"]
 
 #: Called as ``on_blocked(request, decision)`` for a refused request (the Flask request, as in
 #: every web integration); what it returns is the response (plain or async).
@@ -84,7 +85,9 @@ SETTINGS: Final[dict[str, str]] = {
 }
 #: Old config names still read, with a DeprecationWarning: old name -> current one.
 _DEPRECATED_CONFIG = {"RATELIMIT_KEY": "RATELIMIT_KEY_FUNC"}
-_CONFIG_KEYS = frozenset(SETTINGS.values())
+#: Every ``RATELIMIT_*`` key of ``app.config`` either extension reads (FlaskOverload's are
+#: ``RATELIMIT_OVERLOAD_*``); any other is a typo, reported by both.
+_CONFIG_KEYS = frozenset(SETTINGS.values()) | frozenset(OVERLOAD_SETTINGS.values())
 
 #: flask-limiter's config names that mean one of ours (None: no counterpart here).
 _PEERS: dict[str, str | None] = {

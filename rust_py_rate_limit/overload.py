@@ -9,6 +9,7 @@ for a request's key and priority, takes a permit from its :class:`ConcurrencyLim
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -136,6 +137,9 @@ class OverloadPolicy:
                 min_limit=min_limit,
                 max_limit=max_limit,
             )
+        #: The clock queue waits and ``timeout`` are measured on: ``clock`` when given (a
+        #: ManualClock, for tests), else the monotonic clock.
+        self.now: Callable[[], float] = time.monotonic if clock is None else clock.now
         self.timeout = _seconds(timeout, "timeout", allow_none=True)
         if self.timeout is not None and self.limiter.queue_timeout > self.timeout:
             raise ValueError(
@@ -158,10 +162,13 @@ class OverloadPolicy:
         self.shed = Refusal(
             _status(shed_status, "shed_status"), SHED_BODY if body is None else body
         )
-        self.timed_out = Refusal(
-            _status(timeout_status, "timeout_status"),
-            TIMEOUT_BODY if timeout_body is None else timeout_body,
-        )
+        timeout_status = _status(timeout_status, "timeout_status")
+        try:
+            self.timed_out = Refusal(
+                timeout_status, TIMEOUT_BODY if timeout_body is None else timeout_body
+            )
+        except TypeError as exc:  # Refusal names its body `body`: here it is `timeout_body`
+            raise TypeError(str(exc).replace("`body`", "`timeout_body`", 1)) from None
         self.on_overloaded = check_on_blocked(
             on_overloaded, "`on_overloaded`", "on_overloaded(request, error)"
         )

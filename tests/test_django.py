@@ -795,6 +795,7 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("FALLBACK", {"RATE": "1/minute", "STORAGE": "redis://127.0.0.1", "FALLBACK": "disk"}),
     ("LOCAL_DENY_CACHE", {"RATE": "1/minute", "STORAGE": "redis://x", "LOCAL_DENY_CACHE": 1}),
     ("KEY", {"RATE": "1/minute", "KEY": "ip", "KEY_FUNC": "ip"}),
+    ("OVERLOAD", {"RATE": "1/minute", "OVERLOAD": None}),  # its contents: test_django_overload
 ]
 
 

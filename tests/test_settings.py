@@ -219,3 +219,7 @@ def test_the_overload_settings_are_overload_policys_parameters() -> None:
         r"\(did you mean 'max_in_flight'\?\)",
     ):
         OverloadMiddleware(FastAPI(), max_inflight=3)  # type: ignore[call-arg]
+    from rust_py_rate_limit.flask import FlaskOverload
+
+    with pytest.raises(TypeError, match=r"FlaskOverload\(\) got an unexpected keyword .*'queue'"):
+        FlaskOverload(max_in_flight=2, queu=3)  # type: ignore[call-arg]

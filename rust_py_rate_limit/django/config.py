@@ -57,6 +57,7 @@ SETTING_NAMES = frozenset(
         "STATUS_CODE",
         "BODY",
         "ON_BLOCKED",
+        "OVERLOAD",  # OverloadMiddleware's settings, a dict of their own (overload_config.py)
         *(name.upper() for name in STORAGE_SETTINGS),
     }
 )
@@ -108,22 +109,28 @@ _NONE_MEANS_UNSET = frozenset(
 )
 
 
-def _label(name: str) -> str:
-    return f"{SETTING}[{name!r}]"
+#: A setting's name: a key of the setting, or the path of keys to a nested one
+#: (``("OVERLOAD", "QUEUE")`` for ``RUST_PY_RATE_LIMIT['OVERLOAD']['QUEUE']``).
+SettingName = str | tuple[str, ...]
 
 
-def _bad(name: str, problem: str) -> ImproperlyConfigured:
+def _label(name: SettingName) -> str:
+    path = (name,) if isinstance(name, str) else name
+    return SETTING + "".join(f"[{part!r}]" for part in path)
+
+
+def _bad(name: SettingName, problem: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"{_label(name)} {problem}")
 
 
-def _import(name: str, path: str, what: str) -> Any:
+def _import(name: SettingName, path: str, what: str) -> Any:
     try:
         return import_string(path)
     except ImportError as exc:
         raise _bad(name, f"must be {what}; cannot import {path!r}: {exc}") from exc
 
 
-def _callable(name: str, value: object) -> Callable[..., Any]:
+def _callable(name: SettingName, value: object) -> Callable[..., Any]:
     """A callable given directly or as a dotted path."""
     what = "a callable or the dotted path to one"
     if isinstance(value, str):
@@ -135,7 +142,7 @@ def _callable(name: str, value: object) -> Callable[..., Any]:
     return value
 
 
-def instance_setting(name: str, value: object, kind: type, what: str) -> Any:
+def instance_setting(name: SettingName, value: object, kind: type, what: str) -> Any:
     """An object given directly or as the dotted path to it (e.g. a module-level limiter)."""
     if isinstance(value, str):
         value = _import(name, value, f"the dotted path to {what}")
@@ -144,7 +151,7 @@ def instance_setting(name: str, value: object, kind: type, what: str) -> Any:
     return value
 
 
-def _strings(name: str, value: object) -> list[str]:
+def _strings(name: SettingName, value: object) -> list[str]:
     """A list, tuple or set of str (a lone str counts as one entry)."""
     if isinstance(value, str):
         return [value]
