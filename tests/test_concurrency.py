@@ -257,7 +257,7 @@ def test_max_in_flight_seen_is_the_peak_of_one_slot() -> None:
 
 
 def test_status_reports_one_key() -> None:
-    limiter = ConcurrencyLimiter(2, queue=3)
+    limiter = ConcurrencyLimiter(2, queue=3, queue_timeout=1.0)
     lease = limiter.try_acquire("a", 2)
     assert limiter.status("a") == {"limit": 2, "in_flight": 2, "queued": 0}
     assert limiter.status("b") == {"limit": 2, "in_flight": 0, "queued": 0}
@@ -604,11 +604,19 @@ def test_bad_adaptive_settings(
 def test_bad_acquisition(
     method: str, arguments: dict[str, object], error: type[Exception], text: str
 ) -> None:
-    limiter = ConcurrencyLimiter(4, queue=2)
+    limiter = ConcurrencyLimiter(4, queue=2, queue_timeout=1.0)
     with pytest.raises(error) as caught:
         getattr(limiter, method)(**arguments)
     assert text in str(caught.value)
     assert limiter.stats() == ConcurrencyLimiter(4).stats()  # nothing counted, nothing held
+
+
+@pytest.mark.parametrize("queue_timeout", [None, 0, 0.0])
+def test_a_queue_without_a_wait_is_refused_by_name(queue_timeout: float | None) -> None:
+    settings = {} if queue_timeout is None else {"queue_timeout": queue_timeout}
+    with pytest.raises(ValueError, match=r"`queue=3` needs a `queue_timeout` > 0"):
+        ConcurrencyLimiter(2, queue=3, **settings)  # type: ignore[arg-type]
+    assert ConcurrencyLimiter(2, queue=0, queue_timeout=0).queue == 0
 
 
 def test_status_with_a_bad_key() -> None:

@@ -104,7 +104,7 @@ def test_without_a_queue_async_with_is_refused_at_once() -> None:
 
 
 def test_outside_a_running_loop_await_is_a_clear_error_and_takes_nothing() -> None:
-    limiter = ConcurrencyLimiter(1, queue=1)
+    limiter = ConcurrencyLimiter(1, queue=1, queue_timeout=1.0)
     acquisition = limiter.acquire()
     with pytest.raises(RuntimeError, match="running event loop"):
         acquisition.__await__()
@@ -117,7 +117,7 @@ def test_outside_a_running_loop_await_is_a_clear_error_and_takes_nothing() -> No
 
 
 def test_on_a_closed_loop_nothing_is_taken() -> None:
-    limiter = ConcurrencyLimiter(1, queue=1)
+    limiter = ConcurrencyLimiter(1, queue=1, queue_timeout=1.0)
     loop = asyncio.new_event_loop()
     loop.close()
 

@@ -41,7 +41,7 @@ configs = st.builds(
     queue_timeout=st.sampled_from([0.0, 0.5, 1.0, math.inf]),
     order=st.sampled_from(["fifo", "lifo"]),
     max_keys=st.sampled_from([None, None, 1, 2]),
-)
+).filter(lambda c: c.queue == 0 or c.queue_timeout > 0)  # a queue needs a wait (ValueError)
 
 # key, cost (capped at the limit), priority; mostly one key, cost 1 and one priority, so that
 # queues fill and the order of service shows.

@@ -258,6 +258,12 @@ impl PyConcurrencyLimiter {
             Some(value) => self::queue_timeout(value)?,
             None => Some(0),
         };
+        if queue > 0 && queue_timeout_ns == Some(0) {
+            return Err(PyValueError::new_err(format!(
+                "`queue={queue}` needs a `queue_timeout` > 0: with 0 a waiter would time out at \
+                 once; give the longest wait in seconds, or math.inf to wait until served"
+            )));
+        }
         let order = match order {
             None => Order::Fifo,
             Some(order) => {
