@@ -78,18 +78,22 @@ SERVER_LABELS = {"h11": "h11/asyncio", "httptools": "httptools/uvloop"}
 @dataclass(frozen=True)
 class Variant:
     label: str
+    short: str  # for the chart
     app: str  # BENCH_VARIANT of overload_app
     uvicorn_args: tuple[str, ...] = ()
 
 
 VARIANTS = {
-    "bare": Variant("bare app", "bare"),
-    "ratelimit": Variant("RateLimitMiddleware alone", "ratelimit"),
+    "bare": Variant("bare app", "bare", "bare"),
+    "ratelimit": Variant("RateLimitMiddleware alone", "RateLimit", "ratelimit"),
     "limit-concurrency": Variant(
-        "uvicorn --limit-concurrency 20", "bare", ("--limit-concurrency", "20")
+        "uvicorn --limit-concurrency 20",
+        "--limit-concurrency",
+        "bare",
+        ("--limit-concurrency", "20"),
     ),
-    "overload-8": Variant("OverloadMiddleware, 8 in flight, no queue", "overload-8"),
-    "overload-auto": Variant('OverloadMiddleware "auto"', "overload-auto"),
+    "overload-8": Variant("OverloadMiddleware, 8 in flight, no queue", "Overload 8", "overload-8"),
+    "overload-auto": Variant('OverloadMiddleware "auto"', "Overload auto", "overload-auto"),
 }
 SCENARIOS = ("unloaded", "overload", "burst")
 SHED_STATUS = 503
@@ -307,10 +311,30 @@ def print_table(scenario: str, rows: list[Row], settings: argparse.Namespace) ->
             f"| {loadgen.ms(s.served_max)} | {loadgen.ms(s.shed_p99)} "
             f"| {s.shed_with_retry_after:,} | {errors} | {row.server_cpu_s:.2f} |"
         )
+    if scenario == "overload":
+        print_headline(rows)
     lag = max(row.summary.lag_p99 for row in rows)
     print(f"\n(load generator launch lag, worst p99 of these runs: {loadgen.ms(lag)} ms)")
     if scenario == "burst":
         print_burst_breakdown(rows, settings)
+
+
+def print_headline(rows: list[Row]) -> None:
+    """tower-shot's form: "2x overload: p99 X ms with shedding vs Y ms without"."""
+    print()
+    for server in SERVERS:
+        found = {row.variant: row.summary for row in rows if row.server == server}
+        if "bare" not in found:
+            continue
+        for variant in ("overload-8", "overload-auto"):
+            if variant in found:
+                print(
+                    f"2x overload, {SERVER_LABELS[server]}: served p99 "
+                    f"{loadgen.ms(found[variant].served_p99)} ms with "
+                    f"{VARIANTS[variant].label} vs {loadgen.ms(found['bare'].served_p99)} ms "
+                    f"without ({found[variant].shed:,} shed, p99 "
+                    f"{loadgen.ms(found[variant].shed_p99)} ms)"
+                )
 
 
 def print_burst_breakdown(rows: list[Row], settings: argparse.Namespace) -> None:
@@ -357,11 +381,15 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
 
     scenarios = [s for s in SCENARIOS if any(r.scenario == s for r in rows)]
     figure, axes = plt.subplots(
-        len(scenarios), 1, figsize=(11, 3.6 * len(scenarios)), squeeze=False
+        len(scenarios), 1, figsize=(12, 3.8 * len(scenarios)), squeeze=False
     )
     for axis, scenario in zip(axes[:, 0], scenarios, strict=True):
         chosen = sorted((r for r in rows if r.scenario == scenario), key=_order)
-        labels = [f"{VARIANTS[r.variant].label}\n{SERVER_LABELS[r.server]}" for r in chosen]
+        labels = [
+            f"{VARIANTS[r.variant].short}\n{SERVER_LABELS[r.server]}\n"
+            f"served {r.summary.served:,}/{r.summary.requests:,}"
+            for r in chosen
+        ]
         series = {
             "served p50": [r.summary.served_p50 for r in chosen],
             "served p99": [r.summary.served_p99 for r in chosen],
