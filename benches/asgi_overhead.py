@@ -9,6 +9,9 @@ in a second process. Variants:
   tells the server's cost of sending three more headers from the middleware's own;
 - ``x-ratelimit``: with ``RateLimitMiddleware`` (default headers, a limit no run reaches);
 - ``ietf``: the same with the IETF draft fields;
+- ``overload``: with ``OverloadMiddleware(max_in_flight=1000)``, a limit wrk's connections
+  never reach, so every request is admitted: what the concurrency limit costs when there is no
+  overload (skipped with a note while ``OverloadMiddleware`` is not importable);
 - ``bare-20-routes``: a FastAPI app with 20 routes ``/items{i}/{item_id}`` (``item_id: int``),
   requested at ``/items10/42``, the middle one (the bare app the two below are measured
   against);
@@ -109,6 +112,12 @@ if variant == "static-headers":
 
         await inner(scope, receive, send_with_headers)
 
+elif variant == "overload":
+    from rust_py_rate_limit.starlette import OverloadMiddleware
+
+    # More permits than wrk has connections: every request is admitted, none waits.
+    app = OverloadMiddleware(app, max_in_flight=1000)
+
 elif not variant.startswith("bare"):
     from rust_py_rate_limit.starlette import RateLimitMiddleware
 
@@ -126,6 +135,7 @@ VARIANTS = (
     "static-headers",
     "x-ratelimit",
     "ietf",
+    "overload",
     "bare-20-routes",
     "x-ratelimit-20-routes",
     "x-ratelimit-20-routes-1-limited",
@@ -139,6 +149,7 @@ EXPECTED_HEADER = {
     "static-headers": "x-ratelimit-remaining",
     "x-ratelimit": "x-ratelimit-remaining",
     "ietf": "ratelimit",
+    "overload": None,
     "bare-20-routes": None,
     "x-ratelimit-20-routes": "x-ratelimit-remaining",
     "x-ratelimit-20-routes-1-limited": "x-ratelimit-remaining",
@@ -148,10 +159,19 @@ LABELS = {
     "static-headers": "control: 3 fixed headers added, no limiting",
     "x-ratelimit": "`RateLimitMiddleware`, x-ratelimit headers (default)",
     "ietf": "`RateLimitMiddleware`, ietf headers",
+    "overload": "`OverloadMiddleware(max_in_flight=1000)`, every request admitted",
     "bare-20-routes": "bare FastAPI app, 20 routes",
     "x-ratelimit-20-routes": "20 routes, `RateLimitMiddleware`, no route limited on its own",
     "x-ratelimit-20-routes-1-limited": "20 routes, `RateLimitMiddleware`, another route limited",
 }
+
+
+def overload_middleware_importable() -> bool:
+    try:
+        from rust_py_rate_limit.starlette import OverloadMiddleware  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -272,6 +292,14 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+    if "overload" in variants and not overload_middleware_importable():
+        print(
+            "skipped overload: rust_py_rate_limit.starlette.OverloadMiddleware is not "
+            "importable in this installation yet"
+        )
+        variants.remove("overload")
+        if not variants:
+            sys.exit("no variant left to measure")
     # Each variant's bare app runs too, since the overhead is measured against it.
     variants = sorted({*variants, *(BARE[v] for v in variants)}, key=VARIANTS.index)
     if shutil.which("wrk") is None:
