@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -101,6 +101,19 @@ _PEERS: dict[str, str | None] = {
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": "RATELIMIT_FALLBACK",
     "RATELIMIT_DEFAULTS_EXEMPT_WHEN": None,
 }
+
+
+def check_config_keys(config: Mapping[str, Any]) -> None:
+    """A ValueError for the first ``RATELIMIT_*`` key of ``config`` that no extension of this
+    package reads (did you mean, and peers' names)."""
+    unknown = sorted(k for k in config if k.startswith("RATELIMIT_") and k not in _CONFIG_KEYS)
+    if unknown:
+        raise ValueError(
+            unknown_setting_message(
+                unknown[0], _CONFIG_KEYS, "app.config", prefix="RATELIMIT_", peers=_PEERS
+            )
+        )
+
 
 #: The settings every route and blueprint limit takes from the app's (unless it sets its own).
 _SHARED: tuple[str, ...] = (
@@ -411,13 +424,7 @@ class FlaskRateLimiter:
 
     def _resolve(self, app: Flask) -> _AppState:
         config = renamed(app.config, _DEPRECATED_CONFIG, stacklevel=4)
-        unknown = sorted(k for k in config if k.startswith("RATELIMIT_") and k not in _CONFIG_KEYS)
-        if unknown:
-            raise ValueError(
-                unknown_setting_message(
-                    unknown[0], _CONFIG_KEYS, "app.config", prefix="RATELIMIT_", peers=_PEERS
-                )
-            )
+        check_config_keys(config)
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
         for param, key in SETTINGS.items():

@@ -30,7 +30,6 @@ from .exceptions import Overloaded
 from .overload import OVERLOAD_SETTINGS as OVERLOAD_NAMES
 from .overload import OverloadPolicy
 from .settings import OverloadSettings, reject_unknown
-from .settings_names import unknown_setting_message
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -217,17 +216,9 @@ class FlaskOverload:
         request_finished.connect(_note_streamed, app)
 
     def _resolve(self, app: Flask) -> OverloadPolicy:
-        from .flask import _CONFIG_KEYS, _PEERS  # here: flask.py imports this module
+        from .flask import check_config_keys  # here: flask.py imports this module
 
-        unknown = sorted(
-            k for k in app.config if k.startswith("RATELIMIT_") and k not in _CONFIG_KEYS
-        )
-        if unknown:
-            raise ValueError(
-                unknown_setting_message(
-                    unknown[0], _CONFIG_KEYS, "app.config", prefix="RATELIMIT_", peers=_PEERS
-                )
-            )
+        check_config_keys(app.config)
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
         for param, key in OVERLOAD_SETTINGS.items():

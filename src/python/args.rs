@@ -9,12 +9,23 @@ use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
 use crate::clock::{MAX_NS, MAX_NS_TEXT};
 use crate::rate::NANOS_PER_SECOND;
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+pub fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+/// A setting spelled as one of a few names (`choices` in words, for the error): its text.
+pub fn choice(value: &Bound<'_, PyAny>, name: &str, choices: &str) -> PyResult<String> {
+    let text = value.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "`{name}` must be a str ({choices}), not {}",
+            type_name(value)
+        ))
+    })?;
+    Ok(text.to_string_lossy().into_owned())
 }
 
 /// A key: any `str`.

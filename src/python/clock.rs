@@ -1,11 +1,24 @@
 //! `ManualClock`: time that moves only when a test says so.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::args;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::rate::NANOS_PER_SECOND;
+
+/// The `clock=` setting: a `ManualClock`, or None for the real (monotonic) clock.
+pub fn clock_setting(clock: Option<&Bound<'_, PyAny>>) -> PyResult<Clock> {
+    match clock.filter(|c| !c.is_none()) {
+        None => Ok(Clock::monotonic()),
+        Some(clock) => {
+            let manual = clock
+                .cast::<PyManualClock>()
+                .map_err(|_| PyTypeError::new_err("`clock` must be a ManualClock or None"))?;
+            Ok(Clock::Manual(manual.get().clock.clone()))
+        }
+    }
+}
 
 /// A clock for tests: pass it as `clock=` and time stands still until `advance()`.
 #[pyclass(frozen, name = "ManualClock", module = "rust_py_rate_limit._core")]

@@ -10,7 +10,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 
 use super::acquisition::Acquisition;
 use super::args;
-use super::clock::PyManualClock;
+use super::clock::clock_setting;
 use super::lease::Lease;
 use super::waiting::{deliver, Wake};
 use crate::clock::{AdvanceListener, Clock};
@@ -85,20 +85,12 @@ pub struct PyConcurrencyLimiter {
     shared: Arc<Shared>,
 }
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// An int `>= min` (not a bool) no larger than `max`.
 fn int_in(value: &Bound<'_, PyAny>, name: &str, min: i64, max: i64) -> PyResult<i64> {
     if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
             "`{name}` must be an int, not {} ({})",
-            type_name(value),
+            args::type_name(value),
             value.repr()?
         )));
     }
@@ -159,16 +151,8 @@ fn limit_setting(limit: &Bound<'_, PyAny>, given: AdaptiveArgs<'_, '_>) -> PyRes
     }
     let kind = match adaptive {
         None => AdaptiveKind::Gradient,
-        Some(kind) => {
-            let text = kind.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "`adaptive` must be a str ('gradient' or 'aimd'), not {}",
-                    type_name(kind)
-                ))
-            })?;
-            AdaptiveKind::parse(&text.to_string_lossy())
-                .map_err(|e| PyValueError::new_err(e.to_string()))?
-        }
+        Some(kind) => AdaptiveKind::parse(&args::choice(kind, "adaptive", "'gradient' or 'aimd'")?)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?,
     };
     let mut config = AdaptiveConfig::new(kind);
     let bounds = [
@@ -188,7 +172,7 @@ fn limit_setting(limit: &Bound<'_, PyAny>, given: AdaptiveArgs<'_, '_>) -> PyRes
         {
             return Err(PyTypeError::new_err(format!(
                 "`tolerance` must be a number, not {} ({})",
-                type_name(value),
+                args::type_name(value),
                 value.repr()?
             )));
         }
@@ -205,7 +189,7 @@ fn key_bytes<R>(key: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<
     if !key.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(format!(
             "`key` must be a str or None, not {} ({})",
-            type_name(key),
+            args::type_name(key),
             key.repr()?
         )));
     }
@@ -266,15 +250,8 @@ impl PyConcurrencyLimiter {
         }
         let order = match order {
             None => Order::Fifo,
-            Some(order) => {
-                let text = order.cast::<PyString>().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "`order` must be a str ('fifo' or 'lifo'), not {}",
-                        type_name(order)
-                    ))
-                })?;
-                Order::parse(&text.to_string_lossy()).map_err(PyValueError::new_err)?
-            }
+            Some(order) => Order::parse(&args::choice(order, "order", "'fifo' or 'lifo'")?)
+                .map_err(PyValueError::new_err)?,
         };
         let max_keys = match max_keys.filter(|value| !value.is_none()) {
             Some(value) => {
@@ -282,15 +259,7 @@ impl PyConcurrencyLimiter {
             }
             None => None,
         };
-        let clock = match clock.filter(|c| !c.is_none()) {
-            None => Clock::monotonic(),
-            Some(clock) => {
-                let manual = clock
-                    .cast::<PyManualClock>()
-                    .map_err(|_| PyTypeError::new_err("`clock` must be a ManualClock or None"))?;
-                Clock::Manual(manual.get().clock.clone())
-            }
-        };
+        let clock = clock_setting(clock)?;
         let config = ConcurrencyConfig {
             limit,
             queue,

@@ -13,12 +13,11 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::args::{self, Seconds};
 use super::async_bridge::{Answer, Convert};
-use super::clock::PyManualClock;
+use super::clock::clock_setting;
 use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
 use super::storage::{RedisSide, StorageOptions};
 use crate::algorithm::AlgorithmKind;
-use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
 use crate::decision::{Ask, Decision};
 use crate::limiter::Limiter;
@@ -161,15 +160,7 @@ impl RateLimiter {
                 )));
             }
         }
-        let clock = match opts.clock.filter(|c| !c.is_none()) {
-            None => Clock::monotonic(),
-            Some(clock) => {
-                let manual = clock
-                    .cast::<PyManualClock>()
-                    .map_err(|_| PyTypeError::new_err("`clock` must be a ManualClock or None"))?;
-                Clock::Manual(manual.get().clock.clone())
-            }
-        };
+        let clock = clock_setting(opts.clock)?;
         let config = LimiterConfig {
             rates,
             algorithm,
