@@ -262,6 +262,8 @@ class ConcurrencyLimiter:
         tolerance: float | None = None,
         probe_limit: int | None = None,
     ) -> ConcurrencyLimiter: ...
+    def _try_grant(self, key: str | None, /) -> Lease | None:
+        """One free permit, or None without recording a refusal (the middlewares' fast path)."""
     def try_acquire(
         self, key: str | None = None, cost: int | None = None, *, priority: int | None = None
     ) -> Lease | None:

@@ -323,6 +323,16 @@ impl PyConcurrencyLimiter {
         }
     }
 
+    /// One permit for `key` (None: unkeyed) if it is free now and nobody waits, else None;
+    /// records nothing when it gives none (for the middlewares' fast path: an `acquire` after
+    /// it gives the answer that counts). Not public API.
+    #[pyo3(signature = (key, /))]
+    fn _try_grant(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Lease>> {
+        let request = Request::parse(&self.shared, key, None, None)?;
+        let permit = request.with_key(|key| self.shared.core.try_grant(key, 1));
+        Ok(permit.map(|permit| Lease::new(self.shared.clone(), permit, request.key)))
+    }
+
     /// Permits for a `with` or `async with` block (or `await`): at once, after a wait in the
     /// queue, or `Overloaded`.
     #[pyo3(signature = (key=None, cost=None, *, priority=None))]
