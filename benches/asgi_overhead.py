@@ -11,7 +11,7 @@ in a second process. Variants:
 - ``ietf``: the same with the IETF draft fields;
 - ``overload``: with ``OverloadMiddleware(max_in_flight=1000)``, a limit wrk's connections
   never reach, so every request is admitted: what the concurrency limit costs when there is no
-  overload (skipped with a note while ``OverloadMiddleware`` is not importable);
+  overload;
 - ``bare-20-routes``: a FastAPI app with 20 routes ``/items{i}/{item_id}`` (``item_id: int``),
   requested at ``/items10/42``, the middle one (the bare app the two below are measured
   against);
@@ -166,14 +166,6 @@ LABELS = {
 }
 
 
-def overload_middleware_importable() -> bool:
-    try:
-        from rust_py_rate_limit.starlette import OverloadMiddleware  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -292,14 +284,6 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
-    if "overload" in variants and not overload_middleware_importable():
-        print(
-            "skipped overload: rust_py_rate_limit.starlette.OverloadMiddleware is not "
-            "importable in this installation yet"
-        )
-        variants.remove("overload")
-        if not variants:
-            sys.exit("no variant left to measure")
     # Each variant's bare app runs too, since the overhead is measured against it.
     variants = sorted({*variants, *(BARE[v] for v in variants)}, key=VARIANTS.index)
     if shutil.which("wrk") is None:

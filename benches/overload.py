@@ -21,10 +21,6 @@ Variants (``--variants``), each under every server configuration (``--servers``)
 - ``overload-8``: ``OverloadMiddleware(max_in_flight=8)``: no queue, 503 + ``Retry-After``;
 - ``overload-auto``: ``OverloadMiddleware(max_in_flight="auto")``.
 
-Until ``rust_py_rate_limit.starlette.OverloadMiddleware`` is importable, ``overload-8`` runs a
-stand-in written in overload_app.py and ``overload-auto`` is skipped with a note; the header of
-the output says which one ran.
-
 Server configurations: ``h11`` (``--http h11 --loop asyncio``) and ``httptools``
 (``--http httptools --loop uvloop``). Every server runs for the whole bench (an idle one costs
 nothing); the runs of a scenario go through all (server, variant) pairs, in reverse order every
@@ -472,12 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import rust_py_rate_limit
 
-    skipped = {
-        v: overload_app.UNAVAILABLE[VARIANTS[v].app]
-        for v in settings.variant_names
-        if VARIANTS[v].app in overload_app.UNAVAILABLE
-    }
-    variants = [v for v in settings.variant_names if v not in skipped]
+    variants = list(settings.variant_names)
     placement = pin_self_to_client_cpu()
     loadgen.raise_fd_limit()  # the servers inherit it: a burst is one socket per request
     print(f"rust_py_rate_limit {rust_py_rate_limit.__version__} from {rust_py_rate_limit.__file__}")
@@ -487,8 +478,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{os.cpu_count()} CPUs, {placement}; a new connection per request, client timeout "
         f"{CLIENT_TIMEOUT:g} s"
     )
-    for variant, reason in skipped.items():
-        print(f"skipped {variant}: {reason}")
     rows: list[Row] = []
     with contextlib.ExitStack() as stack:
         servers = []
