@@ -398,3 +398,25 @@ def test_a_priority_function_returning_a_non_int_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="`priority` must return an int, not str"):
         run(middleware, lambda client: client.get("/quick"))
     assert json.dumps(middleware.limiter.stats()["in_flight"]) == "0"
+
+
+def test_a_sync_endpoint_past_the_timeout_is_answered_408_on_time() -> None:
+    import time
+
+    def blocking(request: Request) -> Response:
+        time.sleep(0.3)
+        return PlainTextResponse("late")
+
+    middleware = OverloadMiddleware(
+        Starlette(routes=[Route("/", blocking)]), max_in_flight=2, timeout=0.05
+    )
+
+    async def scenario(client: httpx.AsyncClient) -> Any:
+        began = time.monotonic()
+        response = await client.get("/")
+        return response, time.monotonic() - began
+
+    response, took = run(middleware, scenario)
+    assert response.status_code == 408
+    assert took < 0.25, "answered before the thread finished"
+    assert middleware.limiter.in_flight == 0
