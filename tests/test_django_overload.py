@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.http.response import HttpResponseBase
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import URLPattern, path
+from in_thread import PATIENCE, InThread, until
 
 from rust_py_rate_limit import ConcurrencyLimiter, ManualClock, Overloaded
 from rust_py_rate_limit.django import OverloadMiddleware
@@ -32,7 +33,6 @@ OVERLOAD_MIDDLEWARE = "rust_py_rate_limit.django.OverloadMiddleware"
 SHED_BODY = {"detail": "Service overloaded, retry later"}
 TIMEOUT_BODY = {"detail": "Request took too long"}
 #: Long enough for a thread to reach its wait; the tests poll, they do not sleep this long.
-PATIENCE = 5.0
 
 
 class Urls:
@@ -49,41 +49,8 @@ def overload(*patterns: URLPattern, middleware: list[str] | None = None, **confi
     )
 
 
-def until(condition: Callable[[], bool]) -> None:
-    """Wait (polling) until ``condition()`` holds; fail after PATIENCE seconds."""
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.002)
-
-
 def body(response: HttpResponseBase) -> Any:
     return json.loads(response.content)  # type: ignore[attr-defined]
-
-
-class InThread:
-    """A request made by another thread (so the test can hold permits meanwhile)."""
-
-    def __init__(self, call: Callable[[], HttpResponseBase]) -> None:
-        self.response: HttpResponseBase | None = None
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self.response = call()
-            except BaseException as exc:  # reported by result()
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self) -> HttpResponseBase:
-        self.thread.join(PATIENCE)
-        assert not self.thread.is_alive(), "the request never finished"
-        if self.error is not None:
-            raise self.error
-        assert self.response is not None
-        return self.response
 
 
 def sync(middleware: OverloadMiddleware) -> Callable[[HttpRequest], HttpResponseBase]:

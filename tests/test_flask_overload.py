@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask, Request, Response, jsonify, stream_with_context
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
+from in_thread import PATIENCE, InThread, until
 
 from rust_py_rate_limit import ConcurrencyLimiter, ManualClock, Overloaded
 from rust_py_rate_limit.flask import OVERLOAD_SETTINGS, FlaskOverload, FlaskRateLimiter
 
 SHED_BODY = {"detail": "Service overloaded, retry later"}
 TIMEOUT_BODY = {"detail": "Request took too long"}
-PATIENCE = 5.0
 
 
 def make_app(config: dict[str, Any] | None = None, **settings: Any) -> tuple[Flask, FlaskOverload]:
@@ -39,38 +38,6 @@ def make_app(config: dict[str, Any] | None = None, **settings: Any) -> tuple[Fla
         return "ok"
 
     return app, FlaskOverload(app, **settings)
-
-
-def until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.002)
-
-
-class InThread:
-    """A request made by another thread, so the test can hold permits meanwhile."""
-
-    def __init__(self, call: Callable[[], TestResponse]) -> None:
-        self.response: TestResponse | None = None
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self.response = call()
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self) -> TestResponse:
-        self.thread.join(PATIENCE)
-        assert not self.thread.is_alive(), "the request never finished"
-        if self.error is not None:
-            raise self.error
-        assert self.response is not None
-        return self.response
 
 
 def hold(overload: FlaskOverload, key: str | None = None, cost: int = 1) -> Any:
