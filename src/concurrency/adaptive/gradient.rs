@@ -74,6 +74,10 @@ mod tests {
         let mut now = 0;
         feed(&mut limit, &mut now, 1, 10 * MS, 1);
         assert_eq!(limit.no_load_rtt_ns(), Some(10 * MS));
+        // It leaves the probe at twice what was used (one in flight), at least the probe limit.
+        assert_eq!(limit.limit(), initial.min(3));
+        // The tests below start from a learnt limit of `initial`, as after busy windows.
+        limit.estimate = f64::from(initial);
         assert_eq!(limit.limit(), initial);
         (limit, now)
     }

@@ -301,9 +301,18 @@ impl AdaptiveLimit {
     pub fn on_sample(&mut self, sample: Sample) -> u32 {
         let limit = self.limit();
         let closed = self.window.add(&sample, self.config.window_samples, limit);
+        let measured_before = self.no_load.rtt_ns().is_some();
         if let Some(window) = &closed {
             let clean = window.max_in_flight <= self.probe_limit();
             self.no_load.observe(window, clean);
+            if !measured_before && self.no_load.rtt_ns().is_some() {
+                // The limit leaves the probe no higher than twice what was used: a limit
+                // above what the application ever used says nothing about its capacity, and
+                // would admit a flood's first requests far past it.
+                let used = f64::from(window.max_in_flight.max(1)) * 2.0;
+                let start = used.max(f64::from(self.probe_limit()));
+                self.estimate = bounded(&self.config, self.estimate, self.estimate.min(start));
+            }
         }
         let Some(no_load) = self.no_load.rtt_ns() else {
             return limit;

@@ -121,6 +121,50 @@ fn the_limit_is_held_at_the_probe_limit_until_the_no_load_latency_is_known() {
     assert_eq!(AdaptiveLimit::new(config).unwrap().limit(), 2);
 }
 
+#[test]
+fn the_limit_leaves_the_probe_at_twice_what_was_used_then_grows_with_use() {
+    for kind in AdaptiveKind::ALL {
+        for (used, expected) in [(1, 3), (3, 6)] {
+            let mut limit = AdaptiveLimit::new(AdaptiveConfig::new(kind)).unwrap();
+            let mut now = 0;
+            for _ in 0..10 {
+                now += 5 * MS;
+                limit.on_sample(Sample {
+                    now_ns: now,
+                    rtt_ns: 10 * MS,
+                    in_flight: used,
+                    dropped: false,
+                });
+            }
+            assert_eq!(limit.no_load_rtt_ns(), Some(10 * MS), "{kind:?}");
+            // not initial_limit (20): a limit above what was ever used says nothing of capacity
+            // (AIMD's slow start may add one for the window's last, busy, on-time sample)
+            let left = limit.limit();
+            assert!(
+                (expected..=expected + 1).contains(&left),
+                "{kind:?} used {used}: {left}"
+            );
+            // busy and on time: it grows from there (2% a window for the gradient)
+            for _ in 0..2_000 {
+                now += 2 * MS;
+                let in_flight = limit.limit();
+                limit.on_sample(Sample {
+                    now_ns: now,
+                    rtt_ns: 10 * MS,
+                    in_flight,
+                    dropped: false,
+                });
+            }
+            assert!(
+                limit.limit() >= 20,
+                "{kind:?}: {} (estimate {})",
+                limit.limit(),
+                limit.estimate
+            );
+        }
+    }
+}
+
 /// Any sequence of samples, however hostile, keeps the limit within the bounds, without panics.
 #[test]
 fn hostile_samples_never_panic_nor_leave_the_bounds() {
