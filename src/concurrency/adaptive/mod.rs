@@ -79,9 +79,10 @@ impl AdaptiveKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdaptiveConfig {
     pub kind: AdaptiveKind,
-    /// The limit before any sample: 20 (Netflix's default). Small enough that a service which
-    /// can only serve a few at once is not flooded while the first samples come back, large
-    /// enough that a typical service is not starved while the limit grows.
+    /// The most the limit starts at once the no-load latency is measured: 20 (Netflix's
+    /// default). It starts at twice the most requests in flight in the window that measured
+    /// it (at least `probe_limit`), so a service only lightly used so far starts low and grows
+    /// with use; a busy one is not starved while the limit grows.
     pub initial_limit: u32,
     /// The floor: 1. The limit may go as low as one request at a time if latency says so; raise
     /// it to keep a minimum of throughput whatever the latency.
