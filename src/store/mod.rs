@@ -6,6 +6,8 @@ mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod shard_lock;
+#[cfg(unix)]
+pub mod shm;
 mod sweeper;
 #[cfg(test)]
 mod threaded_tests;

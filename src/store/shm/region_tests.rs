@@ -1,0 +1,217 @@
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+
+use super::*;
+
+static DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh private directory for one test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rprl-region-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn spec(&self, name: &str) -> RegionSpec {
+        RegionSpec {
+            dir: self.0.clone(),
+            name: name.into(),
+            capacity: 64,
+            slot_size: 32,
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const BOOT: [u8; 16] = [1; 16];
+
+fn header_with_seed(spec: &RegionSpec, seed: u8) -> Header {
+    Header {
+        file_size: HEADER_SIZE as u64 + spec.capacity * spec.slot_size,
+        capacity: spec.capacity,
+        slot_size: spec.slot_size,
+        creator_uid: effective_uid(),
+        hash_seed: [seed; 16],
+        boot_id: BOOT,
+        clock: [0; 64],
+    }
+}
+
+fn open(spec: &RegionSpec, seed: u8) -> Result<Region, RegionError> {
+    Region::open_or_create(spec, BOOT, || header_with_seed(spec, seed))
+}
+
+#[test]
+fn a_second_opener_shares_the_first_ones_region() {
+    let dir = TempDir::new();
+    let spec = dir.spec("api");
+    let first = open(&spec, 1).unwrap();
+    let second = open(&spec, 2).unwrap();
+    assert_eq!(
+        second.header().hash_seed,
+        [1; 16],
+        "the existing region, not a new one"
+    );
+    assert_eq!(first.table().len(), 64 * 32 / 8);
+    first.table()[5].store(42, Ordering::Release);
+    assert_eq!(second.table()[5].load(Ordering::Acquire), 42, "one memory");
+    let mode = std::fs::metadata(first.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(first.path().ends_with("rprl-api"));
+    // no temporary file is left behind
+    let names: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["rprl-api"]);
+}
+
+#[test]
+fn racing_creators_all_end_on_one_region() {
+    let dir = TempDir::new();
+    let spec = dir.spec("race");
+    let barrier = Arc::new(Barrier::new(8));
+    let seeds: Vec<[u8; 16]> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u8)
+            .map(|seed| {
+                let (spec, barrier) = (&spec, barrier.clone());
+                scope.spawn(move || {
+                    barrier.wait();
+                    open(spec, seed + 1).unwrap().header().hash_seed
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(seeds.windows(2).all(|w| w[0] == w[1]), "{seeds:?}");
+}
+
+#[test]
+fn bad_names_are_refused_by_name() {
+    let dir = TempDir::new();
+    for name in ["", ".hidden", "a/b", "../up", "sp ace", &"x".repeat(201)] {
+        let error = open(&dir.spec(name), 1).err().unwrap();
+        assert!(error.message.contains("region name"), "{name:?}: {error}");
+    }
+}
+
+#[test]
+fn a_symlink_another_uid_an_open_mode_or_a_directory_are_refused() {
+    let dir = TempDir::new();
+    let target = dir.0.join("elsewhere");
+    std::fs::write(&target, b"x").unwrap();
+    std::os::unix::fs::symlink(&target, dir.0.join("rprl-link")).unwrap();
+    let error = open(&dir.spec("link"), 1).err().unwrap();
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert!(
+        error.to_string().contains("rprl-link"),
+        "names the path: {error}"
+    );
+
+    let spec = dir.spec("mine");
+    drop(open(&spec, 1).unwrap());
+    let other_uid = effective_uid().wrapping_add(1);
+    let error = Region::open_or_create_as(&spec, BOOT, || header_with_seed(&spec, 1), other_uid)
+        .err()
+        .unwrap();
+    assert!(
+        error
+            .message
+            .contains(&format!("not to this process's uid {other_uid}")),
+        "{error}"
+    );
+
+    let path = dir.0.join("rprl-mine");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = open(&spec, 1).err().unwrap();
+    assert!(error.message.contains("mode is 644"), "{error}");
+
+    std::fs::create_dir(dir.0.join("rprl-folder")).unwrap();
+    let error = open(&dir.spec("folder"), 1).err().unwrap();
+    assert!(!error.message.is_empty(), "{error}");
+}
+
+#[test]
+fn truncated_corrupted_or_foreign_files_are_refused() {
+    let dir = TempDir::new();
+    let spec = dir.spec("bad");
+    drop(open(&spec, 1).unwrap());
+    let path = dir.0.join("rprl-bad");
+    let good = std::fs::read(&path).unwrap();
+
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(HEADER_SIZE as u64 + 100).unwrap();
+    let error = open(&spec, 1).err().unwrap();
+    assert!(error.message.contains("truncated"), "{error}");
+
+    let mut corrupted = good.clone();
+    corrupted[30] ^= 0xff;
+    std::fs::write(&path, &corrupted).unwrap();
+    let error = open(&spec, 1).err().unwrap();
+    assert!(error.message.contains("corrupted"), "{error}");
+
+    let mut foreign = good.clone();
+    foreign[..8].copy_from_slice(b"NOTOURS!");
+    std::fs::write(&path, &foreign).unwrap();
+    let error = open(&spec, 1).err().unwrap();
+    assert!(error.message.contains("bad magic"), "{error}");
+
+    std::fs::write(&path, &good).unwrap();
+    let other = RegionSpec {
+        capacity: 128,
+        ..spec.clone()
+    };
+    let error = open(&other, 1).err().unwrap();
+    assert!(error.message.contains("capacity 64"), "{error}");
+    assert!(open(&spec, 1).is_ok(), "the good file opens again");
+}
+
+#[test]
+fn a_region_from_another_boot_is_made_again() {
+    let dir = TempDir::new();
+    let spec = dir.spec("boot");
+    let old = Region::open_or_create(&spec, [7; 16], || Header {
+        boot_id: [7; 16],
+        ..header_with_seed(&spec, 1)
+    })
+    .unwrap();
+    old.table()[0].store(99, Ordering::Release);
+    let new = open(&spec, 2).unwrap();
+    assert_eq!(new.header().boot_id, BOOT);
+    assert_eq!(
+        new.header().hash_seed,
+        [2; 16],
+        "a new region, with its own seed"
+    );
+    assert_eq!(
+        new.table()[0].load(Ordering::Acquire),
+        0,
+        "nothing trusted from before"
+    );
+}
+
+#[test]
+fn destroy_removes_a_region_and_says_when_there_was_none() {
+    let dir = TempDir::new();
+    let spec = dir.spec("gone");
+    let region = open(&spec, 1).unwrap();
+    assert_eq!(Region::destroy(&dir.0, "gone"), Ok(true));
+    assert_eq!(Region::destroy(&dir.0, "gone"), Ok(false));
+    region.table()[1].store(5, Ordering::Release); // a mapping outlives the name
+    assert_eq!(open(&spec, 3).unwrap().header().hash_seed, [3; 16]);
+    assert!(Region::destroy(&dir.0, "../x").is_err());
+}
