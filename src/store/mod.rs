@@ -6,6 +6,7 @@ mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod shard_lock;
+pub mod shm;
 mod sweeper;
 #[cfg(test)]
 mod threaded_tests;
