@@ -10,7 +10,9 @@
 //!   each on 16 keys of its own or both on one shared key (contention on one shard lock).
 //!   The time reported is wall time per call per thread.
 //!
-//! Plus `clock/monotonic_now_ns`: one read of the monotonic clock, which every `decide` pays.
+//! Plus `clock/monotonic_now_ns`: one read of the monotonic clock, which every `decide` pays;
+//! and `clock/shm_now_ns_*`: one read of the shared-memory store's clock (TSC and fallback),
+//! beside `clock/std_instant_now`.
 //!
 //! Run with `cargo bench --bench core`; filter with e.g. `cargo bench --bench core -- gcra`.
 
@@ -20,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use rust_py_rate_limit::store::shm::clock as shm_clock;
 use rust_py_rate_limit::{parse_rates, AlgorithmKind, Clock, Limiter, LimiterConfig};
 
 /// A rate no bench reaches: every call is admitted.
@@ -145,8 +148,23 @@ fn two_threads(c: &mut Criterion) {
 
 fn clock(c: &mut Criterion) {
     let clock = Clock::monotonic();
-    c.benchmark_group("clock")
-        .bench_function("monotonic_now_ns", |b| b.iter(|| clock.now_ns()));
+    let shared_tsc = shm_clock::calibrate();
+    let shared_fallback = shm_clock::SharedClockParams::monotonic([0; 16]);
+    let mut group = c.benchmark_group("clock");
+    group.bench_function("monotonic_now_ns", |b| b.iter(|| clock.now_ns()));
+    // The shared-memory store's clock: the TSC where calibrate() finds it usable (see the
+    // name printed), and the clock_gettime(CLOCK_MONOTONIC) fallback; std's Instant for scale.
+    let tsc_name = if shared_tsc.kind == shm_clock::KIND_TSC {
+        "shm_now_ns_tsc"
+    } else {
+        "shm_now_ns_tsc_unavailable_fallback"
+    };
+    group.bench_function(tsc_name, |b| b.iter(|| shared_tsc.now_ns()));
+    group.bench_function("shm_now_ns_fallback", |b| {
+        b.iter(|| shared_fallback.now_ns())
+    });
+    group.bench_function("std_instant_now", |b| b.iter(Instant::now));
+    group.finish();
 }
 
 /// Short runs: the whole bench takes a few minutes.

@@ -1,6 +1,8 @@
-//! The shared-memory store (`storage="shm://NAME"`): one exact limit across the processes of a
-//! host. Built so far: the region (`region.rs`: safe creation, opening and validation) and its
-//! header (`header.rs`: the layout, stated once).
+//! The shared-memory store (`storage="shm://NAME"`, issue 11): one exact limit across the
+//! processes of a host. Built so far: the region (`region.rs`: safe creation, opening and
+//! validation), its header (`header.rs`: the layout, stated once) and the clock every process
+//! shares (`clock.rs`: one calibration kept in the header).
 
+pub mod clock;
 pub mod header;
 pub mod region;
