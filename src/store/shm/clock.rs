@@ -122,6 +122,38 @@ impl SharedClockParams {
         }
     }
 
+    /// The parameters as the region header's 64-byte clock field keeps them (little-endian
+    /// fields in declaration order, then zeros).
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut bytes = [0u8; 64];
+        let words = [
+            self.kind,
+            self.tsc_base,
+            self.mono_base_ns,
+            self.mult,
+            self.shift,
+        ];
+        for (i, word) in words.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        bytes[40..56].copy_from_slice(&self.boot_id);
+        bytes
+    }
+
+    /// Parameters read back from a header's clock field; None unless they are valid.
+    pub fn from_bytes(bytes: &[u8; 64]) -> Option<Self> {
+        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8"));
+        let params = SharedClockParams {
+            kind: word(0),
+            tsc_base: word(1),
+            mono_base_ns: word(2),
+            mult: word(3),
+            shift: word(4),
+            boot_id: bytes[40..56].try_into().expect("16 bytes"),
+        };
+        params.is_valid().then_some(params)
+    }
+
     /// Whether these parameters are a calibration [`calibrate`] could have made (for checking a
     /// region header: zero-filled or corrupted parameters are refused).
     pub fn is_valid(&self) -> bool {
@@ -322,6 +354,29 @@ fn paired_read() -> (u64, u64, u64) {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::*;
+
+    #[test]
+    fn parameters_round_trip_through_the_header_field_and_bad_ones_are_refused() {
+        let params = calibrate();
+        assert_eq!(
+            SharedClockParams::from_bytes(&params.to_bytes()),
+            Some(params)
+        );
+        let fallback = SharedClockParams::monotonic([4; 16]);
+        assert_eq!(
+            SharedClockParams::from_bytes(&fallback.to_bytes()),
+            Some(fallback)
+        );
+        assert_eq!(SharedClockParams::from_bytes(&[0; 64]), None, "zero-filled");
+        let mut bad = params.to_bytes();
+        bad[0] = 9; // an unknown kind
+        assert_eq!(SharedClockParams::from_bytes(&bad), None);
+    }
 }
 
 #[cfg(test)]

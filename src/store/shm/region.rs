@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
+use super::clock::{calibrate, current_boot_id, SharedClockParams};
 use super::header::{Header, HEADER_SIZE};
 
 /// Files of this store are named `rprl-<name>`, so a name cannot clobber anything else there.
@@ -76,6 +77,7 @@ pub struct Region {
     len: usize,
     path: PathBuf,
     header: Header,
+    clock: SharedClockParams,
 }
 
 // SAFETY: the mapping stays valid until drop, and its table is accessed only through atomics.
@@ -96,6 +98,26 @@ impl Region {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The clock every process of this region reads: the calibration of its creator.
+    pub fn clock(&self) -> &SharedClockParams {
+        &self.clock
+    }
+
+    /// Opens (or creates) the region `spec` names on this boot: a new one gets a random hash
+    /// seed, this boot's id and a fresh clock calibration (~20 ms, once per region).
+    pub fn open(spec: &RegionSpec) -> Result<Region, RegionError> {
+        let boot_id = current_boot_id().unwrap_or([0; 16]);
+        Self::open_or_create(spec, boot_id, || Header {
+            file_size: HEADER_SIZE as u64 + spec.capacity * spec.slot_size,
+            capacity: spec.capacity,
+            slot_size: spec.slot_size,
+            creator_uid: effective_uid(),
+            hash_seed: random_seed(),
+            boot_id,
+            clock: calibrate().to_bytes(),
+        })
     }
 
     /// The table after the header: `capacity * slot_size / 8` words, zero in a new region.
@@ -189,6 +211,28 @@ impl Region {
             }),
         }
     }
+}
+
+/// 16 random bytes from the kernel, for a region's hash seed (keys are chosen by clients).
+fn random_seed() -> [u8; 16] {
+    let mut seed = [0u8; 16];
+    // SAFETY: getrandom writes at most `seed.len()` bytes into `seed`.
+    let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if filled != seed.len() as isize {
+        // Not expected on Linux; a seed from the std hasher's own randomness still differs
+        // per process and per call.
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(u128::from_le_bytes(seed));
+        let low = hasher.finish();
+        seed[..8].copy_from_slice(&low.to_le_bytes());
+        seed[8..].copy_from_slice(
+            &low.rotate_left(29)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .to_le_bytes(),
+        );
+    }
+    seed
 }
 
 fn effective_uid() -> u32 {
@@ -311,12 +355,20 @@ fn map_checked(file: File, path: &Path, uid: u32) -> Result<Region, RegionError>
         )));
     }
     let base = NonNull::new(base.cast::<u8>()).ok_or_else(|| error("mapped at null".into()))?;
-    Ok(Region {
+    let clock = SharedClockParams::from_bytes(&header.clock);
+    let region = Region {
         base,
         len,
         path: path.to_path_buf(),
         header,
-    })
+        clock: clock.unwrap_or(SharedClockParams::monotonic(header.boot_id)),
+    };
+    if clock.is_none() {
+        return Err(error(
+            "its clock parameters are not a valid calibration".into(),
+        ));
+    }
+    Ok(region)
 }
 
 fn read_at(file: &File, buffer: &mut [u8]) -> io::Result<()> {

@@ -44,7 +44,7 @@ fn header_with_seed(spec: &RegionSpec, seed: u8) -> Header {
         creator_uid: effective_uid(),
         hash_seed: [seed; 16],
         boot_id: BOOT,
-        clock: [0; 64],
+        clock: SharedClockParams::monotonic(BOOT).to_bytes(),
     }
 }
 
@@ -214,4 +214,40 @@ fn destroy_removes_a_region_and_says_when_there_was_none() {
     region.table()[1].store(5, Ordering::Release); // a mapping outlives the name
     assert_eq!(open(&spec, 3).unwrap().header().hash_seed, [3; 16]);
     assert!(Region::destroy(&dir.0, "../x").is_err());
+}
+
+#[test]
+fn a_region_made_by_open_has_this_boot_a_random_seed_and_a_working_shared_clock() {
+    let dir = TempDir::new();
+    let spec = dir.spec("real");
+    let first = Region::open(&spec).unwrap();
+    let second = Region::open(&spec).unwrap();
+    assert_eq!(
+        first.clock(),
+        second.clock(),
+        "one calibration for all openers"
+    );
+    assert_eq!(Some(first.header().boot_id), current_boot_id());
+    assert_ne!(first.header().hash_seed, [0; 16]);
+    let other = Region::open(&dir.spec("other")).unwrap();
+    assert_ne!(
+        other.header().hash_seed,
+        first.header().hash_seed,
+        "a seed per region"
+    );
+    let (a, b) = (first.clock().now_ns(), super::super::clock::monotonic_ns());
+    assert!(a.abs_diff(b) < 1_000_000, "{a} vs {b}");
+}
+
+#[test]
+fn a_header_with_a_bad_clock_is_refused() {
+    let dir = TempDir::new();
+    let spec = dir.spec("clockless");
+    let error = Region::open_or_create(&spec, BOOT, || Header {
+        clock: [0; 64],
+        ..header_with_seed(&spec, 1)
+    })
+    .err()
+    .unwrap();
+    assert!(error.message.contains("clock parameters"), "{error}");
 }
