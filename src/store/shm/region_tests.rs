@@ -251,3 +251,59 @@ fn a_header_with_a_bad_clock_is_refused() {
     .unwrap();
     assert!(error.message.contains("clock parameters"), "{error}");
 }
+
+/// Run by `processes_opening_one_name_share_one_region` in child processes (a fresh process,
+/// not a fork of the threaded test harness): opens the region and counts itself in.
+#[test]
+#[ignore = "run in child processes by processes_opening_one_name_share_one_region"]
+fn child_opens_the_region_and_counts_itself() {
+    let Some(dir) = std::env::var_os("RPRL_REGION_CHILD_DIR") else {
+        return;
+    };
+    let spec = RegionSpec {
+        dir: dir.into(),
+        name: "procs".into(),
+        capacity: 64,
+        slot_size: 32,
+    };
+    let region = Region::open(&spec).unwrap();
+    region.table()[1].fetch_add(1, Ordering::AcqRel);
+    let seed = u64::from_le_bytes(region.header().hash_seed[..8].try_into().unwrap());
+    // every child must see the same region: the first stores its seed, the others compare
+    let stored = region.table()[2].compare_exchange(0, seed, Ordering::AcqRel, Ordering::Acquire);
+    if let Err(existing) = stored {
+        assert_eq!(existing, seed, "another region than the first child's");
+    }
+}
+
+#[test]
+fn processes_opening_one_name_share_one_region() {
+    let dir = TempDir::new();
+    let test_binary = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&test_binary)
+                .args([
+                    "--exact",
+                    "store::shm::region::tests::child_opens_the_region_and_counts_itself",
+                    "--ignored",
+                    "--quiet",
+                ])
+                .env("RPRL_REGION_CHILD_DIR", &dir.0)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let region = Region::open(&dir.spec("procs")).unwrap();
+    assert_eq!(
+        region.table()[1].load(Ordering::Acquire),
+        4,
+        "four processes, one region"
+    );
+    let seed = u64::from_le_bytes(region.header().hash_seed[..8].try_into().unwrap());
+    assert_eq!(region.table()[2].load(Ordering::Acquire), seed);
+}
