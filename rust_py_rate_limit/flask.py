@@ -32,7 +32,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
 from ._core import Decision, ManualClock, RateLimiter
-from .flask_overload import OVERLOAD_SETTINGS, FlaskOverload
+from .flask_overload import OVERLOAD_CONFIG_KEYS, FlaskOverload
 from .headers import HeaderStyle, ResetFormat
 from .keys import KeyFunc
 from .policy import (
@@ -50,7 +50,7 @@ from .settings_names import renamed, unknown_setting_message
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["OVERLOAD_SETTINGS", "SETTINGS", "FlaskOverload", "FlaskRateLimiter", "OnBlocked"]
+__all__ = ["OVERLOAD_CONFIG_KEYS", "SETTINGS", "FlaskOverload", "FlaskRateLimiter", "OnBlocked"]
 
 #: Called as ``on_blocked(request, decision)`` for a refused request (the Flask request, as in
 #: every web integration); what it returns is the response (plain or async).
@@ -87,7 +87,7 @@ SETTINGS: Final[dict[str, str]] = {
 _DEPRECATED_CONFIG = {"RATELIMIT_KEY": "RATELIMIT_KEY_FUNC"}
 #: Every ``RATELIMIT_*`` key of ``app.config`` either extension reads (FlaskOverload's are
 #: ``RATELIMIT_OVERLOAD_*``); any other is a typo, reported by both.
-_CONFIG_KEYS = frozenset(SETTINGS.values()) | frozenset(OVERLOAD_SETTINGS.values())
+_CONFIG_KEYS = frozenset(SETTINGS.values()) | frozenset(OVERLOAD_CONFIG_KEYS.values())
 
 #: flask-limiter's config names that mean one of ours (None: no counterpart here).
 _PEERS: dict[str, str | None] = {

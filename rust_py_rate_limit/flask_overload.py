@@ -27,16 +27,15 @@ from werkzeug.wsgi import get_path_info
 
 from ._core import ConcurrencyLimiter, ManualClock
 from .exceptions import Overloaded
-from .overload import OVERLOAD_SETTINGS as OVERLOAD_NAMES
-from .overload import OverloadPolicy
-from .settings import OverloadSettings, reject_unknown
+from .overload import OVERLOAD_SETTINGS, OverloadPolicy
+from .settings import OverloadSettings, reject_unknown, setting_names
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from flask import Flask, Request, Response
     from typing_extensions import Unpack
 
-__all__ = ["OVERLOAD_SETTINGS", "FlaskOverload"]
+__all__ = ["OVERLOAD_CONFIG_KEYS", "FlaskOverload"]
 
 #: The settings only the constructor takes (objects, not config values).
 _CONSTRUCTOR_ONLY = frozenset(
@@ -44,10 +43,10 @@ _CONSTRUCTOR_ONLY = frozenset(
 )
 
 #: The settings read from ``app.config``, by the constructor argument that overrides them:
-#: every keyword of :class:`OverloadPolicy` but the constructor's own.
-OVERLOAD_SETTINGS: Final[dict[str, str]] = {
+#: every overload setting (``settings.OverloadSettings``) but the constructor's own.
+OVERLOAD_CONFIG_KEYS: Final[dict[str, str]] = {
     name: f"RATELIMIT_OVERLOAD_{name.upper()}"
-    for name in inspect.signature(OverloadPolicy).parameters
+    for name in setting_names(OverloadSettings)
     if name not in _CONSTRUCTOR_ONLY
 }
 _EXTENSION = "rust_py_rate_limit.overload"
@@ -163,7 +162,7 @@ class FlaskOverload:
     ``FlaskOverload(app, max_in_flight=8)``, or ``FlaskOverload(...)`` then ``init_app(app)``.
     The settings are :class:`~rust_py_rate_limit.overload.OverloadPolicy`'s; every one but
     ``concurrency``, ``clock``, ``priority``, ``concurrency_key`` and ``on_overloaded`` can also
-    come from ``app.config`` as ``RATELIMIT_OVERLOAD_<NAME>`` (see :data:`OVERLOAD_SETTINGS`);
+    come from ``app.config`` as ``RATELIMIT_OVERLOAD_<NAME>`` (see :data:`OVERLOAD_CONFIG_KEYS`);
     an argument given here wins. Each app gets its own limiter (unless ``concurrency`` gives
     one), read and checked by ``init_app``: a bad value is a ``TypeError`` or ``ValueError``
     naming the key or argument, an unknown ``RATELIMIT_*`` key a ``ValueError``.
@@ -175,19 +174,16 @@ class FlaskOverload:
     ``Retry-After`` is added unless it sets one.
     """
 
-    #: The settings that are objects rather than values: never read from ``app.config``.
-    _OBJECTS = ("concurrency", "clock", "priority", "concurrency_key", "on_overloaded")
-
     def __init__(self, app: Flask | None = None, **settings: Unpack[OverloadSettings]) -> None:
-        reject_unknown(settings, OVERLOAD_NAMES, "FlaskOverload")
+        reject_unknown(settings, OVERLOAD_SETTINGS, "FlaskOverload")
         given: dict[str, Any] = dict(settings)
         self._given = {
             name: value
             for name, value in given.items()
-            if value is not None and name not in self._OBJECTS
+            if value is not None and name not in _CONSTRUCTOR_ONLY
         }
         self._objects: dict[str, Any] = {
-            name: given[name] for name in self._OBJECTS if given.get(name) is not None
+            name: given[name] for name in sorted(_CONSTRUCTOR_ONLY) if given.get(name) is not None
         }
         concurrency, clock = given.get("concurrency"), given.get("clock")
         if concurrency is not None and not isinstance(concurrency, ConcurrencyLimiter):
@@ -221,7 +217,7 @@ class FlaskOverload:
         check_config_keys(app.config)
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
-        for param, key in OVERLOAD_SETTINGS.items():
+        for param, key in OVERLOAD_CONFIG_KEYS.items():
             if app.config.get(key) is not None:
                 values[param], labels[param] = app.config[key], key
         for param, value in self._given.items():
@@ -232,7 +228,7 @@ class FlaskOverload:
             raise TypeError(f"give either `concurrency` or {labels['max_in_flight']}, not both")
         if "max_in_flight" not in values and "concurrency" not in self._objects:
             raise TypeError(
-                f"FlaskOverload needs `max_in_flight` (or {OVERLOAD_SETTINGS['max_in_flight']} "
+                f"FlaskOverload needs `max_in_flight` (or {OVERLOAD_CONFIG_KEYS['max_in_flight']} "
                 "in app.config: an int >= 1 or 'auto') or `concurrency`"
             )
         try:

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from in_thread import PATIENCE, InThread, until
 
 from rust_py_rate_limit import ConcurrencyLimiter, ManualClock, Overloaded
-from rust_py_rate_limit.flask import OVERLOAD_SETTINGS, FlaskOverload, FlaskRateLimiter
+from rust_py_rate_limit.flask import OVERLOAD_CONFIG_KEYS, FlaskOverload, FlaskRateLimiter
 
 SHED_BODY = {"detail": "Service overloaded, retry later"}
 TIMEOUT_BODY = {"detail": "Request took too long"}
@@ -464,12 +464,12 @@ BAD_CONFIG_VALUES: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("param", OVERLOAD_SETTINGS)
+@pytest.mark.parametrize("param", OVERLOAD_CONFIG_KEYS)
 def test_every_config_key_is_read_and_checked_naming_it(param: str) -> None:
-    key = OVERLOAD_SETTINGS[param]
+    key = OVERLOAD_CONFIG_KEYS[param]
     app = Flask(__name__)
     app.config[key] = BAD_CONFIG_VALUES[param]
     if param != "max_in_flight":
-        app.config[OVERLOAD_SETTINGS["max_in_flight"]] = 2
+        app.config[OVERLOAD_CONFIG_KEYS["max_in_flight"]] = 2
     with pytest.raises((TypeError, ValueError), match=f"^{key}: "):
         FlaskOverload(app)
