@@ -650,3 +650,15 @@ def test_a_queued_thread_interrupted_by_a_signal_leaves_the_queue() -> None:
     assert held is not None
     held.release()
     assert limiter.in_flight == 0
+
+
+def test_overloaded_reports_the_counts_of_a_key_with_lone_surrogates() -> None:
+    key = "user:\ud800"  # os.fsdecode makes such strs; its bytes are surrogatepass-encoded
+    limiter = ConcurrencyLimiter(1)
+    lease = limiter.try_acquire(key)
+    assert lease is not None
+    with pytest.raises(Overloaded) as refused, limiter.acquire(key):
+        pass
+    assert (refused.value.in_flight, refused.value.limit) == (1, 1)
+    assert limiter.status(key)["in_flight"] == 1
+    lease.release()

@@ -58,8 +58,12 @@ impl Shared {
                 .getattr("Overloaded")?
                 .unbind())
         })?;
-        let key_bytes = key.map(|key| key.bind(py).to_string_lossy().into_owned());
-        let key_bytes = key_bytes.as_deref().map(str::as_bytes);
+        // The key's bytes as the acquisition made them (a str with lone surrogates included).
+        let key_bytes = match key {
+            Some(key) => Some(args::with_key(key.bind(py), <[u8]>::to_vec)?),
+            None => None,
+        };
+        let key_bytes = key_bytes.as_deref();
         let (in_flight, queued) = self.core.counts(key_bytes);
         let kwargs = PyDict::new(py);
         kwargs.set_item("limit", self.core.limit(key_bytes))?;
