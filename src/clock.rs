@@ -19,6 +19,9 @@ pub const MAX_NS_TEXT: &str = "2**62 nanoseconds (about 146 years)";
 pub enum Clock {
     Monotonic(MonotonicClock),
     Manual(ManualClock),
+    /// The clock of a shared-memory region: one calibration every process reads alike.
+    #[cfg(unix)]
+    Shared(crate::store::shm::clock::SharedClockParams),
 }
 
 impl Clock {
@@ -31,6 +34,8 @@ impl Clock {
         match self {
             Clock::Monotonic(clock) => clock.now_ns(),
             Clock::Manual(clock) => clock.now_ns(),
+            #[cfg(unix)]
+            Clock::Shared(clock) => clock.now_ns(),
         }
     }
 }

@@ -7,7 +7,13 @@ use crate::algorithm::{
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::{Ask, Decision};
-use crate::store::{MemoryStore, MultiRate, SingleRate, StoreStats};
+#[cfg(unix)]
+use crate::store::shm::region::Region;
+#[cfg(unix)]
+use crate::store::shm::{OnFull, ShmStore};
+use crate::store::{MemoryStore, MultiRate, SingleRate, Store, StoreStats};
+#[cfg(unix)]
+use std::sync::Arc;
 
 /// The store, specialised per algorithm and per single/several rates so that the common case
 /// (one rate) stores the bare state with no indirection.
@@ -24,6 +30,13 @@ enum AnyStore {
     Bucket(MemoryStore<SingleRate<Bucket>>),
     BucketPair(MemoryStore<MultiRate<Bucket, [BucketState; 2]>>),
     BucketMulti(MemoryStore<MultiRate<Bucket>>),
+    /// One rate in a shared-memory region (`storage="shm://..."`).
+    #[cfg(unix)]
+    ShmFixed(ShmStore<FixedWindow>),
+    #[cfg(unix)]
+    ShmSliding(ShmStore<SlidingWindow<u16>>),
+    #[cfg(unix)]
+    ShmBucket(ShmStore<Bucket>),
 }
 
 macro_rules! dispatch {
@@ -39,6 +52,12 @@ macro_rules! dispatch {
             AnyStore::Bucket($s) => $body,
             AnyStore::BucketPair($s) => $body,
             AnyStore::BucketMulti($s) => $body,
+            #[cfg(unix)]
+            AnyStore::ShmFixed($s) => $body,
+            #[cfg(unix)]
+            AnyStore::ShmSliding($s) => $body,
+            #[cfg(unix)]
+            AnyStore::ShmBucket($s) => $body,
         }
     };
 }
@@ -111,6 +130,65 @@ impl Limiter {
         })
     }
 
+    /// A limiter whose states live in the shared `region` (one rate; a sliding window's limit
+    /// at most 65,535): every process that opens the region with the same settings shares
+    /// them. `on_full` says what a new key gets when its bucket of the table is full.
+    #[cfg(unix)]
+    pub fn shared(
+        config: LimiterConfig,
+        clock: Clock,
+        region: Arc<Region>,
+        on_full: OnFull,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let [rate] = config.rates[..] else {
+            return Err(ConfigError {
+                param: "rate",
+                message: format!(
+                    "a shared-memory limiter takes one rate for now, got {}",
+                    config.rates.len()
+                ),
+            });
+        };
+        let settings = format!(
+            "{} {}/{}ns burst {:?}",
+            config.algorithm, rate.limit, rate.period_ns, config.burst
+        );
+        let region = || region.clone();
+        let store = match config.algorithm {
+            AlgorithmKind::Fixed => AnyStore::ShmFixed(ShmStore::new(
+                FixedWindow::new(rate),
+                &settings,
+                region(),
+                on_full,
+            )),
+            AlgorithmKind::Sliding if rate.limit <= u64::from(u16::MAX) => AnyStore::ShmSliding(
+                ShmStore::new(SlidingWindow::new(rate), &settings, region(), on_full),
+            ),
+            AlgorithmKind::Sliding => {
+                return Err(ConfigError {
+                    param: "rate",
+                    message: format!(
+                        "a sliding window in shared memory counts up to 65535 a window, got \
+                         a limit of {}",
+                        rate.limit
+                    ),
+                })
+            }
+            _ => AnyStore::ShmBucket(ShmStore::new(
+                config.bucket(rate)?,
+                &settings,
+                region(),
+                on_full,
+            )),
+        };
+        Ok(Limiter {
+            store,
+            clock,
+            config,
+        })
+    }
+
     pub fn config(&self) -> &LimiterConfig {
         &self.config
     }
@@ -166,21 +244,24 @@ impl Limiter {
 
     pub fn reset(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> bool {
         let key = key.as_ref();
-        dispatch!(&self.store, s => s.reset(key))
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => Store::reset(s, key, now))
     }
 
     pub fn clear(&self) {
-        dispatch!(&self.store, s => s.clear())
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => Store::clear(s, now))
     }
 
     /// Removes expired keys; returns how many.
     pub fn cleanup_expired(&self) -> usize {
         let now = self.clock.now_ns();
-        dispatch!(&self.store, s => s.sweep(now))
+        dispatch!(&self.store, s => Store::sweep(s, now))
     }
 
     pub fn stats(&self) -> StoreStats {
-        dispatch!(&self.store, s => s.stats())
+        let now = self.clock.now_ns();
+        dispatch!(&self.store, s => Store::stats(s, now))
     }
 }
 

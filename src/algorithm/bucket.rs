@@ -14,7 +14,7 @@
 
 use std::num::NonZeroU64;
 
-use super::{Algorithm, PackedNs};
+use super::{Algorithm, PackedNs, PackedState};
 use crate::clock::MAX_NS;
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
@@ -24,6 +24,20 @@ use crate::rate::Rate;
 #[repr(C)]
 pub struct BucketState {
     tat: PackedNs,
+}
+
+impl PackedState for BucketState {
+    #[inline]
+    fn pack(self) -> [u32; 3] {
+        [self.tat.0[0], self.tat.0[1], 0]
+    }
+
+    #[inline]
+    fn unpack(words: [u32; 3]) -> Self {
+        BucketState {
+            tat: PackedNs([words[0], words[1]]),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

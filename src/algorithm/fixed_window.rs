@@ -1,7 +1,7 @@
 //! Fixed window: up to `limit` per window; a key's window starts at its first request and
 //! the next one at the first request after it ends.
 
-use super::{Algorithm, PackedNs};
+use super::{Algorithm, PackedNs, PackedState};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
@@ -10,6 +10,21 @@ use crate::rate::Rate;
 pub struct FixedState {
     start: PackedNs,
     count: u32,
+}
+
+impl PackedState for FixedState {
+    #[inline]
+    fn pack(self) -> [u32; 3] {
+        [self.start.0[0], self.start.0[1], self.count]
+    }
+
+    #[inline]
+    fn unpack(words: [u32; 3]) -> Self {
+        FixedState {
+            start: PackedNs([words[0], words[1]]),
+            count: words[2],
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -39,6 +39,14 @@ pub trait Algorithm: Send + Sync + 'static {
     fn rate(&self) -> Rate;
 }
 
+/// A state as three 32-bit words whose first two are its anchor time (a window's start, or
+/// a bucket's arrival time), for a store that keeps states outside Rust's memory (the
+/// shared-memory table). Only the states that fit implement it.
+pub trait PackedState: Copy {
+    fn pack(self) -> [u32; 3];
+    fn unpack(words: [u32; 3]) -> Self;
+}
+
 /// The algorithm names users choose from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AlgorithmKind {

@@ -15,7 +15,7 @@
 use std::marker::PhantomData;
 use std::num::NonZeroU128;
 
-use super::{Algorithm, PackedNs};
+use super::{Algorithm, PackedNs, PackedState};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
@@ -57,6 +57,24 @@ pub struct SlidingState<C: Count = u32> {
     start: PackedNs,
     cur: C,
     prev: C,
+}
+
+/// Counts of up to 65,535 (the narrow state) fit beside the start in three words.
+impl PackedState for SlidingState<u16> {
+    #[inline]
+    fn pack(self) -> [u32; 3] {
+        let counts = u32::from(self.cur) | (u32::from(self.prev) << 16);
+        [self.start.0[0], self.start.0[1], counts]
+    }
+
+    #[inline]
+    fn unpack(words: [u32; 3]) -> Self {
+        SlidingState {
+            start: PackedNs([words[0], words[1]]),
+            cur: words[2] as u16,
+            prev: (words[2] >> 16) as u16,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

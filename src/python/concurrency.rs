@@ -288,7 +288,7 @@ impl PyConcurrencyLimiter {
                     manual.subscribe(&listener);
                     Some(listener)
                 }
-                Clock::Monotonic(_) => None,
+                _ => None,
             };
             Shared {
                 core,

@@ -16,12 +16,14 @@ use super::async_bridge::{Answer, Convert};
 use super::clock::clock_setting;
 use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
+use super::shared_storage::{on_full_setting, region_error, shared_limiter, shared_url};
 use super::storage::{RedisSide, StorageOptions};
 use crate::algorithm::AlgorithmKind;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
 use crate::decision::{Ask, Decision};
 use crate::limiter::Limiter;
 use crate::rate::{parse_rates, Rate};
+use crate::store::shm::OnFull;
 use crate::store::Sweeper;
 
 /// The decision of a round trip that decides (not a reset).
@@ -62,6 +64,9 @@ pub struct RateLimiter {
     /// Set when `storage=` is a Redis URL: decisions are made there, not in `limiter`. Boxed,
     /// so the in-memory hot path tests one pointer next to `limiter`.
     redis: Option<Box<RedisSide>>,
+    /// The `shm://` URL when the states live in a table shared by the host's processes.
+    shared: Option<String>,
+    on_full: OnFull,
     /// The settings given besides the rates and the burst, as given: what `with_rate` carries
     /// over to a limiter for another rate.
     settings: Py<PyDict>,
@@ -69,9 +74,10 @@ pub struct RateLimiter {
 
 /// The settings given besides the rates and the burst, which `with_rate` carries over (in the
 /// order `build` reads them).
-const SETTING_NAMES: [&str; 10] = [
+const SETTING_NAMES: [&str; 11] = [
     "algorithm",
     "max_keys",
+    "on_full",
     "cleanup_interval",
     "clock",
     "storage",
@@ -88,6 +94,7 @@ struct Options<'a, 'py> {
     algorithm: Option<&'a Bound<'py, PyAny>>,
     burst: Option<&'a Bound<'py, PyAny>>,
     max_keys: Option<&'a Bound<'py, PyAny>>,
+    on_full: Option<&'a Bound<'py, PyAny>>,
     cleanup_interval: Option<&'a Bound<'py, PyAny>>,
     clock: Option<&'a Bound<'py, PyAny>>,
     storage: StorageOptions<'a, 'py>,
@@ -105,6 +112,7 @@ impl RateLimiter {
         let values = [
             opts.algorithm,
             opts.max_keys,
+            opts.on_full,
             opts.cleanup_interval,
             opts.clock,
             storage.storage,
@@ -167,8 +175,33 @@ impl RateLimiter {
             burst,
             max_keys,
         };
-        let limiter = Arc::new(Limiter::new(config, clock.clone()).map_err(config_error)?);
-        let redis = RedisSide::from_options(&opts.storage, &limiter, &clock)?.map(Box::new);
+        let on_full = on_full_setting(opts.on_full)?;
+        let shared = shared_url(&opts.storage)?;
+        let (limiter, redis) = match &shared {
+            Some(url) => {
+                let given_clock = opts.clock.filter(|c| !c.is_none()).map(|_| clock.clone());
+                let limiter = shared_limiter(
+                    url,
+                    &opts.storage,
+                    config,
+                    given_clock,
+                    cleanup_interval.is_some(),
+                    on_full,
+                )?;
+                (Arc::new(limiter), None)
+            }
+            None => {
+                if on_full == OnFull::Evict {
+                    return Err(PyValueError::new_err(
+                        "`on_full='evict'` needs storage=\"shm://...\" for now; in memory a \
+                         full limiter (max_keys) rejects new keys",
+                    ));
+                }
+                let limiter = Arc::new(Limiter::new(config, clock.clone()).map_err(config_error)?);
+                let redis = RedisSide::from_options(&opts.storage, &limiter, &clock)?.map(Box::new);
+                (limiter, redis)
+            }
+        };
         let sweeper = cleanup_interval
             .map(|(_, ns)| {
                 let weak = Arc::downgrade(&limiter);
@@ -190,6 +223,8 @@ impl RateLimiter {
             cleanup_interval: cleanup_interval.map(|(given, _)| given),
             _sweeper: sweeper,
             redis,
+            shared,
+            on_full,
             settings: settings.unbind(),
         })
     }
@@ -198,13 +233,13 @@ impl RateLimiter {
         self.limiter.config()
     }
 
-    /// `allowed, blocked, total_checks, active_keys, rejected_full, storage_errors`.
-    fn stats_fields(&self) -> [(&'static str, u64); 6] {
+    /// `allowed, blocked, total_checks, active_keys, rejected_full, evicted, storage_errors`.
+    fn stats_fields(&self) -> [(&'static str, u64); 7] {
         if let Some(redis) = &self.redis {
             return redis.stats();
         }
-        let [a, b, c, d, e] = self.limiter.stats().fields();
-        [a, b, c, d, e, ("storage_errors", 0)]
+        let [a, b, c, d, e, f] = self.limiter.stats().fields();
+        [a, b, c, d, e, f, ("storage_errors", 0)]
     }
 
     /// The async twin of a method that answers `ask` (made by `ask`, which checks the cost):
@@ -265,9 +300,9 @@ impl RateLimiter {
     // explained (a rate string given as `limit`); the signature shown says it is required.
     #[new]
     #[pyo3(
-        text_signature = "(limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None)"
+        text_signature = "(limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None)"
     )]
-    #[pyo3(signature = (limit, window_seconds=None, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None))]
+    #[pyo3(signature = (limit, window_seconds=None, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -283,6 +318,7 @@ impl RateLimiter {
         on_storage_error: Option<&Bound<'_, PyAny>>,
         local_deny_cache: Option<&Bound<'_, PyAny>>,
         fallback: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if let Ok(text) = limit.cast::<PyString>() {
             if parse_rates(text.to_str()?).is_ok() {
@@ -305,6 +341,7 @@ impl RateLimiter {
             algorithm,
             burst,
             max_keys,
+            on_full,
             cleanup_interval,
             clock,
             storage: StorageOptions {
@@ -327,7 +364,7 @@ impl RateLimiter {
     /// A limiter from a rate string such as `"10/second; 1000/hour"`; with several rates every
     /// one must admit a request.
     #[classmethod]
-    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None))]
+    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_rate(
         _cls: &Bound<'_, PyType>,
@@ -343,6 +380,7 @@ impl RateLimiter {
         on_storage_error: Option<&Bound<'_, PyAny>>,
         local_deny_cache: Option<&Bound<'_, PyAny>>,
         fallback: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = rate
             .cast::<PyString>()
@@ -359,6 +397,7 @@ impl RateLimiter {
             algorithm,
             burst,
             max_keys,
+            on_full,
             cleanup_interval,
             clock,
             storage: StorageOptions {
@@ -681,9 +720,44 @@ impl RateLimiter {
     /// Where the state lives: the `storage=` URL, or `"memory://"`.
     #[getter]
     fn storage(&self) -> String {
+        if let Some(url) = &self.shared {
+            return url.clone();
+        }
         self.redis
             .as_ref()
             .map_or_else(|| "memory://".to_string(), |r| r.url.clone())
+    }
+
+    /// What a new key gets when there is no room for it: `"reject"` or `"evict"`.
+    #[getter]
+    fn on_full(&self) -> &'static str {
+        match self.on_full {
+            OnFull::Reject => "reject",
+            OnFull::Evict => "evict",
+        }
+    }
+
+    /// Removes the shared table `name` (or the one an `shm://` URL names): True if there was
+    /// one. Processes using it keep it until they make their limiters again; limiters made
+    /// afterwards get a new, empty table.
+    #[staticmethod]
+    fn destroy_shared(name: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let text = name
+            .cast::<PyString>()
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "`name` must be a str (a table name or an shm:// URL), not {}",
+                    args::type_name(name)
+                ))
+            })?
+            .to_str()?;
+        let url = if crate::store::shm::url::is_shm_url(text) {
+            text.to_string()
+        } else {
+            format!("shm://{text}")
+        };
+        let parsed = crate::store::shm::url::parse_shm_url(&url).map_err(PyValueError::new_err)?;
+        crate::store::shm::open::destroy_table(&parsed.dir, &parsed.name).map_err(region_error)
     }
 
     #[getter]
@@ -748,6 +822,12 @@ impl RateLimiter {
         }
         if let Some(interval) = self.cleanup_interval {
             out.push_str(&format!(", cleanup_interval={interval}"));
+        }
+        if let Some(url) = &self.shared {
+            out.push_str(&format!(", storage={url:?}"));
+        }
+        if self.on_full == OnFull::Evict {
+            out.push_str(", on_full=\"evict\"");
         }
         if let Some(redis) = &self.redis {
             out.push_str(&format!(

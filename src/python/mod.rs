@@ -13,6 +13,7 @@ mod lease;
 mod limiter;
 mod pending;
 mod ready;
+mod shared_storage;
 mod storage;
 mod waiting;
 

@@ -168,7 +168,7 @@ impl RedisSide {
 
     /// `stats()` of a Redis-backed limiter: the decisions made through it, and the failed
     /// round trips. Redis expires keys itself, so no key count is kept in process.
-    pub fn stats(&self) -> [(&'static str, u64); 6] {
+    pub fn stats(&self) -> [(&'static str, u64); 7] {
         let (allowed, blocked) = self.backend.counts();
         [
             ("allowed", allowed),
@@ -176,6 +176,7 @@ impl RedisSide {
             ("total_checks", allowed + blocked),
             ("active_keys", 0),
             ("rejected_full", 0),
+            ("evicted", 0),
             ("storage_errors", self.backend.storage_errors()),
         ]
     }

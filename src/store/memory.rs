@@ -29,6 +29,8 @@ pub struct StoreStats {
     pub blocked: u64,
     pub rejected_full: u64,
     pub active_keys: u64,
+    /// Live states forgotten to make room for new keys (`on_full="evict"`).
+    pub evicted: u64,
 }
 
 impl StoreStats {
@@ -37,13 +39,14 @@ impl StoreStats {
     }
 
     /// Every figure by its public name, in the order `stats()` reports them.
-    pub fn fields(&self) -> [(&'static str, u64); 5] {
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
         [
             ("allowed", self.allowed),
             ("blocked", self.blocked),
             ("total_checks", self.total_checks()),
             ("active_keys", self.active_keys),
             ("rejected_full", self.rejected_full),
+            ("evicted", self.evicted),
         ]
     }
 }

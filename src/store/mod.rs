@@ -1,5 +1,6 @@
 //! Where per-key state lives.
 
+mod contract;
 mod key;
 mod memory;
 mod policy;
@@ -12,6 +13,7 @@ mod sweeper;
 #[cfg(test)]
 mod threaded_tests;
 
+pub use contract::Store;
 pub use key::CompactKey;
 pub use memory::{MemoryStore, StoreStats};
 pub use policy::{MultiRate, Policy, SingleRate, StateList};

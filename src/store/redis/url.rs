@@ -43,7 +43,7 @@ impl std::fmt::Display for StorageUrlError {
     }
 }
 
-const SCHEMES: &str = "memory://, redis://, rediss://, valkey:// or redis+cluster://";
+const SCHEMES: &str = "memory://, shm://NAME, redis://, rediss://, valkey:// or redis+cluster://";
 
 /// `url` with its password replaced by `***`, for error messages, `repr()` and `.storage`
 /// (which end up in logs). The authority is found as the parser finds it: up to the first `/`

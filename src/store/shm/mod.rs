@@ -5,4 +5,14 @@
 
 pub mod clock;
 pub mod header;
+pub mod open;
 pub mod region;
+pub mod store;
+pub mod table;
+#[cfg(test)]
+mod test_dir;
+mod units;
+pub mod url;
+
+pub use store::ShmStore;
+pub use table::OnFull;

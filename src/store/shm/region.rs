@@ -35,8 +35,12 @@ pub const DEFAULT_DIR: &str = "/dev/shm";
 pub struct RegionSpec {
     pub dir: PathBuf,
     pub name: String,
+    /// Slots of a new region (what `slot_size` calls a slot is the table's unit).
     pub capacity: u64,
     pub slot_size: u64,
+    /// Whether an existing region must have exactly `capacity` (the user asked for it), or
+    /// is taken as it is.
+    pub capacity_given: bool,
 }
 
 /// A region could not be used; the message names the path.
@@ -120,6 +124,16 @@ impl Region {
         })
     }
 
+    /// The table's bytes after the header (page-aligned; zero in a new region): its address
+    /// and length. They stay mapped as long as this region lives.
+    pub fn table_bytes(&self) -> (*const u8, usize) {
+        // SAFETY: the header is the first HEADER_SIZE bytes of the mapping.
+        (
+            unsafe { self.base.as_ptr().add(HEADER_SIZE) },
+            self.len - HEADER_SIZE,
+        )
+    }
+
     /// The table after the header: `capacity * slot_size / 8` words, zero in a new region.
     pub fn table(&self) -> &[AtomicU64] {
         let words = (self.len - HEADER_SIZE) / 8;
@@ -167,7 +181,9 @@ impl Region {
                         continue;
                     }
                     let header = &region.header;
-                    if (header.capacity, header.slot_size) != (spec.capacity, spec.slot_size) {
+                    if header.slot_size != spec.slot_size
+                        || (spec.capacity_given && header.capacity != spec.capacity)
+                    {
                         return Err(error(format!(
                             "it exists with capacity {} ({}-byte slots), not {} ({}-byte slots): \
                              open it with the same capacity, or remove it first",

@@ -1,36 +1,24 @@
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 
 use super::*;
 
-static DIRS: AtomicU64 = AtomicU64::new(0);
+use super::super::test_dir::TempDir;
 
-/// A fresh private directory for one test.
-struct TempDir(PathBuf);
+trait Specs {
+    fn spec(&self, name: &str) -> RegionSpec;
+}
 
-impl TempDir {
-    fn new() -> Self {
-        let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("rprl-region-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir)
-    }
-
+impl Specs for TempDir {
     fn spec(&self, name: &str) -> RegionSpec {
         RegionSpec {
             dir: self.0.clone(),
             name: name.into(),
             capacity: 64,
             slot_size: 32,
+            capacity_given: true,
         }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -265,6 +253,7 @@ fn child_opens_the_region_and_counts_itself() {
         name: "procs".into(),
         capacity: 64,
         slot_size: 32,
+        capacity_given: true,
     };
     let region = Region::open(&spec).unwrap();
     region.table()[1].fetch_add(1, Ordering::AcqRel);

@@ -1,0 +1,94 @@
+//! Opening a table by name: the region sized for a number of keys, mapped once per process
+//! (every limiter of a process that names it shares one mapping).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::region::{Region, RegionError, RegionSpec};
+use super::table::{buckets_for, BUCKET_BYTES, LOAD_FACTOR, SLOTS};
+use super::units::lock_free;
+
+/// Keys a region holds unless `capacity=` says otherwise.
+pub const DEFAULT_CAPACITY: u64 = 100_000;
+
+/// The most keys a region may be made for: 2^32 (about 190 GB of table).
+pub const MAX_CAPACITY: u64 = 1 << 32;
+
+/// The keys a table of `buckets` holds at the load factor (what `capacity=` asked for, give or
+/// take the rounding up to whole buckets).
+pub fn capacity_of(buckets: u64) -> u64 {
+    (buckets as f64 * SLOTS as f64 * LOAD_FACTOR) as u64
+}
+
+/// Bytes of table per key at `capacity`.
+pub fn bytes_per_key(capacity: u64) -> f64 {
+    (buckets_for(capacity) * BUCKET_BYTES as u64) as f64 / capacity as f64
+}
+
+static OPEN: Mutex<Option<HashMap<PathBuf, Weak<Region>>>> = Mutex::new(None);
+
+/// Opens (or creates) the table `name` in `dir`. `capacity` is the keys a new table is made
+/// for (default [`DEFAULT_CAPACITY`]); an existing table must match it when it is given, and is
+/// taken as it is when not.
+pub fn open_table(
+    dir: &Path,
+    name: &str,
+    capacity: Option<u64>,
+) -> Result<Arc<Region>, RegionError> {
+    let path = dir.join(format!("{}{name}", super::region::FILE_PREFIX));
+    let error = |message: String| RegionError {
+        path: path.clone(),
+        message,
+    };
+    if !lock_free() {
+        return Err(error(
+            "this CPU has no 16-byte compare-and-swap, which the shared table needs".into(),
+        ));
+    }
+    let wanted = capacity.unwrap_or(DEFAULT_CAPACITY);
+    if wanted == 0 || wanted > MAX_CAPACITY {
+        return Err(error(format!(
+            "capacity must be 1 to {MAX_CAPACITY} keys, got {wanted}"
+        )));
+    }
+    let buckets = buckets_for(wanted);
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    let open = open.get_or_insert_with(HashMap::new);
+    let region = match open.get(&path).and_then(Weak::upgrade) {
+        Some(region) => region,
+        None => {
+            let spec = RegionSpec {
+                dir: dir.to_path_buf(),
+                name: name.to_string(),
+                capacity: buckets,
+                slot_size: BUCKET_BYTES as u64,
+                capacity_given: false,
+            };
+            let region = Arc::new(Region::open(&spec)?);
+            open.retain(|_, weak| weak.strong_count() > 0);
+            open.insert(path.clone(), Arc::downgrade(&region));
+            region
+        }
+    };
+    let existing = region.header().capacity;
+    if capacity.is_some() && existing != buckets {
+        return Err(error(format!(
+            "it exists with room for {} keys, not {wanted}: open it without capacity=, with \
+             capacity={}, or remove it first (RateLimiter.destroy_shared)",
+            capacity_of(existing),
+            capacity_of(existing)
+        )));
+    }
+    Ok(region)
+}
+
+/// Removes the table `name` in `dir` (see [`Region::destroy`]): false if there was none. This
+/// process's limiters on it keep their mapping; limiters made later get a new table.
+pub fn destroy_table(dir: &Path, name: &str) -> Result<bool, RegionError> {
+    let path = dir.join(format!("{}{name}", super::region::FILE_PREFIX));
+    if let Some(open) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        open.remove(&path);
+    }
+    Region::destroy(dir, name)
+}

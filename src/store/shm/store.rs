@@ -1,0 +1,251 @@
+//! `ShmStore`: one algorithm and rate over a shared table, with the calls `Limiter` makes of
+//! every store (decide, peek, preview, reset, clear, stats).
+//!
+//! A key's tag is its bytes hashed with the region's seed and the limiter's settings, so
+//! limiters of other settings sharing the region never meet on a state. Statistics
+//! (`allowed`, `blocked`, ...) count this limiter's own decisions in this process;
+//! `active_keys` counts the live states of the whole region.
+
+use std::hash::{BuildHasher, Hasher as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::region::Region;
+use super::table::{Bucket, Claim, Lookup, OnFull, Table};
+use super::units::{expiry_code, Cell};
+use crate::algorithm::{Algorithm, PackedState};
+use crate::decision::Decision;
+use crate::store::StoreStats;
+
+/// How long after its anchor time an algorithm's state is still worth something.
+pub trait Lifetime {
+    fn lifetime_ns(&self) -> u64;
+}
+
+impl Lifetime for crate::algorithm::Bucket {
+    fn lifetime_ns(&self) -> u64 {
+        0
+    }
+}
+
+impl Lifetime for crate::algorithm::FixedWindow {
+    fn lifetime_ns(&self) -> u64 {
+        self.rate().period_ns
+    }
+}
+
+impl Lifetime for crate::algorithm::SlidingWindow<u16> {
+    fn lifetime_ns(&self) -> u64 {
+        2 * self.rate().period_ns
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    allowed: AtomicU64,
+    blocked: AtomicU64,
+    rejected_full: AtomicU64,
+    evicted: AtomicU64,
+}
+
+pub struct ShmStore<A: Algorithm> {
+    algorithm: A,
+    region: Arc<Region>,
+    hasher: foldhash::fast::FixedState,
+    settings: u64,
+    expiry: u8,
+    on_full: OnFull,
+    counters: Counters,
+}
+
+impl<A> ShmStore<A>
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    /// A store of `algorithm` in `region`; `settings` names the limiter's settings (algorithm,
+    /// rates, burst) in a form every process writes alike.
+    pub fn new(algorithm: A, settings: &str, region: Arc<Region>, on_full: OnFull) -> Self {
+        let seed = region.header().hash_seed;
+        let low = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+        let high = u64::from_le_bytes(seed[8..].try_into().expect("8 bytes"));
+        let hasher = foldhash::fast::FixedState::with_seed(low);
+        let mut h = foldhash::fast::FixedState::with_seed(high).build_hasher();
+        h.write(settings.as_bytes());
+        ShmStore {
+            expiry: expiry_code(algorithm.lifetime_ns()),
+            algorithm,
+            region,
+            hasher,
+            settings: h.finish(),
+            on_full,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    pub fn on_full(&self) -> OnFull {
+        self.on_full
+    }
+
+    fn table(&self) -> Table<'_> {
+        let (base, len) = self.region.table_bytes();
+        // SAFETY: the region keeps the table mapped while `self` lives, and the table is
+        // only touched through its atomics.
+        unsafe { Table::new(base, len) }
+    }
+
+    #[inline(always)]
+    fn tag(&self, key: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(self.settings);
+        h.write(key);
+        h.finish() | 1
+    }
+
+    #[inline(always)]
+    fn bucket(&self, tag: u64) -> &Bucket {
+        self.table().bucket(tag)
+    }
+
+    #[inline(always)]
+    fn record(&self, decision: &Decision) {
+        let counter = if decision.allowed {
+            &self.counters.allowed
+        } else {
+            &self.counters.blocked
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decides on `cost` for `key` at `now`, consuming when admitted.
+    #[inline(always)]
+    pub fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        let tag = self.tag(key);
+        let bucket = self.bucket(tag);
+        loop {
+            match bucket.lookup(tag, now) {
+                Lookup::Held { held, cell } => {
+                    let state = cell.is_present().then(|| A::State::unpack(cell.state()));
+                    let (decision, next) = self.algorithm.decide(state, now, cost);
+                    let Some(next) = next else {
+                        self.record(&decision);
+                        return decision;
+                    };
+                    let written = Cell::with_state(held.ident.version, self.expiry, next.pack());
+                    if bucket.update(held, cell, written) {
+                        self.record(&decision);
+                        return decision;
+                    }
+                }
+                Lookup::Absent { gate } => {
+                    let (decision, next) = self.algorithm.decide(None, now, cost);
+                    if next.is_none() {
+                        self.record(&decision);
+                        return decision;
+                    }
+                    match bucket.claim(tag, gate, now, self.on_full) {
+                        Claim::Retry => {}
+                        Claim::Evicted => {
+                            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Claim::Full => {
+                            self.counters.blocked.fetch_add(1, Ordering::Relaxed);
+                            self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+                            return self.full_decision();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The key's state at `now`, if it holds one.
+    fn state(&self, key: &[u8], now: u64) -> Option<A::State> {
+        let tag = self.tag(key);
+        match self.bucket(tag).lookup(tag, now) {
+            Lookup::Held { cell, .. } if cell.is_present() => Some(A::State::unpack(cell.state())),
+            _ => None,
+        }
+    }
+
+    /// The key's standing at `now`, consuming nothing.
+    pub fn peek(&self, key: &[u8], now: u64) -> Decision {
+        self.algorithm.peek(self.state(key, now), now)
+    }
+
+    /// The decision [`Self::decide`] would make now, changing nothing and counted nowhere: for
+    /// a new key whose bucket is full, the refusal `on_full="reject"` gives.
+    pub fn preview(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        let tag = self.tag(key);
+        let bucket = self.bucket(tag);
+        match bucket.lookup(tag, now) {
+            Lookup::Held { cell, .. } => {
+                let state = cell.is_present().then(|| A::State::unpack(cell.state()));
+                self.algorithm.decide(state, now, cost).0
+            }
+            Lookup::Absent { .. } => {
+                let (decision, next) = self.algorithm.decide(None, now, cost);
+                if next.is_some() && self.on_full == OnFull::Reject && !bucket.has_room(now) {
+                    return self.full_decision();
+                }
+                decision
+            }
+        }
+    }
+
+    /// Forgets `key`'s state: true when it had a live one.
+    pub fn reset(&self, key: &[u8], now: u64) -> bool {
+        let tag = self.tag(key);
+        self.bucket(tag).reset(tag, now)
+    }
+
+    /// Forgets every state in the region (of every limiter sharing it).
+    pub fn clear(&self, now: u64) {
+        for bucket in self.table().buckets() {
+            bucket.clear(now);
+        }
+    }
+
+    pub fn stats(&self, now: u64) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            allowed: c.allowed.load(Ordering::Relaxed),
+            blocked: c.blocked.load(Ordering::Relaxed),
+            rejected_full: c.rejected_full.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            active_keys: self
+                .table()
+                .buckets()
+                .iter()
+                .map(|b| b.live(now) as u64)
+                .sum(),
+        }
+    }
+
+    /// Checks every bucket's invariants (see [`Bucket::check`]).
+    pub fn check_table(&self, now: u64) -> Result<(), String> {
+        for (i, bucket) in self.table().buckets().iter().enumerate() {
+            bucket.check(now).map_err(|e| format!("bucket {i}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn full_decision(&self) -> Decision {
+        let rate = self.algorithm.rate();
+        Decision {
+            allowed: false,
+            limit: rate.limit,
+            remaining: 0,
+            reset_after_ns: rate.period_ns,
+            retry_after_ns: rate.period_ns,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,337 @@
+//! The shared table: buckets of 15 slots, lock-free and safe against a process killed at any
+//! instant.
+//!
+//! A key hashes to one bucket and may sit in any of its slots. A slot is two 16-byte words: its
+//! [`Ident`] (which key, given at which bucket version) and its [`Cell`] (the key's state).
+//! Each bucket starts with a [`Gate`].
+//!
+//! **Updates** of a key's state are one compare-and-swap of its cell, made after reading the
+//! slot's identity, the cell, and the identity again: the cell was then the key's.
+//!
+//! **Membership** (which keys a bucket holds) changes only through the gate, one change at a
+//! time: a process that found the key absent (a scan of the bucket between two equal reads of
+//! the gate) swaps the gate to "slot j goes to tag T, version v+1". That change is then carried
+//! out by whoever sees it, its author or anyone else: (b) the cell is emptied and stamped for
+//! v+1, if its state is still reusable (else the change is dropped); (a) the identity becomes
+//! (T, v+1); then the gate is closed. Every step is a compare-and-swap from a value that never
+//! comes back, so a process stopped mid-way and resumed later changes nothing, and a process
+//! killed mid-way leaves a change that the next visitor finishes. Nobody ever waits on anybody:
+//! a key is never in two slots (membership changes are serialised by the gate), and no write
+//! lands in a slot after it changed hands (the cell's stamp would not match).
+
+use super::units::{Cell, Gate, Ident, Intent, Unit};
+
+pub const BUCKET_BYTES: usize = 512;
+pub const SLOTS: usize = 15;
+/// Slots are filled to this fraction of a region's capacity, on average.
+pub const LOAD_FACTOR: f64 = 0.75;
+
+#[repr(C, align(512))]
+pub struct Bucket {
+    gate: Unit,
+    _spare: [u8; 16],
+    slots: [Slot; SLOTS],
+}
+
+#[repr(C)]
+struct Slot {
+    ident: Unit,
+    cell: Unit,
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == BUCKET_BYTES);
+
+/// Where a key was found: its slot and the identity read there.
+#[derive(Clone, Copy, Debug)]
+pub struct Held {
+    pub slot: usize,
+    pub ident: Ident,
+}
+
+/// A key's cell as read for an update: valid for `held` when the identity did not move.
+#[derive(Clone, Copy, Debug)]
+pub enum Lookup {
+    /// The key holds a slot; `cell` is its state word (maybe empty).
+    Held { held: Held, cell: Cell },
+    /// The key holds no slot; the gate read then (for [`Bucket::claim`]).
+    Absent { gate: u128 },
+}
+
+/// What to do for a new key when no slot is free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFull {
+    Reject,
+    Evict,
+}
+
+/// The outcome of asking for a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key now holds a slot (maybe another process gave it one first): look again.
+    Retry,
+    /// Every slot holds a live state and `OnFull::Reject` was asked for.
+    Full,
+    /// A live state was evicted to make room (then look again).
+    Evicted,
+}
+
+/// Whether a slot may be given to another key at `now`.
+#[inline]
+fn reusable(ident: Ident, cell: Cell, now: u64) -> bool {
+    ident.tag == 0 || !cell.belongs_to(ident.version) || cell.expires_at() <= now
+}
+
+impl Bucket {
+    /// Finds `tag`'s slot, finishing any change of membership in its way.
+    #[inline(always)]
+    pub fn lookup(&self, tag: u64, now: u64) -> Lookup {
+        loop {
+            let gate = self.gate.load();
+            if Gate::decode(gate).intent.is_some() {
+                self.finish(gate, now);
+                continue;
+            }
+            match self.find(tag) {
+                Some(slot) => {
+                    let s = &self.slots[slot];
+                    let ident = Ident::decode(s.ident.load());
+                    if ident.tag != tag {
+                        continue;
+                    }
+                    let cell = Cell(s.cell.load());
+                    if !cell.belongs_to(ident.version) {
+                        // The slot is changing hands: finish that (on the next turn) first.
+                        continue;
+                    }
+                    if s.ident.load() != ident.encode() {
+                        continue;
+                    }
+                    return Lookup::Held {
+                        held: Held { slot, ident },
+                        cell,
+                    };
+                }
+                None if self.gate.load() == gate => return Lookup::Absent { gate },
+                None => continue,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn find(&self, tag: u64) -> Option<usize> {
+        self.slots.iter().position(|s| s.ident.low_half() == tag)
+    }
+
+    /// Swaps the key's cell from `cell` (as [`Self::lookup`] read it) to `next`.
+    #[inline(always)]
+    pub fn update(&self, held: Held, cell: Cell, next: Cell) -> bool {
+        self.slots[held.slot].cell.swap(cell.0, next.0)
+    }
+
+    /// Asks for a slot for `tag`, absent when the gate read `gate`: a free slot (never used,
+    /// without state, or expired), else the state that expires first when `on_full` evicts.
+    pub fn claim(&self, tag: u64, gate: u128, now: u64, on_full: OnFull) -> Claim {
+        let version = Gate::decode(gate).version;
+        let mut free = None;
+        let mut oldest: Option<(usize, u64)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            let ident = Ident::decode(s.ident.load());
+            let cell = Cell(s.cell.load());
+            if reusable(ident, cell, now) {
+                free = Some(i);
+                break;
+            }
+            let at = cell.expires_at();
+            if oldest.map_or(true, |(_, t)| at < t) {
+                oldest = Some((i, at));
+            }
+        }
+        let (slot, evict) = match (free, on_full) {
+            (Some(i), _) => (i, false),
+            (None, OnFull::Evict) => (oldest.expect("a bucket has slots").0, true),
+            (None, OnFull::Reject) => return Claim::Full,
+        };
+        let intent = Gate {
+            version: version + 1,
+            intent: Some(Intent { slot, evict, tag }),
+        }
+        .encode();
+        if !self.gate.swap(gate, intent) {
+            return Claim::Retry;
+        }
+        self.finish(intent, now);
+        if evict {
+            Claim::Evicted
+        } else {
+            Claim::Retry
+        }
+    }
+
+    /// Carries out the change of membership the gate announced as `gate` (if still under
+    /// way): anyone may, any number of times, in any interleaving.
+    fn finish(&self, gate: u128, now: u64) {
+        let Gate {
+            version,
+            intent: Some(intent),
+        } = Gate::decode(gate)
+        else {
+            return;
+        };
+        let closed = Gate {
+            version,
+            intent: None,
+        }
+        .encode();
+        let target = Ident {
+            tag: intent.tag,
+            version,
+        };
+        let slot = &self.slots[intent.slot];
+        loop {
+            let ident_word = slot.ident.load();
+            let ident = Ident::decode(ident_word);
+            if ident == target || ident.version >= version {
+                // Done (by us or another), or long since replaced: only the gate is left.
+                break;
+            }
+            let cell = Cell(slot.cell.load());
+            if cell == Cell::empty(version) {
+                // (b) is done: (a) gives the slot its new identity.
+                slot.ident.swap(ident_word, target.encode());
+                continue;
+            }
+            if intent.evict || reusable(ident, cell, now) {
+                // (b) empties the cell for the new holder; a concurrent update of the old
+                // holder makes this fail, and the next turn sees whether it revived the slot.
+                slot.cell.swap(cell.0, Cell::empty(version).0);
+                continue;
+            }
+            // The old holder used its slot again after it was judged reusable: drop the change.
+            break;
+        }
+        self.gate.swap(gate, closed);
+    }
+
+    /// Whether a new key would find a free slot at `now`.
+    pub fn has_room(&self, now: u64) -> bool {
+        self.slots
+            .iter()
+            .any(|s| reusable(Ident::decode(s.ident.load()), Cell(s.cell.load()), now))
+    }
+
+    /// Empties the key's cell (its identity stays): true when it held a live state.
+    pub fn reset(&self, tag: u64, now: u64) -> bool {
+        loop {
+            match self.lookup(tag, now) {
+                Lookup::Absent { .. } => return false,
+                Lookup::Held { held, cell } => {
+                    if !cell.is_present() {
+                        return false;
+                    }
+                    if self.update(held, cell, Cell::empty(held.ident.version)) {
+                        return cell.expires_at() > now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Empties every cell of the bucket.
+    pub fn clear(&self, now: u64) {
+        loop {
+            let gate = self.gate.load();
+            if Gate::decode(gate).intent.is_none() {
+                break;
+            }
+            self.finish(gate, now);
+        }
+        for slot in &self.slots {
+            loop {
+                let ident = Ident::decode(slot.ident.load());
+                let cell = Cell(slot.cell.load());
+                if !cell.is_present() || !cell.belongs_to(ident.version) {
+                    break;
+                }
+                if slot.cell.swap(cell.0, Cell::empty(ident.version).0) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Slots holding a live state at `now`.
+    pub fn live(&self, now: u64) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                let ident = Ident::decode(s.ident.load());
+                let cell = Cell(s.cell.load());
+                ident.tag != 0 && !reusable(ident, cell, now)
+            })
+            .count()
+    }
+
+    /// Checks the bucket's invariants (after finishing a change left by a dead process):
+    /// no tag in two slots, every cell stamped for its slot's holder.
+    pub fn check(&self, now: u64) -> Result<(), String> {
+        let gate = self.gate.load();
+        self.finish(gate, now);
+        let idents: Vec<Ident> = self
+            .slots
+            .iter()
+            .map(|s| Ident::decode(s.ident.load()))
+            .collect();
+        for (i, ident) in idents.iter().enumerate() {
+            if ident.tag != 0 && idents[..i].iter().any(|other| other.tag == ident.tag) {
+                return Err(format!("tag {:#x} is in two slots", ident.tag));
+            }
+            let cell = Cell(self.slots[i].cell.load());
+            if ident.tag != 0 && !cell.belongs_to(ident.version) {
+                return Err(format!("slot {i}: its cell is not stamped for its holder"));
+            }
+        }
+        if Gate::decode(self.gate.load()).intent.is_some() {
+            return Err("a change of membership is still under way".into());
+        }
+        Ok(())
+    }
+}
+
+/// The table: a region's buckets.
+pub struct Table<'a> {
+    buckets: &'a [Bucket],
+}
+
+impl<'a> Table<'a> {
+    /// The buckets in `bytes` (512-aligned, a whole number of buckets, all-zero when new).
+    ///
+    /// # Safety
+    /// `bytes` must stay mapped for `'a` and be accessed only through this table's atomics.
+    pub unsafe fn new(base: *const u8, len: usize) -> Table<'a> {
+        debug_assert_eq!(base as usize % BUCKET_BYTES, 0);
+        debug_assert_eq!(len % BUCKET_BYTES, 0);
+        Table {
+            buckets: std::slice::from_raw_parts(base.cast::<Bucket>(), len / BUCKET_BYTES),
+        }
+    }
+
+    #[inline(always)]
+    pub fn bucket(&self, hash: u64) -> &'a Bucket {
+        let index = ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize;
+        &self.buckets[index]
+    }
+
+    pub fn buckets(&self) -> &'a [Bucket] {
+        self.buckets
+    }
+}
+
+/// The buckets a region needs for `capacity` keys at [`LOAD_FACTOR`].
+pub fn buckets_for(capacity: u64) -> u64 {
+    let slots = (capacity as f64 / LOAD_FACTOR).ceil() as u64;
+    slots.div_ceil(SLOTS as u64).max(1)
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

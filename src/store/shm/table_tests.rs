@@ -1,0 +1,219 @@
+//! The membership protocol: changes left half-done by a dead process, late helpers, old
+//! holders reviving their slot, and racing claims.
+
+use std::sync::{Arc, Barrier};
+
+use super::*;
+use crate::store::shm::units::{expiry_code, Cell, Gate, Ident, Intent};
+
+/// A zeroed bucket on the heap (as in a new region).
+fn bucket() -> Box<Bucket> {
+    // SAFETY: a bucket is plain atomics, for which all-zero is a valid value.
+    unsafe { Box::new(std::mem::zeroed()) }
+}
+
+/// Gives `slot` to `tag` at `version` with a fixed-window state `[start, count]` living 100 ns.
+fn hold(b: &Bucket, slot: usize, tag: u64, version: u64, start: u64, count: u32) {
+    let s = &b.slots[slot];
+    s.ident
+        .swap(s.ident.load(), Ident { tag, version }.encode());
+    let state = [start as u32, (start >> 32) as u32, count];
+    s.cell.swap(
+        s.cell.load(),
+        Cell::with_state(version, expiry_code(100), state).0,
+    );
+}
+
+fn set_gate(b: &Bucket, gate: Gate) -> u128 {
+    let word = gate.encode();
+    b.gate.swap(b.gate.load(), word);
+    word
+}
+
+fn fill(b: &Bucket, start: u64) {
+    for slot in 0..SLOTS {
+        hold(b, slot, 100 + slot as u64, slot as u64 + 1, start, 1);
+    }
+    set_gate(
+        b,
+        Gate {
+            version: SLOTS as u64,
+            intent: None,
+        },
+    );
+}
+
+#[test]
+fn a_change_left_at_any_step_by_a_dead_process_is_finished_by_the_next_visitor() {
+    // slot 3 held an expired state of tag 103; tag 7 was being given slot 3 at version 16
+    for step in 0..3 {
+        let b = bucket();
+        fill(&b, 0);
+        let now = 1_000;
+        let intent = set_gate(
+            &b,
+            Gate {
+                version: 16,
+                intent: Some(Intent {
+                    slot: 3,
+                    evict: false,
+                    tag: 7,
+                }),
+            },
+        );
+        let s = &b.slots[3];
+        if step >= 1 {
+            // (b) done: the cell emptied for version 16
+            s.cell.swap(s.cell.load(), Cell::empty(16).0);
+        }
+        if step >= 2 {
+            // (a) done: the slot is tag 7's; only the gate was left open
+            s.ident.swap(
+                s.ident.load(),
+                Ident {
+                    tag: 7,
+                    version: 16,
+                }
+                .encode(),
+            );
+        }
+        assert!(Gate::decode(b.gate.load()).intent.is_some());
+        match b.lookup(7, now) {
+            Lookup::Held { held, cell } => {
+                assert_eq!(held.slot, 3, "step {step}");
+                assert_eq!(cell, Cell::empty(16), "step {step}");
+            }
+            other => panic!("step {step}: {other:?}"),
+        }
+        assert!(matches!(b.lookup(103, now), Lookup::Absent { .. }));
+        b.check(now).unwrap();
+        // A helper that read the change long ago and resumes now changes nothing.
+        b.finish(intent, now);
+        assert!(matches!(b.lookup(7, now), Lookup::Held { held, .. } if held.slot == 3));
+        b.check(now).unwrap();
+    }
+}
+
+#[test]
+fn a_late_helper_does_not_give_a_slot_back_after_it_changed_hands_again() {
+    let b = bucket();
+    fill(&b, 0);
+    let first = set_gate(
+        &b,
+        Gate {
+            version: 16,
+            intent: Some(Intent {
+                slot: 3,
+                evict: false,
+                tag: 7,
+            }),
+        },
+    );
+    b.finish(first, 1_000);
+    // the slot expires again and goes to tag 8 at version 17
+    let Lookup::Absent { gate } = b.lookup(8, 10_000) else {
+        panic!()
+    };
+    // make every other slot live, so 8 can only take slot 3
+    for slot in (0..SLOTS).filter(|s| *s != 3) {
+        hold(&b, slot, 100 + slot as u64, slot as u64 + 1, 10_000, 1);
+    }
+    assert_eq!(b.claim(8, gate, 10_000, OnFull::Reject), Claim::Retry);
+    assert!(matches!(b.lookup(8, 10_000), Lookup::Held { held, .. } if held.slot == 3));
+    b.finish(first, 10_000);
+    assert!(matches!(b.lookup(8, 10_000), Lookup::Held { held, .. } if held.slot == 3));
+    assert!(matches!(b.lookup(7, 10_000), Lookup::Absent { .. }));
+    b.check(10_000).unwrap();
+}
+
+#[test]
+fn an_old_holder_that_uses_its_slot_again_before_the_change_keeps_it() {
+    let b = bucket();
+    fill(&b, 0);
+    let now = 1_000;
+    // 103's state has expired: a claim for tag 7 picks slot 3 (the first is slot 0: make the
+    // others live first)
+    for slot in (0..SLOTS).filter(|s| *s != 3) {
+        hold(&b, slot, 100 + slot as u64, slot as u64 + 1, now, 1);
+    }
+    // 103 reads its slot (its state has expired) ...
+    let Lookup::Held { held, cell } = b.lookup(103, now) else {
+        panic!()
+    };
+    // ... then a claim for tag 7 announces slot 3 (the first step only) ...
+    let Lookup::Absent { gate } = b.lookup(7, now) else {
+        panic!()
+    };
+    let intent = Gate {
+        version: 16,
+        intent: Some(Intent {
+            slot: 3,
+            evict: false,
+            tag: 7,
+        }),
+    }
+    .encode();
+    assert!(b.gate.swap(gate, intent));
+    // ... and 103 writes its fresh window before anyone carries the claim out.
+    let revived = Cell::with_state(held.ident.version, expiry_code(100), [now as u32, 0, 1]);
+    assert!(b.update(held, cell, revived));
+    b.finish(intent, now);
+    b.check(now).unwrap();
+    assert!(matches!(b.lookup(103, now), Lookup::Held { held, .. } if held.slot == 3));
+    assert!(
+        matches!(b.lookup(7, now), Lookup::Absent { .. }),
+        "the claim was dropped"
+    );
+}
+
+#[test]
+fn racing_claims_with_churn_never_put_a_key_in_two_slots() {
+    let b: Arc<Bucket> = Arc::from(bucket());
+    let threads = 8;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads as u64)
+        .map(|t| {
+            let (b, barrier) = (b.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut now = 0u64;
+                let mut x = t + 1;
+                for _ in 0..20_000 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let tag = 1 + (x >> 33) % 40;
+                    now += (x >> 60) % 3;
+                    loop {
+                        match b.lookup(tag, now) {
+                            Lookup::Held { held, cell } => {
+                                let next = Cell::with_state(
+                                    held.ident.version,
+                                    expiry_code(50),
+                                    [now as u32, (now >> 32) as u32, 1],
+                                );
+                                if b.update(held, cell, next) {
+                                    break;
+                                }
+                            }
+                            Lookup::Absent { gate } => {
+                                let on_full = if t % 2 == 0 {
+                                    OnFull::Evict
+                                } else {
+                                    OnFull::Reject
+                                };
+                                if b.claim(tag, gate, now, on_full) == Claim::Full {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    b.check(u64::MAX / 2).unwrap();
+}

@@ -1,0 +1,258 @@
+//! The three 16-byte words the shared table is made of, and how each packs its fields into a
+//! `u128` that one `cmpxchg16b` swaps and one 16-byte load reads whole.
+//!
+//! - [`Ident`]: which key a slot holds (a 64-bit tag) and the bucket version at which it was
+//!   given that key. Versions only grow, so an identity never comes back once replaced.
+//! - [`Cell`]: the key's state, stamped with the low 24 bits of its identity's version (a
+//!   state written for one holder of the slot is never read as another's), a flag saying
+//!   whether there is a state at all, and a code giving when the state expires in terms
+//!   every limiter understands (other limiters share the table and must judge its slots).
+//! - [`Gate`]: a bucket's version and its one pending change of membership, if any.
+
+use portable_atomic::{AtomicU128, Ordering};
+
+/// The bits of a version kept in a [`Cell`].
+const CHECK_BITS: u32 = 24;
+const CHECK_MASK: u128 = (1 << CHECK_BITS) - 1;
+const PRESENT: u128 = 1 << 31;
+const EXPIRY_SHIFT: u32 = 24;
+const EXPIRY_MASK: u128 = 0x7f;
+
+/// A 16-byte word of the table.
+#[repr(transparent)]
+pub struct Unit(AtomicU128);
+
+impl Unit {
+    #[inline(always)]
+    pub fn load(&self) -> u128 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Swaps `current` for `new` if the word still holds `current`.
+    #[inline(always)]
+    pub fn swap(&self, current: u128, new: u128) -> bool {
+        self.0
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The tag half alone (8 bytes), for scanning a bucket before loading a match whole.
+    #[inline(always)]
+    pub fn low_half(&self) -> u64 {
+        // SAFETY: the low half of an aligned 16-byte word is an aligned 8-byte word; reading it
+        // atomically on its own is sound on the targets this store runs on (x86_64, aarch64).
+        let word = unsafe { &*(self as *const Unit).cast::<std::sync::atomic::AtomicU64>() };
+        word.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Whether 16-byte atomics here are real instructions, not a lock private to this process
+/// (which would not exclude the other processes sharing a table).
+pub fn lock_free() -> bool {
+    AtomicU128::is_lock_free()
+}
+
+/// Who holds a slot: `tag` 0 means nobody ever did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub tag: u64,
+    pub version: u64,
+}
+
+impl Ident {
+    #[inline(always)]
+    pub fn decode(word: u128) -> Ident {
+        Ident {
+            tag: word as u64,
+            version: (word >> 64) as u64,
+        }
+    }
+
+    #[inline(always)]
+    pub fn encode(self) -> u128 {
+        u128::from(self.tag) | (u128::from(self.version) << 64)
+    }
+}
+
+/// The stamp a cell written for the holder at `version` carries.
+#[inline(always)]
+pub fn check_of(version: u64) -> u32 {
+    (u128::from(version) & CHECK_MASK) as u32
+}
+
+/// A slot's state word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cell(pub u128);
+
+impl Cell {
+    /// No state, for the holder at `version` (carried whole, so this word is unique to it):
+    /// what a slot holds just after it is given to a key, and after `reset`.
+    #[inline(always)]
+    pub fn empty(version: u64) -> Cell {
+        Cell(u128::from(check_of(version)) | (u128::from(version) << 32))
+    }
+
+    /// Whether this cell is the holder's at `version`: a state stamped with its check, or
+    /// no state for exactly that version.
+    #[inline(always)]
+    pub fn belongs_to(self, version: u64) -> bool {
+        if self.is_present() {
+            self.check() == check_of(version)
+        } else {
+            self == Cell::empty(version)
+        }
+    }
+
+    /// `state` (three words, the first two its anchor time) for the holder at `version`;
+    /// `expiry` is [`expiry_code`] of the limiter that wrote it.
+    #[inline(always)]
+    pub fn with_state(version: u64, expiry: u8, state: [u32; 3]) -> Cell {
+        Cell(
+            u128::from(check_of(version))
+                | (u128::from(expiry) << EXPIRY_SHIFT)
+                | PRESENT
+                | (u128::from(state[0]) << 32)
+                | (u128::from(state[1]) << 64)
+                | (u128::from(state[2]) << 96),
+        )
+    }
+
+    #[inline(always)]
+    pub fn check(self) -> u32 {
+        (self.0 & CHECK_MASK) as u32
+    }
+
+    #[inline(always)]
+    pub fn is_present(self) -> bool {
+        self.0 & PRESENT != 0
+    }
+
+    #[inline(always)]
+    pub fn state(self) -> [u32; 3] {
+        [
+            (self.0 >> 32) as u32,
+            (self.0 >> 64) as u32,
+            (self.0 >> 96) as u32,
+        ]
+    }
+
+    /// When the state stops mattering to any limiter (0 for no state): its anchor time plus
+    /// the lifetime its code gives.
+    #[inline]
+    pub fn expires_at(self) -> u64 {
+        if !self.is_present() {
+            return 0;
+        }
+        let anchor = (self.0 >> 32) as u64;
+        match ((self.0 >> EXPIRY_SHIFT) & EXPIRY_MASK) as u32 {
+            0 => anchor,
+            code => anchor.saturating_add(1u64 << (code - 1).min(63)),
+        }
+    }
+}
+
+/// The code for a state that lives `lifetime_ns` past its anchor: 0 when the anchor is itself
+/// the expiry (a bucket's arrival time), else `1 + ceil(log2(lifetime))` (a lifetime rounded
+/// up to a power of two: another limiter may take the slot a little later than it could).
+pub fn expiry_code(lifetime_ns: u64) -> u8 {
+    if lifetime_ns == 0 {
+        0
+    } else {
+        (1 + (64 - (lifetime_ns - 1).leading_zeros()).min(63)) as u8
+    }
+}
+
+/// The bucket's gate: its version, and the change of membership under way, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    /// 56 bits: a bucket would need 2^56 changes of membership to wrap it.
+    pub version: u64,
+    pub intent: Option<Intent>,
+}
+
+/// Giving `slot` to the key tagged `tag`; `evict` when the slot's state is live and goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub slot: usize,
+    pub evict: bool,
+    pub tag: u64,
+}
+
+impl Gate {
+    #[inline(always)]
+    pub fn decode(word: u128) -> Gate {
+        let low = word as u64;
+        let intent = (low & 1 != 0).then_some(Intent {
+            slot: ((low >> 2) & 0x3f) as usize,
+            evict: low & 2 != 0,
+            tag: (word >> 64) as u64,
+        });
+        Gate {
+            version: low >> 8,
+            intent,
+        }
+    }
+
+    pub fn encode(self) -> u128 {
+        let mut low = self.version << 8;
+        let mut tag = 0;
+        if let Some(intent) = self.intent {
+            low |= 1 | (u64::from(intent.evict) << 1) | ((intent.slot as u64) << 2);
+            tag = intent.tag;
+        }
+        u128::from(low) | (u128::from(tag) << 64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        let ident = Ident {
+            tag: 0xdead_beef_0000_0001,
+            version: 77,
+        };
+        assert_eq!(Ident::decode(ident.encode()), ident);
+        let gate = Gate {
+            version: (1 << 56) - 1,
+            intent: Some(Intent {
+                slot: 14,
+                evict: true,
+                tag: u64::MAX,
+            }),
+        };
+        assert_eq!(Gate::decode(gate.encode()), gate);
+        let idle = Gate {
+            version: 5,
+            intent: None,
+        };
+        assert_eq!(Gate::decode(idle.encode()), idle);
+        let cell = Cell::with_state(1 << 24 | 9, 3, [1, 2, 3]);
+        assert_eq!(cell.check(), 9);
+        assert!(cell.is_present());
+        assert_eq!(cell.state(), [1, 2, 3]);
+        assert!(!Cell::empty(9).is_present());
+        assert!(Cell::empty(9).belongs_to(9));
+        assert!(
+            !Cell::empty(9).belongs_to(9 + (1 << 24)),
+            "empty cells carry the whole version"
+        );
+        assert!(cell.belongs_to(9) && !cell.belongs_to(10));
+        assert!(lock_free(), "cmpxchg16b is expected on this machine");
+    }
+
+    #[test]
+    fn expiry_is_the_anchor_or_a_power_of_two_past_it_never_earlier_than_the_lifetime() {
+        assert_eq!(Cell::with_state(0, 0, [100, 0, 0]).expires_at(), 100);
+        for lifetime in [1u64, 2, 3, 1000, 1 << 40, (1 << 40) + 1, u64::MAX >> 2] {
+            let code = expiry_code(lifetime);
+            let at = Cell::with_state(0, code, [0, 1, 0]).expires_at();
+            let anchor = 1u64 << 32;
+            assert!(at - anchor >= lifetime, "{lifetime}");
+            assert!(at - anchor < 2 * lifetime.max(1), "{lifetime}");
+        }
+        assert_eq!(Cell::empty(3).expires_at(), 0);
+    }
+}
