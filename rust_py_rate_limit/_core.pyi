@@ -111,6 +111,7 @@ class RateLimiter:
         on_storage_error: Literal["allow", "deny", "raise"] | None = None,
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
+        on_full: Literal["reject", "evict"] | None = None,
     ) -> RateLimiter: ...
     @classmethod
     def from_rate(
@@ -128,6 +129,7 @@ class RateLimiter:
         on_storage_error: Literal["allow", "deny", "raise"] | None = None,
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
+        on_full: Literal["reject", "evict"] | None = None,
     ) -> RateLimiter: ...
     def with_rate(
         self,
@@ -144,6 +146,7 @@ class RateLimiter:
         on_storage_error: Literal["allow", "deny", "raise"] | None = None,
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
+        on_full: Literal["reject", "evict"] | None = None,
     ) -> RateLimiter:
         """A limiter for another rate with this one's settings (not its burst or counts);
         the keyword arguments given replace this limiter's."""
@@ -203,7 +206,15 @@ class RateLimiter:
     def local_deny_cache(self) -> bool | None: ...
     @property
     def fallback(self) -> str | None: ...
+    @property
+    def on_full(self) -> Literal["reject", "evict"]:
+        """What a new key gets when there is no room for it."""
+    @staticmethod
+    def destroy_shared(name: str) -> bool:
+        """Removes the shared table ``name`` (or the one an ``shm://`` URL names): True if
+        there was one. Limiters made afterwards get a new, empty table."""
     def _noop(self, key: str) -> bool: ...
+    def _check_shared_table(self) -> None: ...
 
 @final
 class Lease:

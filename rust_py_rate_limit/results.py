@@ -28,6 +28,7 @@ class Stats(TypedDict):
     total_checks: int
     active_keys: int
     rejected_full: int
+    evicted: int
     storage_errors: int
 
 

@@ -34,6 +34,7 @@ STATS_KEYS = {
     "total_checks",
     "active_keys",
     "rejected_full",
+    "evicted",
     "storage_errors",
 }
 
@@ -385,6 +386,7 @@ def test_remaining_does_not_consume_or_track(algorithm: str, clock: ManualClock)
         "total_checks": 0,
         "active_keys": 0,
         "rejected_full": 0,
+        "evicted": 0,
         "storage_errors": 0,
     }
     assert limiter.allow("k", 3)
@@ -432,6 +434,7 @@ def test_clear_forgets_every_key_but_keeps_the_totals(clock: ManualClock) -> Non
         "total_checks": 6,
         "active_keys": 0,
         "rejected_full": 0,
+        "evicted": 0,
         "storage_errors": 0,
     }
     assert all(limiter.allow(key) for key in ("a", "b", "c"))
@@ -456,6 +459,7 @@ def test_stats_counts_every_decision(clock: ManualClock) -> None:
         "total_checks": 7,
         "active_keys": 2,
         "rejected_full": 0,
+        "evicted": 0,
         "storage_errors": 0,
     }
     assert all(type(v) is int for v in stats.values())
@@ -473,6 +477,7 @@ def test_stats_json_parses_to_stats(clock: ManualClock) -> None:
         "total_checks": 5,
         "active_keys": 2,
         "rejected_full": 2,
+        "evicted": 0,
         "storage_errors": 0,
     }
 
@@ -603,6 +608,7 @@ def test_a_full_map_refuses_new_keys_for_one_window(clock: ManualClock) -> None:
         "total_checks": 4,
         "active_keys": 2,
         "rejected_full": 2,
+        "evicted": 0,
         "storage_errors": 0,
     }
     # Tracked keys are never evicted: they keep their state, and a denial of one is an

@@ -767,6 +767,7 @@ def test_stats_reset_clear_and_cleanup(redis_server: RedisServer, redis: RespCli
         "total_checks": 4,
         "active_keys": 0,
         "rejected_full": 0,
+        "evicted": 0,
         "storage_errors": 0,
     }
     assert json.loads(limiter.stats_json()) == limiter.stats()

@@ -801,6 +801,16 @@ impl RateLimiter {
         Ok(true)
     }
 
+    /// Checks a shared table's invariants (tests, after killing processes that used it):
+    /// raises `RuntimeError` naming the broken one; `TypeError` for other storages.
+    fn _check_shared_table(&self, py: Python<'_>) -> PyResult<()> {
+        let limiter = self.limiter.clone();
+        match py.detach(move || limiter.check_shared_table()) {
+            Some(result) => result.map_err(PyRuntimeError::new_err),
+            None => Err(PyTypeError::new_err("not a shm:// limiter")),
+        }
+    }
+
     fn __repr__(&self) -> String {
         let config = self.config();
         let mut out = match &self.source {

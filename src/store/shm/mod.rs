@@ -7,6 +7,7 @@ pub mod clock;
 pub mod header;
 pub mod open;
 pub mod region;
+pub mod shared_store;
 pub mod store;
 pub mod table;
 #[cfg(test)]
@@ -14,5 +15,6 @@ mod test_dir;
 mod units;
 pub mod url;
 
+pub use shared_store::SharedStore;
 pub use store::ShmStore;
 pub use table::OnFull;
