@@ -39,6 +39,7 @@ fn limiter(rate: &str, algorithm: AlgorithmKind) -> Limiter {
         algorithm,
         burst: None,
         max_keys: None,
+        on_full: Default::default(),
     };
     Limiter::new(config, Clock::monotonic()).expect("bench config is valid")
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::algorithm::{AlgorithmKind, Bucket, BucketError};
 use crate::clock::{MAX_NS, MAX_NS_TEXT};
 use crate::rate::Rate;
+use crate::store::OnFull;
 
 /// The largest limit, burst and count a per-key state holds (`u32::MAX`).
 pub const MAX_COUNT: u64 = u32::MAX as u64;
@@ -16,6 +17,8 @@ pub struct LimiterConfig {
     /// Capacity of the bucket algorithms; `None` means the limit.
     pub burst: Option<u64>,
     pub max_keys: Option<usize>,
+    /// What a new key gets when there is no room for it.
+    pub on_full: OnFull,
 }
 
 /// A refused setting: `param` is the argument's name as the user wrote it.
@@ -120,6 +123,7 @@ mod tests {
             algorithm,
             burst,
             max_keys: None,
+            on_full: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::decision::{Ask, Decision};
 #[cfg(unix)]
 use crate::store::shm::region::Region;
 #[cfg(unix)]
-use crate::store::shm::{OnFull, SharedStore};
+use crate::store::shm::SharedStore;
 use crate::store::{MemoryStore, MultiRate, SingleRate, Store, StoreStats};
 #[cfg(unix)]
 use std::sync::Arc;
@@ -90,7 +90,7 @@ impl Limiter {
                 .map(|r| config.bucket(*r))
                 .collect::<Result<Vec<_>, _>>()
         };
-        let store = match (config.algorithm, rates.len()) {
+        let mut store = match (config.algorithm, rates.len()) {
             (AlgorithmKind::Fixed, 1) => AnyStore::Fixed(MemoryStore::new(
                 SingleRate(FixedWindow::new(rates[0])),
                 max_keys,
@@ -122,6 +122,8 @@ impl Limiter {
             (_, 2) => AnyStore::BucketPair(MemoryStore::new(MultiRate::new(buckets()?), max_keys)),
             (_, _) => AnyStore::BucketMulti(MemoryStore::new(MultiRate::new(buckets()?), max_keys)),
         };
+        let on_full = config.on_full;
+        dispatch!(&mut store, s => s.set_on_full(on_full), shared _s => ());
         Ok(Limiter {
             store,
             clock,
@@ -137,10 +139,9 @@ impl Limiter {
         config: LimiterConfig,
         clock: Clock,
         region: Arc<Region>,
-        on_full: OnFull,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let store = AnyStore::Shared(Box::new(SharedStore::new(&config, region, on_full)?));
+        let store = AnyStore::Shared(Box::new(SharedStore::new(&config, region)?));
         Ok(Limiter {
             store,
             clock,
@@ -177,7 +178,7 @@ impl Limiter {
     pub fn allow_at(&self, key: &[u8], cost: u64, now: u64) -> bool {
         // The shared table's loop stays out of line: inlined here, it made LLVM move the whole
         // in-memory fast path out of the Python method (+41 instructions a call).
-        dispatch!(&self.store, s => s.decide(key, cost, now).allowed, shared s => s.allow(key, cost, now))
+        dispatch!(&self.store, s => s.allow(key, cost, now))
     }
 
     pub fn peek(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> Decision {
@@ -249,6 +250,7 @@ mod tests {
             algorithm,
             burst: None,
             max_keys: None,
+            on_full: Default::default(),
         };
         Limiter::new(config, Clock::Manual(clock.clone())).unwrap()
     }

@@ -82,12 +82,20 @@ def test_a_shared_limiter_has_the_memory_api(shm_dir: pathlib.Path) -> None:
     limit=st.integers(1, 12),
     window=st.sampled_from([1, 2.5, 60]),
     steps=st.lists(
-        st.tuples(st.sampled_from(["decide", "peek", "advance", "reset"]), st.integers(0, 3), st.integers(1, 14)),
+        st.tuples(
+            st.sampled_from(["decide", "peek", "advance", "reset"]),
+            st.integers(0, 3),
+            st.integers(1, 14),
+        ),
         max_size=60,
     ),
 )
 def test_the_shared_store_decides_as_memory_does(
-    tmp_path_factory: pytest.TempPathFactory, algorithm: str, limit: int, window: float, steps: list[tuple[str, int, int]]
+    tmp_path_factory: pytest.TempPathFactory,
+    algorithm: str,
+    limit: int,
+    window: float,
+    steps: list[tuple[str, int, int]],
 ) -> None:
     directory = tmp_path_factory.mktemp("shm")
     clock = ManualClock(1000)
@@ -118,7 +126,9 @@ def test_four_processes_of_four_threads_admit_exactly_the_limit(
     context = multiprocessing.get_context(start_method)
     queue = context.Queue()
     processes = [
-        context.Process(target=shm_worker.hammer, args=(where, "300/hour", algorithm, 4, 100, queue))
+        context.Process(
+            target=shm_worker.hammer, args=(where, "300/hour", algorithm, 4, 100, queue)
+        )
         for _ in range(4)
     ]
     for p in processes:
@@ -137,7 +147,9 @@ def test_a_full_table_rejects_or_evicts_and_expired_state_is_reused_in_place(
     shm_dir: pathlib.Path, clock: ManualClock, on_full: str
 ) -> None:
     # capacity=11 is one bucket of 15 slots: 15 keys fill it
-    limiter = RateLimiter.from_rate("2/minute", storage=url(shm_dir, "full", capacity=11), clock=clock, on_full=on_full)
+    limiter = RateLimiter.from_rate(
+        "2/minute", storage=url(shm_dir, "full", capacity=11), clock=clock, on_full=on_full
+    )
     assert limiter.on_full == on_full
     for i in range(15):
         assert limiter.allow(f"k{i}")
@@ -160,6 +172,23 @@ def test_a_full_table_rejects_or_evicts_and_expired_state_is_reused_in_place(
     limiter._check_shared_table()
 
 
+def test_memory_takes_on_full_too(clock: ManualClock) -> None:
+    rejecting = RateLimiter.from_rate("2/minute", max_keys=3, clock=clock)
+    evicting = RateLimiter.from_rate("2/minute", max_keys=3, clock=clock, on_full="evict")
+    assert repr(evicting).endswith(', max_keys=3, on_full="evict")')
+    for limiter in (rejecting, evicting):
+        for key in "abc":
+            assert limiter.allow(key)
+            clock.advance(1)
+        assert limiter.allow("b")
+    assert not rejecting.allow("d"), "a flood of new keys locks newcomers out until expiry"
+    assert evicting.allow("d"), "... or forgets the state that expires first"
+    assert (rejecting.stats()["rejected_full"], rejecting.stats()["evicted"]) == (1, 0)
+    assert (evicting.stats()["rejected_full"], evicting.stats()["evicted"]) == (0, 1)
+    assert evicting.remaining("a") == 2, "a (the oldest window) went"
+    assert evicting.remaining("b") == 0, "b kept its count"
+
+
 def test_limiters_of_other_settings_in_one_table_never_share_a_state(shm_dir: pathlib.Path) -> None:
     where = url(shm_dir, "mixed")
     one = RateLimiter.from_rate("1/minute", storage=where)
@@ -173,15 +202,23 @@ def test_limiters_of_other_settings_in_one_table_never_share_a_state(shm_dir: pa
 def test_settings_that_do_not_apply_and_bad_urls_are_refused_by_name(shm_dir: pathlib.Path) -> None:
     where = url(shm_dir, "refused", capacity=100)
     for kwargs, message in [
-        ({"storage": "shm://x?capacity=0"}, 'capacity must be a whole number of keys from 1 to 4294967296, got "0"'),
-        ({"storage": "shm://a b"}, "got \"a b\""),
+        (
+            {"storage": "shm://x?capacity=0"},
+            'capacity must be a whole number of keys from 1 to 4294967296, got "0"',
+        ),
+        ({"storage": "shm://a b"}, 'got "a b"'),
         ({"storage": "shm://x?size=3"}, 'unknown option "size"'),
         ({"storage": where, "key_prefix": "p"}, "`key_prefix` only applies with a Redis"),
         ({"storage": where, "fallback": "memory"}, "`fallback` only applies with a Redis"),
         ({"storage": where, "cleanup_interval": 1}, "`cleanup_interval` does not apply to shm://"),
-        ({"storage": where, "max_keys": 5}, r"`max_keys` \(5\) and the URL's capacity \(100\) disagree"),
-        ({"storage": where, "on_full": "drop"}, "`on_full` must be 'reject' or 'evict', got \"drop\""),
-        ({"on_full": "evict"}, "needs storage=\"shm://...\""),
+        (
+            {"storage": where, "max_keys": 5},
+            r"`max_keys` \(5\) and the URL's capacity \(100\) disagree",
+        ),
+        (
+            {"storage": where, "on_full": "drop"},
+            "`on_full` must be 'reject' or 'evict', got \"drop\"",
+        ),
     ]:
         with pytest.raises(ValueError, match=message):
             RateLimiter.from_rate("3/minute", **kwargs)
@@ -191,7 +228,9 @@ def test_settings_that_do_not_apply_and_bad_urls_are_refused_by_name(shm_dir: pa
         RateLimiter.from_rate("3/second; 10/minute", storage=where)
     with pytest.raises(ValueError, match="65535"):
         RateLimiter.from_rate("70000/minute", "sliding", storage=where)
-    with pytest.raises(StorageError, match=f"{shm_dir}/rprl-refused: it exists with room for 101 keys, not 5000"):
+    with pytest.raises(
+        StorageError, match=f"{shm_dir}/rprl-refused: it exists with room for 101 keys, not 5000"
+    ):
         RateLimiter.from_rate("3/minute", storage=url(shm_dir, "refused", capacity=5000))
     assert RateLimiter.from_rate("3/minute", storage=where, max_keys=100).allow("k")
     assert RateLimiter.from_rate("3/minute", storage=url(shm_dir, "sized"), max_keys=50).allow("k")
@@ -226,7 +265,9 @@ def test_bad_regions_are_refused_naming_the_path(shm_dir: pathlib.Path) -> None:
             RateLimiter.from_rate("3/minute", storage=url(shm_dir, case))
 
 
-def test_destroy_shared_removes_a_table_and_limiters_made_later_start_afresh(shm_dir: pathlib.Path) -> None:
+def test_destroy_shared_removes_a_table_and_limiters_made_later_start_afresh(
+    shm_dir: pathlib.Path,
+) -> None:
     where = url(shm_dir, "gone")
     first = RateLimiter.from_rate("1/minute", storage=where)
     assert first.allow("k")

@@ -127,6 +127,10 @@ impl Algorithm for Bucket {
         }
     }
 
+    fn expires_at(&self, state: BucketState) -> u64 {
+        state.tat.get()
+    }
+
     #[inline]
     fn is_expired(&self, state: BucketState, now: u64) -> bool {
         state.tat.get() <= now

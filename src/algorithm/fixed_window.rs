@@ -101,6 +101,10 @@ impl Algorithm for FixedWindow {
         self.decision(count < self.limit, start, count, now, 0)
     }
 
+    fn expires_at(&self, state: FixedState) -> u64 {
+        state.start.get().saturating_add(self.window)
+    }
+
     #[inline]
     fn is_expired(&self, state: FixedState, now: u64) -> bool {
         now.saturating_sub(state.start.get()) >= self.window

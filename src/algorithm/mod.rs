@@ -32,6 +32,10 @@ pub trait Algorithm: Send + Sync + 'static {
     /// What a request of cost 0 would see: `remaining` and `reset_after_ns`, consuming nothing.
     fn peek(&self, state: Option<Self::State>, now: u64) -> Decision;
 
+    /// When the state stops mattering: [`Self::is_expired`] holds from then on (or earlier).
+    /// Eviction forgets the state that expires first.
+    fn expires_at(&self, state: Self::State) -> u64;
+
     /// True when the state is worth nothing any more (indistinguishable from a missing one).
     fn is_expired(&self, state: Self::State, now: u64) -> bool;
 

@@ -277,6 +277,10 @@ impl<C: Count> Algorithm for SlidingWindow<C> {
     }
 
     #[inline]
+    fn expires_at(&self, state: SlidingState<C>) -> u64 {
+        state.start.get().saturating_add(2 * self.window)
+    }
+
     fn is_expired(&self, state: SlidingState<C>, now: u64) -> bool {
         let elapsed = now.saturating_sub(state.start.get());
         elapsed >= 2 * self.window || (elapsed >= self.window && state.cur.get() == 0)

@@ -169,13 +169,14 @@ impl RateLimiter {
             }
         }
         let clock = clock_setting(opts.clock)?;
+        let on_full = on_full_setting(opts.on_full)?;
         let config = LimiterConfig {
             rates,
             algorithm,
             burst,
             max_keys,
+            on_full,
         };
-        let on_full = on_full_setting(opts.on_full)?;
         let shared = shared_url(&opts.storage)?;
         let (limiter, redis) = match &shared {
             Some(url) => {
@@ -186,17 +187,10 @@ impl RateLimiter {
                     config,
                     given_clock,
                     cleanup_interval.is_some(),
-                    on_full,
                 )?;
                 (Arc::new(limiter), None)
             }
             None => {
-                if on_full == OnFull::Evict {
-                    return Err(PyValueError::new_err(
-                        "`on_full='evict'` needs storage=\"shm://...\" for now; in memory a \
-                         full limiter (max_keys) rejects new keys",
-                    ));
-                }
                 let limiter = Arc::new(Limiter::new(config, clock.clone()).map_err(config_error)?);
                 let redis = RedisSide::from_options(&opts.storage, &limiter, &clock)?.map(Box::new);
                 (limiter, redis)

@@ -71,7 +71,6 @@ pub fn shared_limiter(
     config: LimiterConfig,
     clock: Option<Clock>,
     cleanup_interval_given: bool,
-    on_full: OnFull,
 ) -> PyResult<Limiter> {
     for (name, value) in [
         ("key_prefix", opts.key_prefix),
@@ -104,5 +103,5 @@ pub fn shared_limiter(
     };
     let region = open_table(&parsed.dir, &parsed.name, capacity).map_err(region_error)?;
     let clock = clock.unwrap_or(Clock::Shared(*region.clock()));
-    Limiter::shared(config, clock, Arc::clone(&region), on_full).map_err(config_error)
+    Limiter::shared(config, clock, Arc::clone(&region)).map_err(config_error)
 }

@@ -3,6 +3,7 @@
 mod contract;
 mod key;
 mod memory;
+mod on_full;
 mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -16,5 +17,6 @@ mod threaded_tests;
 pub use contract::Store;
 pub use key::CompactKey;
 pub use memory::{MemoryStore, StoreStats};
+pub use on_full::OnFull;
 pub use policy::{MultiRate, Policy, SingleRate, StateList};
 pub use sweeper::{pause_all_for_fork, resume_all_after_fork, Sweeper};

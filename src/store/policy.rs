@@ -26,6 +26,9 @@ pub trait Policy: Send + Sync + 'static {
 
     fn is_expired(&self, value: &Self::Value, now: u64) -> bool;
 
+    /// When the value stops mattering (the latest of its rates').
+    fn expires_at(&self, value: &Self::Value) -> u64;
+
     /// The first (primary) rate: the one reported when a new key is refused for lack of room.
     fn primary(&self) -> Rate;
 }
@@ -61,6 +64,10 @@ impl<A: Algorithm> Policy for SingleRate<A> {
     #[inline]
     fn is_expired(&self, value: &A::State, now: u64) -> bool {
         self.0.is_expired(*value, now)
+    }
+
+    fn expires_at(&self, value: &A::State) -> u64 {
+        self.0.expires_at(*value)
     }
 
     fn primary(&self) -> Rate {
@@ -166,6 +173,15 @@ impl<A: Algorithm, L: StateList<A::State>> Policy for MultiRate<A, L> {
             .iter()
             .zip(value.as_ref())
             .all(|(alg, state)| alg.is_expired(*state, now))
+    }
+
+    fn expires_at(&self, value: &L) -> u64 {
+        self.rates
+            .iter()
+            .zip(value.as_ref())
+            .map(|(alg, state)| alg.expires_at(*state))
+            .max()
+            .unwrap_or(0)
     }
 
     fn primary(&self) -> Rate {

@@ -67,6 +67,7 @@ impl Setup {
             algorithm: self.algorithm,
             burst: self.burst,
             max_keys: self.max_keys,
+            on_full: Default::default(),
         };
         Limiter::new(config, Clock::Manual(clock.clone())).unwrap()
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::region::Region;
 use super::store::ShmStore;
-use super::OnFull;
 use crate::algorithm::{AlgorithmKind, Bucket, FixedWindow, SlidingWindow};
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::Decision;
@@ -32,11 +31,8 @@ macro_rules! each {
 impl SharedStore {
     /// The store `config` asks for in `region` (one rate; a sliding window's limit at most
     /// 65,535).
-    pub fn new(
-        config: &LimiterConfig,
-        region: Arc<Region>,
-        on_full: OnFull,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(config: &LimiterConfig, region: Arc<Region>) -> Result<Self, ConfigError> {
+        let on_full = config.on_full;
         let [rate] = config.rates[..] else {
             return Err(ConfigError {
                 param: "rate",

@@ -24,6 +24,7 @@ fn config(
         algorithm,
         burst,
         max_keys: None,
+        on_full: Default::default(),
     }
 }
 
@@ -36,7 +37,8 @@ fn shared(
     on_full: OnFull,
 ) -> Limiter {
     let region = open_table(&dir.0, name, Some(capacity)).unwrap();
-    Limiter::shared(config, Clock::Manual(clock.clone()), region, on_full).unwrap()
+    let config = LimiterConfig { on_full, ..config };
+    Limiter::shared(config, Clock::Manual(clock.clone()), region).unwrap()
 }
 
 /// A small deterministic generator (xorshift64*), so a failure names its seed.
@@ -284,17 +286,12 @@ fn several_rates_and_wide_sliding_windows_are_refused_by_name() {
         limit: 10,
         period_ns: 60 * NANOS_PER_SECOND,
     });
-    let error = Limiter::shared(
-        two,
-        Clock::Manual(clock.clone()),
-        region.clone(),
-        OnFull::Reject,
-    )
-    .err()
-    .unwrap();
+    let error = Limiter::shared(two, Clock::Manual(clock.clone()), region.clone())
+        .err()
+        .unwrap();
     assert!(error.message.contains("one rate"), "{}", error.message);
     let wide = config(AlgorithmKind::Sliding, 70_000, NANOS_PER_SECOND, None);
-    let error = Limiter::shared(wide, Clock::Manual(clock), region, OnFull::Reject)
+    let error = Limiter::shared(wide, Clock::Manual(clock), region)
         .err()
         .unwrap();
     assert!(error.message.contains("70000"), "{}", error.message);
@@ -317,7 +314,6 @@ fn child_hammers_one_key() {
             config(algorithm, 500, 3600 * NANOS_PER_SECOND, None),
             clock,
             region,
-            OnFull::Reject,
         )
         .unwrap(),
     );

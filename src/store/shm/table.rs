@@ -20,6 +20,7 @@
 //! lands in a slot after it changed hands (the cell's stamp would not match).
 
 use super::units::{Cell, Gate, Ident, Intent, Unit};
+pub use crate::store::OnFull;
 
 pub const BUCKET_BYTES: usize = 512;
 pub const SLOTS: usize = 15;
@@ -55,13 +56,6 @@ pub enum Lookup {
     Held { held: Held, cell: Cell },
     /// The key holds no slot; the gate read then (for [`Bucket::claim`]).
     Absent { gate: u128 },
-}
-
-/// What to do for a new key when no slot is free.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnFull {
-    Reject,
-    Evict,
 }
 
 /// The outcome of asking for a slot.
