@@ -223,7 +223,7 @@ def _cost(value: object) -> int | Callable[[Any], int]:
 def _blame(exc: Exception) -> str | None:
     """The setting an error of RequestPolicy or the core is about."""
     text = str(exc)
-    for parameter in re.findall(r"`(\w+)`", text):
+    for parameter in re.findall(r"`(\w+)[`=]", text):  # `name` or `name=value`
         if parameter in _BLAME:
             return _BLAME[parameter]
     if "rate string" in text:
