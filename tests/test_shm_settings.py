@@ -16,12 +16,14 @@ from typing import Any
 import django_support  # noqa: F401  (configures Django before anything below touches settings)
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.test import Client, override_settings
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, RequestFactory, override_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from flask import Flask
 
 from rust_py_rate_limit.django import RateLimitMiddleware as DjangoMiddleware
+from rust_py_rate_limit.django import ratelimit
 from rust_py_rate_limit.fastapi import Limiter, RateLimitMiddleware
 from rust_py_rate_limit.flask import FlaskRateLimiter
 
@@ -90,6 +92,28 @@ def test_django_setting_takes_shm_storage_and_on_full(table: str, on_full: str) 
         client = Client()
         statuses = clients(lambda h: client.get("/plain", headers=h).status_code)
     assert statuses == [200] * FILL + [NEWCOMER[on_full]]
+
+
+def test_a_django_view_limit_counts_in_the_sites_table(table: str) -> None:
+    setting = {"STORAGE": table, "ON_FULL": "evict"}
+    with override_settings(RUST_PY_RATE_LIMIT=setting):
+
+        @ratelimit("2/minute", key_func=f"header:{CLIENT}")
+        def view(request: HttpRequest) -> HttpResponse:
+            return HttpResponse("ok")
+
+    factory = RequestFactory()
+    statuses = clients(lambda h: view(factory.get("/", headers=h)).status_code)
+    assert statuses == [200] * (FILL + 1), "evicted, as the site's ON_FULL says"
+
+
+def test_a_django_table_that_cannot_be_opened_is_improperly_configured(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    setting = {"RATE": "2/minute", "STORAGE": f"shm://t?path={missing}"}
+    with override_settings(RUST_PY_RATE_LIMIT=setting), pytest.raises(ImproperlyConfigured) as bad:
+        DjangoMiddleware(lambda request: None)
+    assert str(bad.value).startswith("RUST_PY_RATE_LIMIT['STORAGE'] cannot be opened: ")
+    assert str(missing) in str(bad.value)
 
 
 @pytest.mark.parametrize("on_full", ON_FULL)
