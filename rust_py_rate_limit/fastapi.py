@@ -258,8 +258,9 @@ class Limiter:
     the request), ``trusted_proxies``, the header style, ``reset_format`` and policy ``name``,
     ``cost``, ``methods``, the exemptions and ``dynamic_limit``, the ``algorithm`` (and
     ``burst``, ``max_keys``, ``cleanup_interval``, ``clock``) and the storage (``storage``,
-    ``key_prefix``, ``timeout``, ``on_storage_error``, ``fallback``, ``local_deny_cache``) of
-    the limiters it builds, the refusal (``status_code``, ``body``) and ``on_blocked``.
+    ``key_prefix``, ``timeout``, ``on_storage_error``, ``fallback``, ``local_deny_cache``,
+    ``on_full``) of the limiters it builds, the refusal (``status_code``, ``body``) and
+    ``on_blocked``.
     :meth:`limit` and :meth:`dependency` may override each of them but the storage, which every
     limit of the app shares.
     """

@@ -26,7 +26,7 @@ import inspect
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
@@ -82,6 +82,7 @@ SETTINGS: Final[dict[str, str]] = {
     "on_storage_error": "RATELIMIT_ON_STORAGE_ERROR",
     "fallback": "RATELIMIT_FALLBACK",
     "local_deny_cache": "RATELIMIT_LOCAL_DENY_CACHE",
+    "on_full": "RATELIMIT_ON_FULL",
 }
 #: Old config names still read, with a DeprecationWarning: old name -> current one.
 _DEPRECATED_CONFIG = {"RATELIMIT_KEY": "RATELIMIT_KEY_FUNC"}
@@ -176,6 +177,9 @@ def _validate(param: str, value: Any, label: str) -> None:
             raise TypeError(f"{label} must be a list of HTTP methods, not {value!r}") from None
         if bad:
             raise TypeError(f"{label} entries must be str, not {type(bad[0]).__name__}")
+    if param == "on_full" and value == "evict":
+        # Whether the storage can evict is checked with the storage, when the limits are built.
+        value = "reject"
     # A throwaway policy checks the value exactly as the real one will.
     anchor = _ANCHORS.get(param, {"limit": 1, "window_seconds": 1})
     try:
@@ -358,6 +362,7 @@ class FlaskRateLimiter:
         on_storage_error: str | None = None,
         fallback: str | None = None,
         local_deny_cache: bool | None = None,
+        on_full: Literal["reject", "evict"] | None = None,
     ) -> None:
         given = {
             "limit": limit,
@@ -382,6 +387,7 @@ class FlaskRateLimiter:
             "on_storage_error": on_storage_error,
             "fallback": fallback,
             "local_deny_cache": local_deny_cache,
+            "on_full": on_full,
         }
         self._given = {k: v for k, v in given.items() if v is not None and v is not _UNSET}
         if headers is None:

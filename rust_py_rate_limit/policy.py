@@ -268,8 +268,9 @@ class RequestPolicy:
     Give either ``limiter`` (an existing :class:`RateLimiter`, in memory or on Redis) or the
     settings to build one: ``rate`` (``"100/minute"``) or ``limit`` and ``window_seconds``, with
     ``algorithm``, ``burst``, ``max_keys``, ``cleanup_interval`` and ``clock``, and where it keeps
-    its counts: ``storage`` (``"redis://..."``; memory by default), ``key_prefix``, ``timeout``,
-    ``on_storage_error``, ``fallback`` and ``local_deny_cache`` (see :data:`STORAGE_SETTINGS`).
+    its counts: ``storage`` (``"redis://..."``, ``"shm://..."``; memory by default),
+    ``key_prefix``, ``timeout``, ``on_storage_error``, ``fallback``, ``local_deny_cache`` and
+    ``on_full`` (see :data:`STORAGE_SETTINGS`).
 
     - ``key_func``: ``"ip"`` (default), ``"user"``, ``"header:<name>"`` or a callable of the
       request; ``trusted_proxies`` configures the address lookup of the named ones.

@@ -45,7 +45,8 @@ DynamicLimit = Callable[[Any], str | None]
 
 class StorageSettings(TypedDict, total=False):
     """Where a limiter keeps its counts: :class:`RateLimiter`'s storage keyword arguments
-    (memory when ``storage`` is None). Every limiter an app builds uses them."""
+    (memory when ``storage`` is None), and what a new key gets when that storage is full
+    (``on_full``). Every limiter an app builds uses them."""
 
     storage: str | None
     key_prefix: str | None
@@ -53,6 +54,7 @@ class StorageSettings(TypedDict, total=False):
     on_storage_error: str | None
     fallback: str | None
     local_deny_cache: bool | None
+    on_full: Literal["reject", "evict"] | None
 
 
 class LimiterSettings(StorageSettings, total=False):

@@ -50,6 +50,7 @@ SAMPLES: dict[str, Any] = {
     "on_storage_error": None,
     "fallback": None,
     "local_deny_cache": None,
+    "on_full": "reject",
     "algorithm": "fixed",
     "burst": None,
     "max_keys": 100,

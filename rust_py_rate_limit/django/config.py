@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .._core import ManualClock, RateLimiter
+from .._core import ManualClock, RateLimiter, StorageError
 from ..keys import key_func_from_spec, remote_address
 from ..policy import STORAGE_SETTINGS, RequestPolicy, check_on_blocked
 from ..settings_names import renamed, unknown_setting_message
@@ -223,7 +223,7 @@ def _cost(value: object) -> int | Callable[[Any], int]:
 def _blame(exc: Exception) -> str | None:
     """The setting an error of RequestPolicy or the core is about."""
     text = str(exc)
-    for parameter in re.findall(r"`(\w+)`", text):
+    for parameter in re.findall(r"`(\w+)[`=]", text):  # `name` or `name=value`
         if parameter in _BLAME:
             return _BLAME[parameter]
     if "rate string" in text:
@@ -290,6 +290,8 @@ def policy_from_settings(config: object) -> tuple[RequestPolicy, OnBlocked | Non
             raise ImproperlyConfigured(str(exc)) from exc
     try:
         policy = RequestPolicy(limiter, **kwargs)
+    except StorageError as exc:  # a shm:// table that cannot be made or opened
+        raise _bad("STORAGE", f"cannot be opened: {exc}") from exc
     except (TypeError, ValueError) as exc:
         name = _blame(exc)
         if name is None:
