@@ -177,9 +177,6 @@ def _validate(param: str, value: Any, label: str) -> None:
             raise TypeError(f"{label} must be a list of HTTP methods, not {value!r}") from None
         if bad:
             raise TypeError(f"{label} entries must be str, not {type(bad[0]).__name__}")
-    if param == "on_full" and value == "evict":
-        # Whether the storage can evict is checked with the storage, when the limits are built.
-        value = "reject"
     # A throwaway policy checks the value exactly as the real one will.
     anchor = _ANCHORS.get(param, {"limit": 1, "window_seconds": 1})
     try:

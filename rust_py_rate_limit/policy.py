@@ -322,7 +322,8 @@ class RequestPolicy:
             limiter = _build(rate, limit, window_seconds, **building)
         self.limiter = limiter
         #: A Redis-backed limiter answers async code through its awaitable twins.
-        self._on_redis = limiter.storage != "memory://"
+        # shm:// decides in process too (a table in shared memory): no round trip to await.
+        self._on_redis = not limiter.storage.startswith(("memory://", "shm://"))
         self.key_func = key_func_from_spec(
             request["key_func"], trusted_proxies=request["trusted_proxies"]
         )
@@ -422,7 +423,7 @@ class RequestPolicy:
 
     async def _adecided(self, request: Any) -> tuple[Decision, HeaderWriter, str]:
         # On Redis the round trip is awaited, so the event loop runs on meanwhile; in memory
-        # the decision is made at once, with no awaitable to go through.
+        # and in shared memory the decision is made at once, with no awaitable to go through.
         limiter, writer, key, cost = self.resolve(request)
         if self._on_redis:
             return await limiter.adecide(key, cost), writer, key

@@ -795,7 +795,6 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("FALLBACK", {"RATE": "1/minute", "STORAGE": "redis://127.0.0.1", "FALLBACK": "disk"}),
     ("LOCAL_DENY_CACHE", {"RATE": "1/minute", "STORAGE": "redis://x", "LOCAL_DENY_CACHE": 1}),
     ("ON_FULL", {"RATE": "1/minute", "ON_FULL": "drop"}),
-    ("ON_FULL", {"RATE": "1/minute", "ON_FULL": "evict"}),  # memory cannot evict
     ("KEY", {"RATE": "1/minute", "KEY": "ip", "KEY_FUNC": "ip"}),
     ("OVERLOAD", {"RATE": "1/minute", "OVERLOAD": None}),  # its contents: test_django_overload
 ]
