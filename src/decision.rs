@@ -32,6 +32,18 @@ pub enum Ask {
 }
 
 impl Decision {
+    /// The refusal of a new key for lack of room (`on_full="reject"`), under `rate`: nothing
+    /// remaining, retry after the window.
+    pub fn no_room(rate: crate::rate::Rate) -> Decision {
+        Decision {
+            allowed: false,
+            limit: rate.limit,
+            remaining: 0,
+            reset_after_ns: rate.period_ns,
+            retry_after_ns: rate.period_ns,
+        }
+    }
+
     /// Of two decisions on the same request under different rates, the one to report:
     /// a denial over an admission, the longer wait among denials, the fewer remaining
     /// among admissions (then the longer `reset_after`). On an exact tie `self` wins, so

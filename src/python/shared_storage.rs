@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::args;
-use super::storage::{StorageError, StorageOptions};
+use super::storage::{refuse_redis_settings, StorageError, StorageOptions};
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig};
 use crate::limiter::Limiter;
@@ -72,19 +72,7 @@ pub fn shared_limiter(
     clock: Option<Clock>,
     cleanup_interval_given: bool,
 ) -> PyResult<Limiter> {
-    for (name, value) in [
-        ("key_prefix", opts.key_prefix),
-        ("timeout", opts.timeout),
-        ("on_storage_error", opts.on_storage_error),
-        ("local_deny_cache", opts.local_deny_cache),
-        ("fallback", opts.fallback),
-    ] {
-        if given(value).is_some() {
-            return Err(PyValueError::new_err(format!(
-                "`{name}` only applies with a Redis `storage=` URL, not shm://"
-            )));
-        }
-    }
+    refuse_redis_settings(opts, ", not shm://")?;
     if cleanup_interval_given {
         return Err(PyValueError::new_err(
             "`cleanup_interval` does not apply to shm://: expired states are taken over in \

@@ -48,6 +48,25 @@ pub struct StorageOptions<'a, 'py> {
     pub fallback: Option<&'a Bound<'py, PyAny>>,
 }
 
+/// Refuses the settings that only mean something with Redis (`besides` names the storage
+/// given instead, for the message), so a forgotten `storage=` shows.
+pub fn refuse_redis_settings(opts: &StorageOptions<'_, '_>, besides: &str) -> PyResult<()> {
+    for (name, value) in [
+        ("key_prefix", opts.key_prefix),
+        ("timeout", opts.timeout),
+        ("on_storage_error", opts.on_storage_error),
+        ("local_deny_cache", opts.local_deny_cache),
+        ("fallback", opts.fallback),
+    ] {
+        if given(value).is_some() {
+            return Err(PyValueError::new_err(format!(
+                "`{name}` only applies with a Redis `storage=` URL{besides}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A limiter's Redis side.
 pub struct RedisSide {
     backend: Arc<RedisBackend>,
@@ -92,19 +111,7 @@ impl RedisSide {
                 .map_err(|e| PyValueError::new_err(e.to_string()))?,
         };
         let Storage::Redis(target) = storage else {
-            for (name, value) in [
-                ("key_prefix", opts.key_prefix),
-                ("timeout", opts.timeout),
-                ("on_storage_error", opts.on_storage_error),
-                ("local_deny_cache", opts.local_deny_cache),
-                ("fallback", opts.fallback),
-            ] {
-                if given(value).is_some() {
-                    return Err(PyValueError::new_err(format!(
-                        "`{name}` only applies with a Redis `storage=` URL"
-                    )));
-                }
-            }
+            refuse_redis_settings(opts, "")?;
             return Ok(None);
         };
         let url = redacted(&text(

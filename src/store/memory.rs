@@ -418,14 +418,7 @@ impl<P: Policy> MemoryStore<P> {
 
     /// The answer for a new key when the map is full: denied for one window.
     fn full_decision(&self) -> Decision {
-        let rate = self.policy.primary();
-        Decision {
-            allowed: false,
-            limit: rate.limit,
-            remaining: 0,
-            reset_after_ns: rate.period_ns,
-            retry_after_ns: rate.period_ns,
-        }
+        Decision::no_room(self.policy.primary())
     }
 }
 

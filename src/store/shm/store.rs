@@ -235,14 +235,7 @@ where
     }
 
     fn full_decision(&self) -> Decision {
-        let rate = self.algorithm.rate();
-        Decision {
-            allowed: false,
-            limit: rate.limit,
-            remaining: 0,
-            reset_after_ns: rate.period_ns,
-            retry_after_ns: rate.period_ns,
-        }
+        Decision::no_room(self.algorithm.rate())
     }
 }
 

@@ -126,22 +126,33 @@ impl Bucket {
     /// without state, or expired), else the state that expires first when `on_full` evicts.
     pub fn claim(&self, tag: u64, gate: u128, now: u64, on_full: OnFull) -> Claim {
         let version = Gate::decode(gate).version;
-        let mut free = None;
+        // The free slot that expired longest ago (never used or empty first): a key whose state
+        // has just expired keeps its slot while older ones are free, so keys called less often
+        // than their state lives do not take each other's slots on every call.
+        let mut free: Option<(usize, u64)> = None;
         let mut oldest: Option<(usize, u64)> = None;
         for (i, s) in self.slots.iter().enumerate() {
             let ident = Ident::decode(s.ident.load());
             let cell = Cell(s.cell.load());
-            if reusable(ident, cell, now) {
-                free = Some(i);
-                break;
+            let at = if ident.tag == 0 || !cell.belongs_to(ident.version) {
+                0
+            } else {
+                cell.expires_at()
+            };
+            let best = if reusable(ident, cell, now) {
+                &mut free
+            } else {
+                &mut oldest
+            };
+            if best.map_or(true, |(_, t)| at < t) {
+                *best = Some((i, at));
             }
-            let at = cell.expires_at();
-            if oldest.map_or(true, |(_, t)| at < t) {
-                oldest = Some((i, at));
+            if at == 0 && free.is_some() {
+                break;
             }
         }
         let (slot, evict) = match (free, on_full) {
-            (Some(i), _) => (i, false),
+            (Some((i, _)), _) => (i, false),
             (None, OnFull::Evict) => (oldest.expect("a bucket has slots").0, true),
             (None, OnFull::Reject) => return Claim::Full,
         };
@@ -181,29 +192,38 @@ impl Bucket {
             version,
         };
         let slot = &self.slots[intent.slot];
-        loop {
-            let ident_word = slot.ident.load();
-            let ident = Ident::decode(ident_word);
-            if ident == target || ident.version >= version {
-                // Done (by us or another), or long since replaced: only the gate is left.
-                break;
-            }
-            let cell = Cell(slot.cell.load());
-            if cell == Cell::empty(version) {
-                // (b) is done: (a) gives the slot its new identity.
-                slot.ident.swap(ident_word, target.encode());
-                continue;
-            }
-            if intent.evict || reusable(ident, cell, now) {
-                // (b) empties the cell for the new holder; a concurrent update of the old
-                // holder makes this fail, and the next turn sees whether it revived the slot.
-                slot.cell.swap(cell.0, Cell::empty(version).0);
-                continue;
-            }
-            // The old holder used its slot again after it was judged reusable: drop the change.
-            break;
-        }
+        while self.step(slot, slot.ident.load(), target, intent.evict, now) {}
         self.gate.swap(gate, closed);
+    }
+
+    /// One step of giving `slot` to `target` (the identity it gets: tag and the change's
+    /// version), from its identity as read (`ident_word`): false once nothing is left to do
+    /// but close the gate. The cell is judged only if the identity did not move while it was
+    /// read: a helper that read the old identity, stalled, and read the cell after the change
+    /// was made and the new holder counted in it, must not take that cell for the old one's.
+    fn step(&self, slot: &Slot, ident_word: u128, target: Ident, evict: bool, now: u64) -> bool {
+        let ident = Ident::decode(ident_word);
+        if ident == target || ident.version >= target.version {
+            // Done (by us or another), or long since replaced: only the gate is left.
+            return false;
+        }
+        let cell = Cell(slot.cell.load());
+        if slot.ident.load() != ident_word {
+            return true;
+        }
+        if cell == Cell::empty(target.version) {
+            // (b) is done: (a) gives the slot its new identity.
+            slot.ident.swap(ident_word, target.encode());
+            return true;
+        }
+        if evict || reusable(ident, cell, now) {
+            // (b) empties the cell for the new holder; a concurrent update of the old holder
+            // makes this fail, and the next turn sees whether it revived the slot.
+            slot.cell.swap(cell.0, Cell::empty(target.version).0);
+            return true;
+        }
+        // The old holder used its slot again after it was judged reusable: drop the change.
+        false
     }
 
     /// Whether a new key would find a free slot at `now`.
@@ -241,8 +261,12 @@ impl Bucket {
         }
         for slot in &self.slots {
             loop {
-                let ident = Ident::decode(slot.ident.load());
+                let ident_word = slot.ident.load();
+                let ident = Ident::decode(ident_word);
                 let cell = Cell(slot.cell.load());
+                if slot.ident.load() != ident_word {
+                    continue;
+                }
                 if !cell.is_present() || !cell.belongs_to(ident.version) {
                     break;
                 }

@@ -217,3 +217,61 @@ fn racing_claims_with_churn_never_put_a_key_in_two_slots() {
     }
     b.check(u64::MAX / 2).unwrap();
 }
+
+#[test]
+fn a_helper_that_read_the_old_identity_and_stalled_does_not_wipe_the_new_holders_state() {
+    let b = bucket();
+    let now = 1_000;
+    let Lookup::Absent { gate } = b.lookup(7, now) else {
+        panic!()
+    };
+    let intent = Gate {
+        version: 1,
+        intent: Some(Intent {
+            slot: 0,
+            evict: false,
+            tag: 7,
+        }),
+    }
+    .encode();
+    assert!(b.gate.swap(gate, intent));
+    // helper A reads the slot's identity (never used) ... and stalls
+    let stale = b.slots[0].ident.load();
+    // meanwhile the change is carried out, and tag 7 counts a request
+    b.finish(intent, now);
+    let Lookup::Held { held, cell } = b.lookup(7, now) else {
+        panic!()
+    };
+    let counted = Cell::with_state(held.ident.version, expiry_code(100), [now as u32, 0, 1]);
+    assert!(b.update(held, cell, counted));
+    // A resumes with the identity it read before
+    let target = Ident { tag: 7, version: 1 };
+    let mut ident = stale;
+    while b.step(&b.slots[0], ident, target, false, now) {
+        ident = b.slots[0].ident.load();
+    }
+    assert_eq!(Cell(b.slots[0].cell.load()), counted, "the count survives");
+    b.check(now).unwrap();
+}
+
+#[test]
+fn a_new_key_takes_the_slot_that_expired_longest_ago_not_one_just_expired() {
+    let b = bucket();
+    fill(&b, 0);
+    // every state has expired by 1_000; slot 5's most recently (its anchor is latest)
+    for slot in 0..SLOTS {
+        hold(
+            &b,
+            slot,
+            100 + slot as u64,
+            slot as u64 + 1,
+            if slot == 9 { 0 } else { 500 },
+            1,
+        );
+    }
+    let Lookup::Absent { gate } = b.lookup(7, 1_000) else {
+        panic!()
+    };
+    assert_eq!(b.claim(7, gate, 1_000, OnFull::Reject), Claim::Retry);
+    assert!(matches!(b.lookup(7, 1_000), Lookup::Held { held, .. } if held.slot == 9));
+}
