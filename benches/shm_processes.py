@@ -29,7 +29,7 @@ Run it from outside the checkout against an installed build::
 
     cd /tmp && python /path/to/checkout/benches/shm_processes.py
     #   --processes N (8)  --cpus 0,1  --calls N (per process, 1,000,000)  --keys N (100,000)
-    #   --algorithms fixed,gcra (all)  --capacity N (400,000)  --redis-calls N (20,000)
+    #   --algorithms fixed,gcra (all)  --capacity N (400,000)  --redis-calls N (10,000)
     #   --no-redis  --json PATH
 """
 
@@ -320,7 +320,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--algorithms", help="comma-separated (default: all)")
     parser.add_argument("--capacity", type=int, default=400_000, help="of the shm:// table")
-    parser.add_argument("--redis-calls", type=int, default=20_000, help="per process")
+    parser.add_argument("--redis-calls", type=int, default=10_000, help="per process")
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write every row as JSON")
     args = parser.parse_args(argv)
