@@ -14,6 +14,14 @@ overhead.
 Run it from outside the checkout against an installed build (see benches/README.md)::
 
     python benches/python_bench.py [--quick] [--json] [--repeats N] [--iterations N]
+    python benches/python_bench.py --storage 'shm://bench?capacity=200000'
+
+With ``--storage URL`` it times, instead, ``allow()`` on ``memory://`` and on that storage side
+by side, interleaved in the same rounds, with ``dict.get`` as the floor: the table gives each
+store's ns, their ratio (target for ``shm://``: at most 1.5x ``memory://``) and each against
+``dict.get``. A ``shm://`` table is made fresh for each algorithm (``NAME-ALGORITHM``, removed
+first with ``RateLimiter.destroy_shared``) and sized for the 100,000 keys (``capacity=200000``
+unless the URL says otherwise).
 
 Numbers are noisy on a shared machine; the ratios, measured in the same run, are what to read.
 """
@@ -224,6 +232,194 @@ def measure_bound(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row
     return [make_row(scenario.name, a, timings) for a in limiters]
 
 
+# --- memory:// against another storage (--storage URL) ---------------------------------------
+
+SHM_CAPACITY = 200_000  # keys: the 100,000 of the round-robin scenario at half the capacity
+SHM_SLIDING_MAX = 65_535  # a sliding window in shared memory counts up to this many a window
+# Target: allow() on shm:// within this multiple of allow() on memory://, in the same run.
+SHM_TARGET = 1.5
+
+
+def is_shm(url: str) -> bool:
+    return url[:6].lower() == "shm://"
+
+
+def storage_url(url: str, algorithm: str) -> str:
+    """The URL one algorithm's limiters use: for shm://, a table of its own (the five
+    algorithms' 100,000 keys would not fit in one table sized for 100,000), with a capacity."""
+    if not is_shm(url):
+        return url
+    name, _, query = url[6:].partition("?")
+    options = [o for o in query.split("&") if o]
+    if not any(o.startswith("capacity=") for o in options):
+        options.append(f"capacity={SHM_CAPACITY}")
+    return f"shm://{name}-{algorithm}?" + "&".join(options)
+
+
+def admitting_rate(scenario: Scenario, algorithm: str, url: str) -> tuple[int, float]:
+    """(limit, window seconds) for a scenario's limiters, the same on both stores.
+
+    A sliding window in shared memory counts at most 65,535 a window, so where the other
+    algorithms get 4e9 an hour (never reached), sliding gets 65,535 a millisecond on the hot
+    key (reached at 65 million calls a second) and 65,535 an hour over 100k keys (each key is
+    called some tens of times a run); both stores get the same.
+    """
+    if scenario.limit != ALWAYS_ADMITTED or algorithm != "sliding" or not is_shm(url):
+        return scenario.limit, HOUR
+    if len(scenario.distinct) == 1:
+        return SHM_SLIDING_MAX, 0.001
+    return SHM_SLIDING_MAX, HOUR
+
+
+@dataclass
+class StoreRow:
+    scenario: str
+    algorithm: str
+    limit: int
+    window_seconds: float
+    memory_ns: float  # best round
+    storage_ns: float  # best round
+    dict_get_ns: float  # best round
+    storage_vs_memory: float  # median of the rounds' ratios
+    memory_vs_dict_get: float
+    storage_vs_dict_get: float
+    target: float | None
+
+
+def check_stats(limiter: RateLimiter, label: str, scenario: Scenario) -> str | None:
+    """Refuses a run that did not take the path its scenario names; returns a note on the keys
+    refused for want of room (``rejected_full``), which a table can do before it is full."""
+    stats = limiter.stats()
+    refused_full = stats["rejected_full"]
+    if stats["storage_errors"]:
+        sys.exit(f"{label}: {scenario.name}: storage errors: {stats}")
+    if scenario.limit == 1 and stats["allowed"] != len(scenario.distinct):
+        sys.exit(f"{label}: {scenario.name}: admitted more than the priming calls: {stats}")
+    if scenario.limit != 1 and stats["blocked"] != refused_full:
+        sys.exit(f"{label}: {scenario.name}: some calls were refused: {stats}")
+    if not refused_full:
+        return None
+    return (
+        f"{label}, {scenario.name}: {refused_full:,} of {stats['total_checks']:,} calls "
+        f"refused for want of room (rejected_full), {stats['active_keys']:,} keys held"
+    )
+
+
+def measure_stores(
+    lib: ModuleType, scenario: Scenario, url: str, repeats: int, notes: list[str]
+) -> list[StoreRow]:
+    """``allow()`` on memory:// and on `url`, every algorithm, interleaved in each round."""
+    try:
+        return time_stores(lib, scenario, url, repeats, notes)
+    finally:
+        if is_shm(url):
+            for algorithm in lib.ALGORITHMS:
+                lib.RateLimiter.destroy_shared(storage_url(url, algorithm))
+
+
+def time_stores(
+    lib: ModuleType, scenario: Scenario, url: str, repeats: int, notes: list[str]
+) -> list[StoreRow]:
+    limiters: dict[str, RateLimiter] = {}
+    rates: dict[str, tuple[int, float]] = {}
+    for algorithm in lib.ALGORITHMS:
+        rates[algorithm] = limit, window = admitting_rate(scenario, algorithm, url)
+        own_url = storage_url(url, algorithm)
+        if is_shm(own_url):
+            lib.RateLimiter.destroy_shared(own_url)
+        limiters[f"{algorithm} memory"] = lib.RateLimiter(limit, window, algorithm)
+        limiters[f"{algorithm} storage"] = lib.RateLimiter(
+            limit, window, algorithm, storage=own_url
+        )
+    for limiter in limiters.values():
+        for key in scenario.distinct:
+            limiter.allow(key)
+    d = dict.fromkeys(scenario.distinct, True)
+    loops: dict[str, Loop] = {"dict.get": partial(loop_dict_get, d)}
+    for name, limiter in limiters.items():
+        loops[name] = partial(loop_allow, limiter)
+    timings = time_rounds(loops, scenario, repeats)
+    for name, limiter in limiters.items():
+        note = check_stats(limiter, name.replace(" storage", f" {url.split(':', 1)[0]}"), scenario)
+        if note:
+            notes.append(note)
+    rows = []
+    for algorithm in lib.ALGORITHMS:
+        memory, storage = f"{algorithm} memory", f"{algorithm} storage"
+        rows.append(
+            StoreRow(
+                scenario.name,
+                algorithm,
+                *rates[algorithm],
+                timings.best(memory),
+                timings.best(storage),
+                timings.best("dict.get"),
+                timings.ratio(storage, memory),
+                timings.ratio(memory, "dict.get"),
+                timings.ratio(storage, "dict.get"),
+                SHM_TARGET if is_shm(url) else None,
+            )
+        )
+    return rows
+
+
+def stores_table(rows: Sequence[StoreRow], url: str) -> list[str]:
+    label = url.split("://", 1)[0] + "://"
+    lines = [
+        f"| scenario | algorithm | memory:// ns | {label} ns | {label} / memory:// "
+        f"| dict.get ns | memory:// x dict.get | {label} x dict.get | within target |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in rows:
+        within = ""
+        if r.target is not None:
+            within = "yes" if r.storage_vs_memory <= r.target else "**no**"
+        lines.append(
+            f"| {r.scenario} | {r.algorithm} | {r.memory_ns:.1f} | {r.storage_ns:.1f} "
+            f"| {r.storage_vs_memory:.2f} | {r.dict_get_ns:.1f} | {r.memory_vs_dict_get:.2f} "
+            f"| {r.storage_vs_dict_get:.2f} | {within} |"
+        )
+    return lines
+
+
+def stores_report(
+    lib: ModuleType,
+    iterations: int,
+    repeats: int,
+    url: str,
+    rows: list[StoreRow],
+    notes: list[str],
+) -> str:
+    lines = header(lib, iterations, repeats)
+    sliding = [r for r in rows if r.algorithm == "sliding" and r.limit == SHM_SLIDING_MAX]
+    lines += [
+        f"## `allow()` on memory:// and on `{url}`, side by side",
+        "",
+        "Both stores' loops of a scenario run interleaved in the same rounds, with the "
+        "dict.get loop; ratios are medians of the ratios within a round.",
+    ]
+    if is_shm(url):
+        lines += [
+            f"Each algorithm has a fresh table of its own, `{storage_url(url, 'ALGORITHM')}`; "
+            f"target: shm:// at most {SHM_TARGET}x memory://.",
+        ]
+    if sliding:
+        lines += [
+            "sliding (at most 65,535 a window in shared memory), on both stores: "
+            + "; ".join(f"{r.scenario}: {r.limit:,} per {r.window_seconds:g} s" for r in sliding)
+            + "."
+        ]
+    lines += [
+        "Checked after the run: no call of the admitted scenarios refused but for want of "
+        "room (below), none of the denied one admitted.",
+        "",
+        *stores_table(rows, url),
+        "",
+        *(notes or ["No key was refused for want of room."]),
+    ]
+    return "\n".join(lines)
+
+
 # --- reporting ------------------------------------------------------------------------------
 
 
@@ -329,6 +525,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--iterations", type=int, help=f"calls per loop (default {ITERATIONS:,})")
     parser.add_argument("--repeats", type=int, help=f"repeats per loop (default {REPEATS})")
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="time allow() on memory:// and on this storage side by side, e.g. "
+        "'shm://bench' (a fresh table per algorithm, capacity=200000 unless given)",
+    )
     return parser.parse_args(argv)
 
 
@@ -338,6 +540,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     repeats = args.repeats or (QUICK_REPEATS if args.quick else REPEATS)
     lib = import_library()
     scenarios = build_scenarios(iterations)
+    if args.storage:
+        notes: list[str] = []
+        rows = [
+            row for s in scenarios for row in measure_stores(lib, s, args.storage, repeats, notes)
+        ]
+        if args.json:
+            doc = {
+                "module": lib.__file__,
+                "version": lib.__version__,
+                "python": platform.python_version(),
+                "iterations": iterations,
+                "repeats": repeats,
+                "storage": args.storage,
+                "stores": [asdict(r) for r in rows],
+                "notes": notes,
+            }
+            print(json.dumps(doc, indent=2))
+        else:
+            print(stores_report(lib, iterations, repeats, args.storage, rows, notes))
+        return
     loops = [row for s in scenarios for row in measure_loops(lib, s, repeats)]
     bound = [row for s in scenarios for row in measure_bound(lib, s, repeats)]
     if args.json:
