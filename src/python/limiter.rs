@@ -228,11 +228,19 @@ impl RateLimiter {
     }
 
     /// `allowed, blocked, total_checks, active_keys, rejected_full, evicted, storage_errors`.
-    fn stats_fields(&self) -> [(&'static str, u64); 7] {
+    fn stats_fields(&self, py: Python<'_>) -> [(&'static str, u64); 7] {
         if let Some(redis) = &self.redis {
             return redis.stats();
         }
-        let [a, b, c, d, e, f] = self.limiter.stats().fields();
+        // A shared table's live states are counted by a scan of the whole table: without the
+        // GIL (a map's count is kept, and taking it is quick either way).
+        let stats = if self.shared.is_some() {
+            let limiter = self.limiter.clone();
+            py.detach(move || limiter.stats())
+        } else {
+            self.limiter.stats()
+        };
+        let [a, b, c, d, e, f] = stats.fields();
         [a, b, c, d, e, f, ("storage_errors", 0)]
     }
 
@@ -617,16 +625,16 @@ impl RateLimiter {
     /// `allowed, blocked, total_checks, active_keys, rejected_full`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        for (name, value) in self.stats_fields() {
+        for (name, value) in self.stats_fields(py) {
             dict.set_item(name, value)?;
         }
         Ok(dict)
     }
 
     /// `stats()` as a JSON object.
-    fn stats_json(&self) -> String {
+    fn stats_json(&self, py: Python<'_>) -> String {
         let fields = self
-            .stats_fields()
+            .stats_fields(py)
             .map(|(name, value)| format!("\"{name}\":{value}"));
         format!("{{{}}}", fields.join(","))
     }
