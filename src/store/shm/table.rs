@@ -12,14 +12,16 @@
 //! time: a process that found the key absent (a scan of the bucket between two equal reads of
 //! the gate) swaps the gate to "slot j goes to tag T, version v+1". That change is then carried
 //! out by whoever sees it, its author or anyone else: (b) the cell is emptied and stamped for
-//! v+1, if its state is still reusable (else the change is dropped); (a) the identity becomes
-//! (T, v+1); then the gate is closed. Every step is a compare-and-swap from a value that never
+//! v+1, if its state is still reusable, or else (b') the old holder's live state is restamped
+//! for v+1 (the change is dropped); (a) the identity becomes (T, v+1), or (a') the old holder's
+//! tag at v+1; then the gate is closed. A drop moves the slot to v+1 too, so no late helper
+//! of the announcement can carry it out afterwards. Every step is a compare-and-swap from a value that never
 //! comes back, so a process stopped mid-way and resumed later changes nothing, and a process
 //! killed mid-way leaves a change that the next visitor finishes. Nobody ever waits on anybody:
 //! a key is never in two slots (membership changes are serialised by the gate), and no write
 //! lands in a slot after it changed hands (the cell's stamp would not match).
 
-use super::units::{Cell, Gate, Ident, Intent, Unit};
+use super::units::{check_of, Cell, Gate, Ident, Intent, Unit};
 pub use crate::store::OnFull;
 
 pub const BUCKET_BYTES: usize = 512;
@@ -203,7 +205,7 @@ impl Bucket {
     /// was made and the new holder counted in it, must not take that cell for the old one's.
     fn step(&self, slot: &Slot, ident_word: u128, target: Ident, evict: bool, now: u64) -> bool {
         let ident = Ident::decode(ident_word);
-        if ident == target || ident.version >= target.version {
+        if ident.version >= target.version {
             // Done (by us or another), or long since replaced: only the gate is left.
             return false;
         }
@@ -216,14 +218,27 @@ impl Bucket {
             slot.ident.swap(ident_word, target.encode());
             return true;
         }
-        if evict || reusable(ident, cell, now) {
-            // (b) empties the cell for the new holder; a concurrent update of the old holder
-            // makes this fail, and the next turn sees whether it revived the slot.
-            slot.cell.swap(cell.0, Cell::empty(target.version).0);
+        if cell.is_present() && cell.check() == check_of(target.version) {
+            // (b') is done (the change was dropped, the old holder's state restamped for the
+            // change's version): (a') moves the old holder to that version, so no helper of
+            // this change can act on the slot any more.
+            let kept = Ident {
+                tag: ident.tag,
+                version: target.version,
+            };
+            slot.ident.swap(ident_word, kept.encode());
             return true;
         }
-        // The old holder used its slot again after it was judged reusable: drop the change.
-        false
+        let next = if evict || reusable(ident, cell, now) {
+            // (b) empties the cell for the new holder
+            Cell::empty(target.version)
+        } else {
+            // (b') the old holder used its slot again: drop the change, but as a change
+            cell.restamp(target.version)
+        };
+        // both from the cell as read: of two helpers judging it differently, one wins
+        slot.cell.swap(cell.0, next.0);
+        true
     }
 
     /// Whether a new key would find a free slot at `now`.

@@ -275,3 +275,229 @@ fn a_new_key_takes_the_slot_that_expired_longest_ago_not_one_just_expired() {
     assert_eq!(b.claim(7, gate, 1_000, OnFull::Reject), Claim::Retry);
     assert!(matches!(b.lookup(7, 1_000), Lookup::Held { held, .. } if held.slot == 9));
 }
+
+// -------------------- dropped changes and late helpers (found by a review of the protocol)
+
+/// Slot 3 holds tag 103 (version 4) with a state expired at 1_000; every other slot is live
+/// until 1_128. A claim for tag 7 announces slot 3 at version 16, and 103 revives its slot
+/// before anyone carries the claim out, so the change is dropped. Returns the intent word.
+fn dropped_change(b: &Bucket, now: u64) -> u128 {
+    crate::store::shm::units::lock_free();
+    fill(b, 0);
+    for slot in (0..SLOTS).filter(|s| *s != 3) {
+        hold(b, slot, 100 + slot as u64, slot as u64 + 1, now, 1);
+    }
+    let Lookup::Held { held, cell } = b.lookup(103, now) else {
+        panic!()
+    };
+    assert_eq!(held.ident.version, 4);
+    let Lookup::Absent { gate } = b.lookup(7, now) else {
+        panic!()
+    };
+    let intent = Gate {
+        version: 16,
+        intent: Some(Intent {
+            slot: 3,
+            evict: false,
+            tag: 7,
+        }),
+    }
+    .encode();
+    // the claim's author swaps the gate (claim() would then call finish(intent)); helper L
+    // (the author itself, or any lookup that read the gate now) holds `intent` and stalls
+    assert!(b.gate.swap(gate, intent));
+    // 103 revives its slot: a fresh window, live until 1_128
+    let revived = Cell::with_state(held.ident.version, expiry_code(100), [now as u32, 0, 1]);
+    assert!(b.update(held, cell, revived));
+    // helper D carries the change out: it sees the revived state and drops it, closing the gate
+    b.finish(intent, now);
+    assert!(Gate::decode(b.gate.load()).intent.is_none());
+    b.check(now).unwrap();
+    intent
+}
+
+#[test]
+fn a_late_helper_of_a_dropped_change_does_not_put_a_key_in_two_slots() {
+    let b = bucket();
+    let now = 1_000;
+    let intent = dropped_change(&b, now);
+    // 7 is absent: it claims again and (evicting) gets slot 0 at version 17
+    let Lookup::Absent { gate } = b.lookup(7, now) else {
+        panic!()
+    };
+    assert_eq!(b.claim(7, gate, now, OnFull::Evict), Claim::Evicted);
+    assert!(matches!(b.lookup(7, now), Lookup::Held { held, .. } if held.slot == 0));
+    b.check(now).unwrap();
+    // L resumes. Its `now` is later than D's (it read the clock after D did; or 103 simply
+    // reset its key here, which makes the cell empty(4) and reusable at any now)
+    b.finish(intent, 2_000);
+    let slots: Vec<usize> = (0..SLOTS)
+        .filter(|&i| Ident::decode(b.slots[i].ident.load()).tag == 7)
+        .collect();
+    assert_eq!(slots, vec![0], "FIXED: tag 7 holds one slot");
+    b.check(2_000).unwrap();
+}
+
+#[test]
+fn a_late_helper_of_a_dropped_change_does_not_take_the_slot_after_a_reset() {
+    let b = bucket();
+    let now = 1_000;
+    let intent = dropped_change(&b, now);
+    // 103 resets its key: its cell is empty(4) again, reusable at any now
+    assert!(b.reset(103, now));
+    // L resumes with the very same `now` as everyone: the slot goes to 7, which nobody asked for
+    b.finish(intent, now);
+    assert!(matches!(b.lookup(7, now), Lookup::Absent { .. }), "FIXED");
+    assert!(matches!(b.lookup(103, now), Lookup::Held { held, .. } if held.slot == 3));
+    b.check(now).unwrap();
+}
+
+#[test]
+fn a_late_helper_killed_between_its_two_steps_leaves_no_lookup_spinning() {
+    let b: Arc<Bucket> = Arc::from(bucket());
+    let now = 1_000;
+    let intent = dropped_change(&b, now);
+    let _ = intent;
+    // L resumes with a later now and does (b) only, then is SIGKILLed (or SIGSTOPped)
+    let s = &b.slots[3];
+    let target = Ident {
+        tag: 7,
+        version: 16,
+    };
+    assert!(
+        !b.step(s, s.ident.load(), target, false, 2_000),
+        "FIXED: inert"
+    );
+    assert!(
+        Gate::decode(b.gate.load()).intent.is_none(),
+        "the gate is closed"
+    );
+    // 103's next call never returns: its slot's cell is not its own and no change is pending
+    let (tx, rx) = std::sync::mpsc::channel();
+    let b2 = b.clone();
+    std::thread::spawn(move || {
+        let r = b2.lookup(103, 2_000);
+        let _ = tx.send(format!("{r:?}"));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(2))
+        .expect("FIXED: lookup returns");
+    b.check(2_000).unwrap();
+}
+
+#[test]
+fn late_and_killed_helpers_at_random_keep_every_invariant() {
+    for seed in 1..20000u64 {
+        let b = bucket();
+        let mut x = seed;
+        let mut rnd = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut intents: Vec<u128> = vec![];
+        let mut stale: Vec<(Held, Cell)> = vec![];
+        let mut now = 0u64;
+        for i in 0..3000 {
+            now += rnd(40);
+            let op = rnd(12);
+            let tag = 1 + 2 * rnd(24);
+            // the state must be sane whenever a lookup is about to run
+            if op <= 7 || op == 9 {
+                if let Err(e) = b.check(now) {
+                    panic!("seed {seed} op {i}: {e}");
+                }
+            }
+            match op {
+                0..=5 => loop {
+                    match b.lookup(tag, now) {
+                        Lookup::Held { held, cell } => {
+                            let next = Cell::with_state(
+                                held.ident.version,
+                                expiry_code(64),
+                                [now as u32, (now >> 32) as u32, 1],
+                            );
+                            if b.update(held, cell, next) {
+                                break;
+                            }
+                        }
+                        Lookup::Absent { gate } => {
+                            // announce, then maybe die before finishing
+                            let g = Gate::decode(gate);
+                            let mut best = None;
+                            for (j, s) in b.slots.iter().enumerate() {
+                                if reusable(Ident::decode(s.ident.load()), Cell(s.cell.load()), now)
+                                {
+                                    best = Some(j);
+                                    break;
+                                }
+                            }
+                            let (slot, evict) = match best {
+                                Some(j) => (j, false),
+                                None => (rnd(15) as usize, true),
+                            };
+                            let intent = Gate {
+                                version: g.version + 1,
+                                intent: Some(Intent { slot, evict, tag }),
+                            }
+                            .encode();
+                            if b.gate.swap(gate, intent) {
+                                intents.push(intent);
+                                if rnd(2) == 0 {
+                                    b.finish(intent, now);
+                                }
+                                // else: the author died; a revival may come first
+                            }
+                            break;
+                        }
+                    }
+                },
+                6 => {
+                    b.reset(tag, now);
+                }
+                7 => {
+                    if rnd(10) == 0 {
+                        b.clear(now);
+                    }
+                }
+                9 => {
+                    if let Lookup::Held { held, cell } = b.lookup(tag, now) {
+                        stale.push((held, cell));
+                    }
+                }
+                10 => {
+                    if !stale.is_empty() {
+                        // a stalled updater resumes
+                        let (held, cell) = stale.swap_remove(rnd(stale.len() as u64) as usize);
+                        let next = Cell::with_state(
+                            held.ident.version,
+                            expiry_code(64),
+                            [now as u32, (now >> 32) as u32, 1],
+                        );
+                        b.update(held, cell, next);
+                    }
+                }
+                _ => {
+                    if !intents.is_empty() {
+                        // a late helper of any change ever announced, with a skewed now, killed
+                        // after k steps
+                        let intent = intents[rnd(intents.len() as u64) as usize];
+                        let g = Gate::decode(intent);
+                        let it = g.intent.unwrap();
+                        let target = Ident {
+                            tag: it.tag,
+                            version: g.version,
+                        };
+                        let hnow = now.saturating_sub(200) + rnd(400);
+                        let s = &b.slots[it.slot];
+                        for _ in 0..rnd(4) {
+                            if !b.step(s, s.ident.load(), target, it.evict, hnow) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

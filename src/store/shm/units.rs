@@ -178,6 +178,12 @@ impl Cell {
         )
     }
 
+    /// The same state, stamped for the holder at `version` instead.
+    #[inline(always)]
+    pub fn restamp(self, version: u64) -> Cell {
+        Cell((self.0 & !CHECK_MASK) | u128::from(check_of(version)))
+    }
+
     #[inline(always)]
     pub fn check(self) -> u32 {
         (self.0 & CHECK_MASK) as u32
