@@ -128,40 +128,13 @@ fn a_late_helper_does_not_give_a_slot_back_after_it_changed_hands_again() {
 
 #[test]
 fn an_old_holder_that_uses_its_slot_again_before_the_change_keeps_it() {
+    // 103's state has expired; a claim for 7 announces slot 3; 103 writes a fresh window
+    // before anyone carries the claim out (see `dropped_change`)
     let b = bucket();
-    fill(&b, 0);
-    let now = 1_000;
-    // 103's state has expired: a claim for tag 7 picks slot 3 (the first is slot 0: make the
-    // others live first)
-    for slot in (0..SLOTS).filter(|s| *s != 3) {
-        hold(&b, slot, 100 + slot as u64, slot as u64 + 1, now, 1);
-    }
-    // 103 reads its slot (its state has expired) ...
-    let Lookup::Held { held, cell } = b.lookup(103, now) else {
-        panic!()
-    };
-    // ... then a claim for tag 7 announces slot 3 (the first step only) ...
-    let Lookup::Absent { gate } = b.lookup(7, now) else {
-        panic!()
-    };
-    let intent = Gate {
-        version: 16,
-        intent: Some(Intent {
-            slot: 3,
-            evict: false,
-            tag: 7,
-        }),
-    }
-    .encode();
-    assert!(b.gate.swap(gate, intent));
-    // ... and 103 writes its fresh window before anyone carries the claim out.
-    let revived = Cell::with_state(held.ident.version, expiry_code(100), [now as u32, 0, 1]);
-    assert!(b.update(held, cell, revived));
-    b.finish(intent, now);
-    b.check(now).unwrap();
-    assert!(matches!(b.lookup(103, now), Lookup::Held { held, .. } if held.slot == 3));
+    dropped_change(&b, 1_000);
+    assert!(matches!(b.lookup(103, 1_000), Lookup::Held { held, .. } if held.slot == 3));
     assert!(
-        matches!(b.lookup(7, now), Lookup::Absent { .. }),
+        matches!(b.lookup(7, 1_000), Lookup::Absent { .. }),
         "the claim was dropped"
     );
 }
