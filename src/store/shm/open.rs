@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::region::{Region, RegionError, RegionSpec};
+use super::store::{key_tag, region_hasher};
 use super::table::{buckets_for, BUCKET_BYTES, LOAD_FACTOR, SLOTS};
 use super::units::lock_free;
+use std::sync::atomic::Ordering;
 
 /// Keys a region holds unless `capacity=` says otherwise.
 pub const DEFAULT_CAPACITY: u64 = 100_000;
@@ -71,6 +73,7 @@ pub fn open_table(
             region
         }
     };
+    check_hashing(&region).map_err(error)?;
     let existing = region.header().capacity;
     if capacity.is_some() && existing != buckets {
         return Err(error(format!(
@@ -81,6 +84,27 @@ pub fn open_table(
         )));
     }
     Ok(region)
+}
+
+/// Checks that this build hashes keys as the region's first user did: a key's slot and tag are
+/// its hash, so two builds hashing differently (another version of the hash library, say)
+/// would count the same key in two places. The first user keeps a probe's tag in bucket 0's
+/// spare word; later users compare theirs.
+fn check_hashing(region: &Region) -> Result<(), String> {
+    let probe = key_tag(&region_hasher(region), 0, b"rust-py-rate-limit hash probe");
+    let (base, _) = region.table_bytes();
+    // SAFETY: the table starts page-aligned with bucket 0, whose bytes 16..24 are its spare
+    // word, accessed only here, atomically.
+    let word = unsafe { &*base.add(16).cast::<std::sync::atomic::AtomicU64>() };
+    match word.compare_exchange(0, probe, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(()),
+        Err(found) if found == probe => Ok(()),
+        Err(_) => Err(
+            "it was made by a build that hashes keys differently (another version?): remove \
+             it (RateLimiter.destroy_shared) or use another name"
+                .into(),
+        ),
+    }
 }
 
 /// Removes the table `name` in `dir` (see [`Region::destroy`]): false if there was none. This

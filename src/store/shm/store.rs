@@ -17,6 +17,23 @@ use crate::algorithm::{Algorithm, PackedState};
 use crate::decision::Decision;
 use crate::store::StoreStats;
 
+/// The keyed hasher of a region: its seed's first half.
+pub fn region_hasher(region: &Region) -> foldhash::fast::FixedState {
+    let seed = region.header().hash_seed;
+    foldhash::fast::FixedState::with_seed(u64::from_le_bytes(
+        seed[..8].try_into().expect("8 bytes"),
+    ))
+}
+
+/// A key's tag under a limiter's settings: never 0 (a slot never used).
+#[inline(always)]
+pub fn key_tag(hasher: &foldhash::fast::FixedState, settings: u64, key: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u64(settings);
+    h.write(key);
+    h.finish() | 1
+}
+
 /// How long after its anchor time an algorithm's state is still worth something.
 pub trait Lifetime {
     fn lifetime_ns(&self) -> u64;
@@ -67,9 +84,8 @@ where
     /// rates, burst) in a form every process writes alike.
     pub fn new(algorithm: A, settings: &str, region: Arc<Region>, on_full: OnFull) -> Self {
         let seed = region.header().hash_seed;
-        let low = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
         let high = u64::from_le_bytes(seed[8..].try_into().expect("8 bytes"));
-        let hasher = foldhash::fast::FixedState::with_seed(low);
+        let hasher = region_hasher(&region);
         let mut h = foldhash::fast::FixedState::with_seed(high).build_hasher();
         h.write(settings.as_bytes());
         ShmStore {
@@ -100,10 +116,7 @@ where
 
     #[inline(always)]
     fn tag(&self, key: &[u8]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        h.write_u64(self.settings);
-        h.write(key);
-        h.finish() | 1
+        key_tag(&self.hasher, self.settings, key)
     }
 
     #[inline(always)]

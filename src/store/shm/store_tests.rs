@@ -277,6 +277,23 @@ fn capacity_is_checked_when_given_and_an_existing_table_is_taken_as_it_is_otherw
 }
 
 #[test]
+fn a_table_made_by_a_build_that_hashes_differently_is_refused() {
+    let dir = TempDir::new();
+    let region = open_table(&dir.0, "hashed", None).unwrap();
+    let (base, _) = region.table_bytes();
+    // SAFETY: bucket 0's spare word, where the probe is kept.
+    let word = unsafe { &*base.add(16).cast::<std::sync::atomic::AtomicU64>() };
+    assert_ne!(
+        word.load(std::sync::atomic::Ordering::Acquire),
+        0,
+        "the probe is kept"
+    );
+    word.fetch_xor(2, std::sync::atomic::Ordering::AcqRel);
+    let error = open_table(&dir.0, "hashed", None).err().unwrap();
+    assert!(error.message.contains("hashes keys differently"), "{error}");
+}
+
+#[test]
 fn several_rates_and_wide_sliding_windows_are_refused_by_name() {
     let dir = TempDir::new();
     let clock = ManualClock::new(START);
