@@ -99,14 +99,6 @@ where
         }
     }
 
-    pub fn region(&self) -> &Arc<Region> {
-        &self.region
-    }
-
-    pub fn on_full(&self) -> OnFull {
-        self.on_full
-    }
-
     fn table(&self) -> Table<'_> {
         let (base, len) = self.region.table_bytes();
         // SAFETY: the region keeps the table mapped while `self` lives, and the table is

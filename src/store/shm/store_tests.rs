@@ -207,38 +207,14 @@ fn limiters_of_other_settings_never_share_a_state_and_clear_empties_the_region()
     let dir = TempDir::new();
     let clock = ManualClock::new(START);
     let minute = 60 * NANOS_PER_SECOND;
-    let a = shared(
-        &dir,
-        "mixed",
-        100,
-        config(AlgorithmKind::Fixed, 1, minute, None),
-        &clock,
-        OnFull::Reject,
-    );
-    let b = shared(
-        &dir,
-        "mixed",
-        100,
-        config(AlgorithmKind::Fixed, 2, minute, None),
-        &clock,
-        OnFull::Reject,
-    );
-    let c = shared(
-        &dir,
-        "mixed",
-        100,
-        config(AlgorithmKind::Gcra, 1, minute, None),
-        &clock,
-        OnFull::Reject,
-    );
-    let a2 = shared(
-        &dir,
-        "mixed",
-        100,
-        config(AlgorithmKind::Fixed, 1, minute, None),
-        &clock,
-        OnFull::Reject,
-    );
+    let mixed = |algorithm, limit| {
+        let config = config(algorithm, limit, minute, None);
+        shared(&dir, "mixed", 100, config, &clock, OnFull::Reject)
+    };
+    let a = mixed(AlgorithmKind::Fixed, 1);
+    let b = mixed(AlgorithmKind::Fixed, 2);
+    let c = mixed(AlgorithmKind::Gcra, 1);
+    let a2 = mixed(AlgorithmKind::Fixed, 1);
     assert!(a.allow("k", 1));
     assert!(!a2.allow("k", 1), "the same settings share the key");
     assert!(b.allow("k", 1) && b.allow("k", 1) && !b.allow("k", 1));

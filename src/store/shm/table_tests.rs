@@ -12,6 +12,17 @@ fn bucket() -> Box<Bucket> {
     unsafe { Box::new(std::mem::zeroed()) }
 }
 
+/// Writes a fixed window of count 1 starting at `now`, living `lifetime` ns, as the key's
+/// update of the cell `lookup` read.
+fn count_one(b: &Bucket, held: Held, cell: Cell, now: u64, lifetime: u64) -> bool {
+    let state = [now as u32, (now >> 32) as u32, 1];
+    b.update(
+        held,
+        cell,
+        Cell::with_state(held.ident.version, expiry_code(lifetime), state),
+    )
+}
+
 /// Gives `slot` to `tag` at `version` with a fixed-window state `[start, count]` living 100 ns.
 fn hold(b: &Bucket, slot: usize, tag: u64, version: u64, start: u64, count: u32) {
     let s = &b.slots[slot];
@@ -160,12 +171,7 @@ fn racing_claims_with_churn_never_put_a_key_in_two_slots() {
                     loop {
                         match b.lookup(tag, now) {
                             Lookup::Held { held, cell } => {
-                                let next = Cell::with_state(
-                                    held.ident.version,
-                                    expiry_code(50),
-                                    [now as u32, (now >> 32) as u32, 1],
-                                );
-                                if b.update(held, cell, next) {
+                                if count_one(&b, held, cell, now, 50) {
                                     break;
                                 }
                             }
@@ -385,12 +391,7 @@ fn late_and_killed_helpers_at_random_keep_every_invariant() {
                 0..=5 => loop {
                     match b.lookup(tag, now) {
                         Lookup::Held { held, cell } => {
-                            let next = Cell::with_state(
-                                held.ident.version,
-                                expiry_code(64),
-                                [now as u32, (now >> 32) as u32, 1],
-                            );
-                            if b.update(held, cell, next) {
+                            if count_one(&b, held, cell, now, 64) {
                                 break;
                             }
                         }
