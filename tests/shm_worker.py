@@ -8,6 +8,10 @@ from typing import Any
 
 from rust_py_rate_limit import RateLimiter
 
+#: The several rates the kill loop counts with: a request applied to one rate and not the
+#: other would leave them apart.
+TWO_RATES = "1000000/hour; 1000001/day"
+
 
 def hammer(url: str, rate: str, algorithm: str, threads: int, tries: int, queue: Any) -> None:
     """Opens ``url`` in this process; ``threads`` threads each try ``tries`` times on one key;
@@ -29,10 +33,12 @@ def hammer(url: str, rate: str, algorithm: str, threads: int, tries: int, queue:
 
 
 def churn_until_killed(url: str, churn_url: str, report_fd: int, seed: int) -> None:
-    """Runs until SIGKILLed: admissions on four counted keys (each reported on ``report_fd`` as
-    one byte, the key's number, once admitted) and a flood of new keys on a small evicting
-    table, so that kills land inside updates and inside changes of membership alike."""
+    """Runs until SIGKILLed: admissions on four counted keys of one rate and four of two (each
+    reported on ``report_fd`` as one byte, the key's number, once admitted) and a flood of new
+    keys on a small evicting table, so that kills land inside updates, inside requests being
+    applied to several rates, and inside changes of membership alike."""
     counted = RateLimiter.from_rate("1000000/hour", storage=url)
+    two = RateLimiter.from_rate(TWO_RATES, storage=url)
     churn = RateLimiter.from_rate("5/second", "gcra", storage=churn_url, on_full="evict")
     n = seed
     while True:
@@ -40,4 +46,6 @@ def churn_until_killed(url: str, churn_url: str, report_fd: int, seed: int) -> N
         key = n >> 62
         if counted.allow(f"k{key}"):
             os.write(report_fd, bytes([key]))
+        if two.allow(f"m{key}"):
+            os.write(report_fd, bytes([4 + key]))
         churn.allow(f"c{n >> 40}")

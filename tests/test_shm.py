@@ -117,6 +117,78 @@ def test_the_shared_store_decides_as_memory_does(
     RateLimiter.destroy_shared(url(directory, "model"))
 
 
+SEVERAL_RATES = [
+    "2/second; 5/minute",
+    "3/2 seconds; 4/10 seconds; 9/minute",
+    "4/second; 3/5 seconds; 8/10 seconds; 9/minute",
+]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=30, deadline=None)
+@given(
+    rate=st.sampled_from(SEVERAL_RATES),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["decide", "peek", "advance", "reset"]),
+            st.integers(0, 3),
+            st.integers(1, 10),
+        ),
+        max_size=60,
+    ),
+)
+def test_several_rates_in_shared_memory_decide_as_in_memory(
+    tmp_path_factory: pytest.TempPathFactory,
+    algorithm: str,
+    rate: str,
+    steps: list[tuple[str, int, int]],
+) -> None:
+    directory = tmp_path_factory.mktemp("shm")
+    clock = ManualClock(1000)
+    memory = RateLimiter.from_rate(rate, algorithm, clock=clock)
+    where = url(directory, "rates")
+    shared = RateLimiter.from_rate(rate, algorithm, clock=clock, storage=where)
+    for op, key_number, amount in steps:
+        key = f"k{key_number}"
+        if op == "advance":
+            clock.advance(amount * 1.3)
+        elif op == "reset":
+            memory.reset(key)
+            shared.reset(key)
+        elif op == "peek":
+            assert shared.peek(key, amount) == memory.peek(key, amount)
+        else:
+            assert shared.decide(key, amount) == memory.decide(key, amount)
+    assert shared.stats()["allowed"] == memory.stats()["allowed"]
+    assert shared.stats()["blocked"] == memory.stats()["blocked"]
+    shared._check_shared_table()
+    RateLimiter.destroy_shared(where)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
+def test_four_processes_of_four_threads_admit_exactly_the_tightest_of_several_rates(
+    shm_dir: pathlib.Path, start_method: str, algorithm: str
+) -> None:
+    where = url(shm_dir, f"rates-{start_method}-{algorithm}")
+    rate = "500/hour; 300/day; 900/month"
+    context = multiprocessing.get_context(start_method)
+    queue = context.Queue()
+    processes = [
+        context.Process(target=shm_worker.hammer, args=(where, rate, algorithm, 4, 100, queue))
+        for _ in range(4)
+    ]
+    for p in processes:
+        p.start()
+    admitted = [queue.get(timeout=60) for _ in processes]
+    for p in processes:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert sum(admitted) == 300, admitted
+    after = RateLimiter.from_rate(rate, algorithm, storage=where).peek("hot")
+    assert (after.allowed, after.limit, after.remaining) == (False, 300, 0)
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_four_processes_of_four_threads_admit_exactly_the_limit(
@@ -224,10 +296,12 @@ def test_settings_that_do_not_apply_and_bad_urls_are_refused_by_name(shm_dir: pa
             RateLimiter.from_rate("3/minute", **kwargs)
     with pytest.raises(TypeError, match="`on_full` must be 'reject' or 'evict', not int"):
         RateLimiter.from_rate("3/minute", storage=where, on_full=1)
-    with pytest.raises(ValueError, match="one rate for now"):
-        RateLimiter.from_rate("3/second; 10/minute", storage=where)
+    with pytest.raises(ValueError, match="at most 4 rates, got 5"):
+        RateLimiter.from_rate("1/second; 2/minute; 3/hour; 4/day; 5/month", storage=where)
     with pytest.raises(ValueError, match="65535"):
         RateLimiter.from_rate("70000/minute", "sliding", storage=where)
+    assert not (shm_dir / "rprl-refused").exists(), "settings are checked before a table is made"
+    assert RateLimiter.from_rate("3/minute", storage=where).allow("k")
     with pytest.raises(
         StorageError, match=f"{shm_dir}/rprl-refused: it exists with room for 101 keys, not 5000"
     ):
@@ -298,10 +372,11 @@ def test_workers_killed_at_random_instants_leave_a_consistent_table(
 ) -> None:
     counted, churn = url(shm_dir, "counted"), url(shm_dir, "churn", capacity=40)
     RateLimiter.from_rate("1/hour", storage=counted)  # made once, before the forks
+    RateLimiter.from_rate("1/hour; 2/day", storage=counted)
     reader, writer = os.pipe()
     os.set_blocking(reader, False)
     rng = random.Random(11)
-    reported = [0, 0, 0, 0]
+    reported = [0] * 8  # four keys of one rate, then four of two
     kills = 0
     deadline = time.monotonic() + 30
 
@@ -350,6 +425,12 @@ def test_workers_killed_at_random_instants_leave_a_consistent_table(
     for key in range(4):
         used = 1_000_000 - checker.remaining(f"k{key}")
         assert reported[key] <= used <= reported[key] + kills, (key, reported[key], used, kills)
+    two = RateLimiter.from_rate(shm_worker.TWO_RATES, storage=counted)
+    two._check_shared_table()
+    for key in range(4):
+        used = 1_000_000 - two.remaining(f"m{key}")
+        count = reported[4 + key]
+        assert count <= used <= count + kills, (key, count, used, kills)
     churner = RateLimiter.from_rate("5/second", "gcra", storage=churn, on_full="evict")
     churner._check_shared_table()
     assert churner.allow("after-the-kills")

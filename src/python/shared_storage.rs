@@ -16,7 +16,7 @@ use crate::limiter::Limiter;
 use crate::store::shm::open::open_table;
 use crate::store::shm::region::RegionError;
 use crate::store::shm::url::{is_shm_url, parse_shm_url};
-use crate::store::shm::OnFull;
+use crate::store::shm::{OnFull, SharedStore};
 
 fn given<'a, 'py>(value: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
     value.filter(|v| !v.is_none())
@@ -89,7 +89,10 @@ pub fn shared_limiter(
         (Some(c), _) => Some(c),
         (None, m) => m.map(|m| m as u64),
     };
-    let region = open_table(&parsed.dir, &parsed.name, capacity).map_err(region_error)?;
+    config.validate().map_err(config_error)?;
+    SharedStore::check(&config).map_err(config_error)?;
+    let rates = config.rates.len() as u32;
+    let region = open_table(&parsed.dir, &parsed.name, capacity, rates).map_err(region_error)?;
     let clock = clock.unwrap_or(Clock::Shared(*region.clock()));
     Limiter::shared(config, clock, Arc::clone(&region)).map_err(config_error)
 }

@@ -6,12 +6,15 @@
 pub mod clock;
 pub mod header;
 pub mod open;
+pub mod rates;
 pub mod region;
 pub mod shared_store;
 pub mod store;
 pub mod table;
 #[cfg(test)]
 mod test_dir;
+#[cfg(test)]
+mod test_rng;
 mod units;
 pub mod url;
 

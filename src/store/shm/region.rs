@@ -24,6 +24,17 @@ use super::header::{Header, HEADER_SIZE};
 /// Files of this store are named `rprl-<name>`, so a name cannot clobber anything else there.
 pub const FILE_PREFIX: &str = "rprl-";
 
+/// The file of the table `name` for limiters of `rates` rates (1 for one rate): a table of
+/// several rates has wider slots, so each count of rates has a file of its own beside the
+/// one-rate table, named with a `+` that no region name can hold.
+pub fn file_name(name: &str, rates: u32) -> String {
+    if rates <= 1 {
+        format!("{FILE_PREFIX}{name}")
+    } else {
+        format!("{FILE_PREFIX}{name}+{rates}rates")
+    }
+}
+
 /// The longest region name.
 pub const MAX_NAME_LEN: usize = 200;
 
@@ -38,6 +49,8 @@ pub struct RegionSpec {
     /// Slots of a new region (what `slot_size` calls a slot is the table's unit).
     pub capacity: u64,
     pub slot_size: u64,
+    /// The rates of the limiters whose states it holds (1: one rate; see [`file_name`]).
+    pub rates: u32,
     /// Whether an existing region must have exactly `capacity` (the user asked for it), or
     /// is taken as it is.
     pub capacity_given: bool,
@@ -117,6 +130,7 @@ impl Region {
             file_size: HEADER_SIZE as u64 + spec.capacity * spec.slot_size,
             capacity: spec.capacity,
             slot_size: spec.slot_size,
+            rates: spec.rates,
             creator_uid: effective_uid(),
             hash_seed: random_seed(),
             boot_id,
@@ -163,7 +177,7 @@ impl Region {
         make_header: impl Fn() -> Header,
         uid: u32,
     ) -> Result<Region, RegionError> {
-        let path = spec.dir.join(format!("{FILE_PREFIX}{}", spec.name));
+        let path = spec.dir.join(file_name(&spec.name, spec.rates));
         let error = |message: String| RegionError {
             path: path.clone(),
             message,
@@ -181,6 +195,13 @@ impl Region {
                         continue;
                     }
                     let header = &region.header;
+                    if header.rates != spec.rates {
+                        return Err(error(format!(
+                            "it holds the states of limiters of {} rates, not {}: corrupted \
+                             or renamed; remove it",
+                            header.rates, spec.rates
+                        )));
+                    }
                     if header.slot_size != spec.slot_size
                         || (spec.capacity_given && header.capacity != spec.capacity)
                     {
@@ -212,8 +233,8 @@ impl Region {
 
     /// Removes the region `name` in `dir`: false if there was none. Processes that have it
     /// open keep their mapping; the next to open the name makes a new region.
-    pub fn destroy(dir: &Path, name: &str) -> Result<bool, RegionError> {
-        let path = dir.join(format!("{FILE_PREFIX}{name}"));
+    pub fn destroy(dir: &Path, name: &str, rates: u32) -> Result<bool, RegionError> {
+        let path = dir.join(file_name(name, rates));
         check_name(name).map_err(|message| RegionError {
             path: path.clone(),
             message,
@@ -281,8 +302,8 @@ fn create(
         message,
     };
     let temp = spec.dir.join(format!(
-        ".{FILE_PREFIX}{}.{}.{:x}",
-        spec.name,
+        ".{}.{}.{:x}",
+        file_name(&spec.name, spec.rates),
         std::process::id(),
         u64::from_le_bytes(header.hash_seed[..8].try_into().expect("8 bytes"))
     ));

@@ -17,6 +17,7 @@ impl Specs for TempDir {
             name: name.into(),
             capacity: 64,
             slot_size: 32,
+            rates: 1,
             capacity_given: true,
         }
     }
@@ -29,6 +30,7 @@ fn header_with_seed(spec: &RegionSpec, seed: u8) -> Header {
         file_size: HEADER_SIZE as u64 + spec.capacity * spec.slot_size,
         capacity: spec.capacity,
         slot_size: spec.slot_size,
+        rates: spec.rates,
         creator_uid: effective_uid(),
         hash_seed: [seed; 16],
         boot_id: BOOT,
@@ -197,11 +199,11 @@ fn destroy_removes_a_region_and_says_when_there_was_none() {
     let dir = TempDir::new();
     let spec = dir.spec("gone");
     let region = open(&spec, 1).unwrap();
-    assert_eq!(Region::destroy(&dir.0, "gone"), Ok(true));
-    assert_eq!(Region::destroy(&dir.0, "gone"), Ok(false));
+    assert_eq!(Region::destroy(&dir.0, "gone", 1), Ok(true));
+    assert_eq!(Region::destroy(&dir.0, "gone", 1), Ok(false));
     region.table()[1].store(5, Ordering::Release); // a mapping outlives the name
     assert_eq!(open(&spec, 3).unwrap().header().hash_seed, [3; 16]);
-    assert!(Region::destroy(&dir.0, "../x").is_err());
+    assert!(Region::destroy(&dir.0, "../x", 1).is_err());
 }
 
 #[test]
@@ -253,6 +255,7 @@ fn child_opens_the_region_and_counts_itself() {
         name: "procs".into(),
         capacity: 64,
         slot_size: 32,
+        rates: 1,
         capacity_given: true,
     };
     let region = Region::open(&spec).unwrap();

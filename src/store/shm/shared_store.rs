@@ -1,12 +1,15 @@
-//! `SharedStore`: the shared table for the algorithm a limiter was given, chosen at run time.
+//! `SharedStore`: the shared table for the algorithm and rates a limiter was given, chosen at
+//! run time.
 //! One variant of the limiter's store, so that the in-memory fast path dispatches over as few
 //! cases as before, and the shared table's code stays out of it.
 
 use std::sync::Arc;
 
+use super::rates::RatesStore;
 use super::region::Region;
-use super::store::ShmStore;
-use crate::algorithm::{AlgorithmKind, Bucket, FixedWindow, SlidingWindow};
+use super::store::{Lifetime, ShmStore};
+use super::table::{slots_for_rates, OnFull, MAX_RATES};
+use crate::algorithm::{Algorithm, AlgorithmKind, Bucket, FixedWindow, PackedState, SlidingWindow};
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::Decision;
 use crate::store::{Store, StoreStats};
@@ -16,100 +19,238 @@ pub enum SharedStore {
     /// Limits up to 65,535: the narrow state fits the table's cell.
     Sliding(ShmStore<SlidingWindow<u16>>),
     Bucket(ShmStore<Bucket>),
+    /// Several rates, in a table of wider slots (see `rates.rs`).
+    Rates(Box<dyn SharedRates>),
+}
+
+/// A store of several rates, whatever their algorithm and number.
+pub trait SharedRates: Store + Send + Sync {
+    fn check_table(&self, now: u64) -> Result<(), String>;
+}
+
+impl<A, const R: usize, const N: usize> SharedRates for RatesStore<A, R, N>
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    fn check_table(&self, now: u64) -> Result<(), String> {
+        RatesStore::check_table(self, now)
+    }
+}
+
+impl<A, const R: usize, const N: usize> Store for RatesStore<A, R, N>
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        RatesStore::decide(self, key, cost, now)
+    }
+    fn peek(&self, key: &[u8], now: u64) -> Decision {
+        RatesStore::peek(self, key, now)
+    }
+    fn preview(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        RatesStore::preview(self, key, cost, now)
+    }
+    fn reset(&self, key: &[u8], now: u64) -> bool {
+        RatesStore::reset(self, key, now)
+    }
+    fn clear(&self, now: u64) {
+        RatesStore::clear(self, now)
+    }
+    fn sweep(&self, _now: u64) -> usize {
+        0
+    }
+    fn stats(&self, now: u64) -> StoreStats {
+        RatesStore::stats(self, now)
+    }
 }
 
 macro_rules! each {
-    ($store:expr, $s:ident => $body:expr) => {
+    ($store:expr, $s:ident => $body:expr, $r:ident => $rates:expr) => {
         match $store {
             SharedStore::Fixed($s) => $body,
             SharedStore::Sliding($s) => $body,
             SharedStore::Bucket($s) => $body,
+            SharedStore::Rates($r) => $rates,
         }
     };
 }
 
+fn refuse(message: String) -> ConfigError {
+    ConfigError {
+        param: "rate",
+        message,
+    }
+}
+
+/// The store of `R` rates of one algorithm, over a table of `R` rates.
+fn rates_of<A, const R: usize, const N: usize>(
+    rates: Vec<A>,
+    settings: &str,
+    region: Arc<Region>,
+    on_full: OnFull,
+) -> Box<dyn SharedRates>
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    Box::new(RatesStore::<A, R, N>::new(rates, settings, region, on_full))
+}
+
+/// The store of `rates` (2 to [`MAX_RATES`]) of one algorithm.
+fn rates_store<A>(
+    rates: Vec<A>,
+    settings: &str,
+    region: Arc<Region>,
+    on_full: OnFull,
+) -> Box<dyn SharedRates>
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    match rates.len() {
+        2 => rates_of::<A, 2, { slots_for_rates(2) }>(rates, settings, region, on_full),
+        3 => rates_of::<A, 3, { slots_for_rates(3) }>(rates, settings, region, on_full),
+        _ => rates_of::<A, 4, { slots_for_rates(4) }>(rates, settings, region, on_full),
+    }
+}
+
 impl SharedStore {
-    /// The store `config` asks for in `region` (one rate; a sliding window's limit at most
-    /// 65,535).
+    /// Refuses what a shared table cannot hold: more than [`MAX_RATES`] rates, or a sliding
+    /// window over 65,535 a window. Checked before a table is opened. (The configuration
+    /// keeps limits and bursts within `u32::MAX`, so an admitted cost fits the 32 bits a
+    /// control word keeps of it.)
+    pub fn check(config: &LimiterConfig) -> Result<(), ConfigError> {
+        let rates = &config.rates;
+        if rates.len() > MAX_RATES as usize {
+            return Err(refuse(format!(
+                "a shared-memory limiter takes at most {MAX_RATES} rates, got {}",
+                rates.len()
+            )));
+        }
+        for rate in rates {
+            if config.algorithm == AlgorithmKind::Sliding && rate.limit > u64::from(u16::MAX) {
+                return Err(refuse(format!(
+                    "a sliding window in shared memory counts up to 65535 a window, got a \
+                     limit of {}",
+                    rate.limit
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The store `config` asks for in `region`, a table opened for `config.rates.len()`
+    /// rates (see [`Self::check`] for what is refused).
     pub fn new(config: &LimiterConfig, region: Arc<Region>) -> Result<Self, ConfigError> {
+        Self::check(config)?;
+        let held = region.header().rates;
+        if held as usize != config.rates.len() {
+            return Err(refuse(format!(
+                "the table {} holds the states of limiters of {held} rates, not {}",
+                region.path().display(),
+                config.rates.len()
+            )));
+        }
         let on_full = config.on_full;
-        let [rate] = config.rates[..] else {
-            return Err(ConfigError {
-                param: "rate",
-                message: format!(
-                    "a shared-memory limiter takes one rate for now, got {}",
-                    config.rates.len()
-                ),
-            });
-        };
         // What every process writes alike for these settings: mixed into each key's tag, so
         // limiters of other settings in the region never meet on a state.
+        let rates: Vec<String> = config
+            .rates
+            .iter()
+            .map(|rate| format!("{}/{}ns", rate.limit, rate.period_ns))
+            .collect();
         let settings = format!(
-            "{} {}/{}ns burst {:?}",
-            config.algorithm, rate.limit, rate.period_ns, config.burst
+            "{} {} burst {:?}",
+            config.algorithm,
+            rates.join(" "),
+            config.burst
         );
-        Ok(match config.algorithm {
-            AlgorithmKind::Fixed => SharedStore::Fixed(ShmStore::new(
-                FixedWindow::new(rate),
+        if let [rate] = config.rates[..] {
+            return Ok(match config.algorithm {
+                AlgorithmKind::Fixed => SharedStore::Fixed(ShmStore::new(
+                    FixedWindow::new(rate),
+                    &settings,
+                    region,
+                    on_full,
+                )),
+                AlgorithmKind::Sliding => SharedStore::Sliding(ShmStore::new(
+                    SlidingWindow::new(rate),
+                    &settings,
+                    region,
+                    on_full,
+                )),
+                _ => SharedStore::Bucket(ShmStore::new(
+                    config.bucket(rate)?,
+                    &settings,
+                    region,
+                    on_full,
+                )),
+            });
+        }
+        let rates = &config.rates;
+        Ok(SharedStore::Rates(match config.algorithm {
+            AlgorithmKind::Fixed => rates_store(
+                rates.iter().map(|r| FixedWindow::new(*r)).collect(),
                 &settings,
                 region,
                 on_full,
-            )),
-            AlgorithmKind::Sliding if rate.limit <= u64::from(u16::MAX) => SharedStore::Sliding(
-                ShmStore::new(SlidingWindow::new(rate), &settings, region, on_full),
             ),
-            AlgorithmKind::Sliding => {
-                return Err(ConfigError {
-                    param: "rate",
-                    message: format!(
-                        "a sliding window in shared memory counts up to 65535 a window, got \
-                         a limit of {}",
-                        rate.limit
-                    ),
-                })
-            }
-            _ => SharedStore::Bucket(ShmStore::new(
-                config.bucket(rate)?,
+            AlgorithmKind::Sliding => rates_store(
+                rates
+                    .iter()
+                    .map(|r| SlidingWindow::<u16>::new(*r))
+                    .collect(),
                 &settings,
                 region,
                 on_full,
-            )),
-        })
+            ),
+            _ => rates_store(
+                rates
+                    .iter()
+                    .map(|r| config.bucket(*r))
+                    .collect::<Result<Vec<_>, _>>()?,
+                &settings,
+                region,
+                on_full,
+            ),
+        }))
     }
 
     /// `decide(..).allowed`, out of line (see `Limiter::allow_at`).
     #[cold]
     #[inline(never)]
     pub fn allow(&self, key: &[u8], cost: u64, now: u64) -> bool {
-        each!(self, s => s.decide(key, cost, now).allowed)
+        each!(self, s => s.decide(key, cost, now).allowed, r => r.decide(key, cost, now).allowed)
     }
 
     pub fn check_table(&self, now: u64) -> Result<(), String> {
-        each!(self, s => s.check_table(now))
+        each!(self, s => s.check_table(now), r => r.check_table(now))
     }
 }
 
 impl Store for SharedStore {
     fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
-        each!(self, s => s.decide(key, cost, now))
+        each!(self, s => s.decide(key, cost, now), r => r.decide(key, cost, now))
     }
     fn peek(&self, key: &[u8], now: u64) -> Decision {
-        each!(self, s => s.peek(key, now))
+        each!(self, s => s.peek(key, now), r => r.peek(key, now))
     }
     fn preview(&self, key: &[u8], cost: u64, now: u64) -> Decision {
-        each!(self, s => s.preview(key, cost, now))
+        each!(self, s => s.preview(key, cost, now), r => r.preview(key, cost, now))
     }
     fn reset(&self, key: &[u8], now: u64) -> bool {
-        each!(self, s => s.reset(key, now))
+        each!(self, s => s.reset(key, now), r => r.reset(key, now))
     }
     fn clear(&self, now: u64) {
-        each!(self, s => s.clear(now))
+        each!(self, s => s.clear(now), r => r.clear(now))
     }
     /// Expired states are taken over in place by new keys: there is nothing to sweep.
     fn sweep(&self, _now: u64) -> usize {
         0
     }
     fn stats(&self, now: u64) -> StoreStats {
-        each!(self, s => s.stats(now))
+        each!(self, s => s.stats(now), r => r.stats(now))
     }
 }

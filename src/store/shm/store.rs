@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::region::Region;
-use super::table::{Bucket, Claim, Lookup, OnFull, Table};
-use super::units::{expiry_code, Cell};
+use super::table::{BucketOf, Claim, Lookup, OnFull, Table};
+use super::units::{expiry_code, Cell, SlotCell};
 use crate::algorithm::{Algorithm, PackedState};
 use crate::decision::Decision;
+use crate::rate::Rate;
 use crate::store::StoreStats;
 
 /// The keyed hasher of a region: its seed's first half.
@@ -34,14 +35,25 @@ pub fn key_tag(hasher: &foldhash::fast::FixedState, settings: u64, key: &[u8]) -
     h.finish() | 1
 }
 
-/// How long after its anchor time an algorithm's state is still worth something.
+/// How long an algorithm's states matter.
 pub trait Lifetime {
+    /// How long after its anchor time a state is still worth something.
     fn lifetime_ns(&self) -> u64;
+    /// How long after `now` a state admitted at `now` matters at most.
+    fn bound_ns(&self) -> u64;
+    /// The largest cost a request can be admitted with.
+    fn max_cost(&self) -> u64;
 }
 
 impl Lifetime for crate::algorithm::Bucket {
     fn lifetime_ns(&self) -> u64 {
         0
+    }
+    fn bound_ns(&self) -> u64 {
+        self.tolerance_ns()
+    }
+    fn max_cost(&self) -> u64 {
+        self.burst()
     }
 }
 
@@ -49,11 +61,23 @@ impl Lifetime for crate::algorithm::FixedWindow {
     fn lifetime_ns(&self) -> u64 {
         self.rate().period_ns
     }
+    fn bound_ns(&self) -> u64 {
+        self.lifetime_ns()
+    }
+    fn max_cost(&self) -> u64 {
+        self.rate().limit
+    }
 }
 
 impl Lifetime for crate::algorithm::SlidingWindow<u16> {
     fn lifetime_ns(&self) -> u64 {
         2 * self.rate().period_ns
+    }
+    fn bound_ns(&self) -> u64 {
+        self.lifetime_ns()
+    }
+    fn max_cost(&self) -> u64 {
+        self.rate().limit
     }
 }
 
@@ -65,14 +89,135 @@ struct Counters {
     evicted: AtomicU64,
 }
 
-pub struct ShmStore<A: Algorithm> {
-    algorithm: A,
+/// What every store over a shared table has: the region, how keys are tagged, what to do
+/// when a bucket is full, and this process's counts of its decisions.
+pub struct Base {
     region: Arc<Region>,
     hasher: foldhash::fast::FixedState,
     settings: u64,
-    expiry: u8,
-    on_full: OnFull,
+    pub on_full: OnFull,
     counters: Counters,
+}
+
+impl Base {
+    /// `settings` names the limiter's settings (algorithm, rates, burst) in a form every
+    /// process writes alike.
+    pub fn new(settings: &str, region: Arc<Region>, on_full: OnFull) -> Base {
+        let seed = region.header().hash_seed;
+        let high = u64::from_le_bytes(seed[8..].try_into().expect("8 bytes"));
+        let hasher = region_hasher(&region);
+        let mut h = foldhash::fast::FixedState::with_seed(high).build_hasher();
+        h.write(settings.as_bytes());
+        Base {
+            region,
+            hasher,
+            settings: h.finish(),
+            on_full,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn table<C: SlotCell, const E: usize, const N: usize>(
+        &self,
+    ) -> Table<'_, BucketOf<C, E, N>> {
+        let (base, len) = self.region.table_bytes();
+        // SAFETY: the region keeps the table mapped while `self` lives, and the table is
+        // only touched through its atomics.
+        unsafe { Table::new(base, len) }
+    }
+
+    #[inline(always)]
+    pub fn tag(&self, key: &[u8]) -> u64 {
+        key_tag(&self.hasher, self.settings, key)
+    }
+
+    #[inline(always)]
+    pub fn record(&self, decision: &Decision) {
+        let counter = if decision.allowed {
+            &self.counters.allowed
+        } else {
+            &self.counters.blocked
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Asks `bucket` for a slot for `tag` (absent at `gate`): None to look again, or the
+    /// refusal of a full bucket (counted).
+    #[inline]
+    pub fn claim<C: SlotCell, const E: usize, const N: usize>(
+        &self,
+        bucket: &BucketOf<C, E, N>,
+        tag: u64,
+        gate: u128,
+        now: u64,
+        rate: Rate,
+    ) -> Option<Decision> {
+        match bucket.claim(tag, gate, now, self.on_full) {
+            Claim::Retry => None,
+            Claim::Evicted => {
+                self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Claim::Full => {
+                self.counters.blocked.fetch_add(1, Ordering::Relaxed);
+                self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+                Some(Decision::no_room(rate))
+            }
+        }
+    }
+
+    /// The refusal `on_full="reject"` would give a new key in `bucket` now, if any.
+    pub fn preview_full<C: SlotCell, const E: usize, const N: usize>(
+        &self,
+        bucket: &BucketOf<C, E, N>,
+        now: u64,
+        rate: Rate,
+    ) -> Option<Decision> {
+        (self.on_full == OnFull::Reject && !bucket.has_room(now)).then(|| Decision::no_room(rate))
+    }
+
+    /// Forgets every state in the table (of every limiter sharing it).
+    pub fn clear<C: SlotCell, const E: usize, const N: usize>(&self, now: u64) {
+        for bucket in self.table::<C, E, N>().buckets() {
+            bucket.clear(now);
+        }
+    }
+
+    pub fn stats<C: SlotCell, const E: usize, const N: usize>(&self, now: u64) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            allowed: c.allowed.load(Ordering::Relaxed),
+            blocked: c.blocked.load(Ordering::Relaxed),
+            rejected_full: c.rejected_full.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            active_keys: self
+                .table::<C, E, N>()
+                .buckets()
+                .iter()
+                .map(|b| b.live(now) as u64)
+                .sum(),
+        }
+    }
+
+    /// Checks every bucket's invariants (see [`BucketOf::check`]).
+    pub fn check_table<C: SlotCell, const E: usize, const N: usize>(
+        &self,
+        now: u64,
+    ) -> Result<(), String> {
+        for (i, bucket) in self.table::<C, E, N>().buckets().iter().enumerate() {
+            bucket.check(now).map_err(|e| format!("bucket {i}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The bucket type of a table of one rate.
+type One = super::table::Bucket;
+
+pub struct ShmStore<A: Algorithm> {
+    algorithm: A,
+    base: Base,
+    expiry: u8,
 }
 
 impl<A> ShmStore<A>
@@ -83,53 +228,22 @@ where
     /// A store of `algorithm` in `region`; `settings` names the limiter's settings (algorithm,
     /// rates, burst) in a form every process writes alike.
     pub fn new(algorithm: A, settings: &str, region: Arc<Region>, on_full: OnFull) -> Self {
-        let seed = region.header().hash_seed;
-        let high = u64::from_le_bytes(seed[8..].try_into().expect("8 bytes"));
-        let hasher = region_hasher(&region);
-        let mut h = foldhash::fast::FixedState::with_seed(high).build_hasher();
-        h.write(settings.as_bytes());
         ShmStore {
             expiry: expiry_code(algorithm.lifetime_ns()),
             algorithm,
-            region,
-            hasher,
-            settings: h.finish(),
-            on_full,
-            counters: Counters::default(),
+            base: Base::new(settings, region, on_full),
         }
     }
 
-    fn table(&self) -> Table<'_> {
-        let (base, len) = self.region.table_bytes();
-        // SAFETY: the region keeps the table mapped while `self` lives, and the table is
-        // only touched through its atomics.
-        unsafe { Table::new(base, len) }
-    }
-
     #[inline(always)]
-    fn tag(&self, key: &[u8]) -> u64 {
-        key_tag(&self.hasher, self.settings, key)
-    }
-
-    #[inline(always)]
-    fn bucket(&self, tag: u64) -> &Bucket {
-        self.table().bucket(tag)
-    }
-
-    #[inline(always)]
-    fn record(&self, decision: &Decision) {
-        let counter = if decision.allowed {
-            &self.counters.allowed
-        } else {
-            &self.counters.blocked
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn bucket(&self, tag: u64) -> &One {
+        self.base.table().bucket(tag)
     }
 
     /// Decides on `cost` for `key` at `now`, consuming when admitted.
     #[inline(always)]
     pub fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
-        let tag = self.tag(key);
+        let tag = self.base.tag(key);
         let bucket = self.bucket(tag);
         loop {
             match bucket.lookup(tag, now) {
@@ -137,31 +251,26 @@ where
                     let state = cell.is_present().then(|| A::State::unpack(cell.state()));
                     let (decision, next) = self.algorithm.decide(state, now, cost);
                     let Some(next) = next else {
-                        self.record(&decision);
+                        self.base.record(&decision);
                         return decision;
                     };
                     let written = Cell::with_state(held.ident.version, self.expiry, next.pack());
                     if bucket.update(held, cell, written) {
-                        self.record(&decision);
+                        self.base.record(&decision);
                         return decision;
                     }
                 }
                 Lookup::Absent { gate } => {
                     let (decision, next) = self.algorithm.decide(None, now, cost);
                     if next.is_none() {
-                        self.record(&decision);
+                        self.base.record(&decision);
                         return decision;
                     }
-                    match bucket.claim(tag, gate, now, self.on_full) {
-                        Claim::Retry => {}
-                        Claim::Evicted => {
-                            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Claim::Full => {
-                            self.counters.blocked.fetch_add(1, Ordering::Relaxed);
-                            self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-                            return self.full_decision();
-                        }
+                    if let Some(full) =
+                        self.base
+                            .claim(bucket, tag, gate, now, self.algorithm.rate())
+                    {
+                        return full;
                     }
                 }
             }
@@ -170,7 +279,7 @@ where
 
     /// The key's state at `now`, if it holds one.
     fn state(&self, key: &[u8], now: u64) -> Option<A::State> {
-        let tag = self.tag(key);
+        let tag = self.base.tag(key);
         match self.bucket(tag).lookup(tag, now) {
             Lookup::Held { cell, .. } if cell.is_present() => Some(A::State::unpack(cell.state())),
             _ => None,
@@ -185,7 +294,7 @@ where
     /// The decision [`Self::decide`] would make now, changing nothing and counted nowhere: for
     /// a new key whose bucket is full, the refusal `on_full="reject"` gives.
     pub fn preview(&self, key: &[u8], cost: u64, now: u64) -> Decision {
-        let tag = self.tag(key);
+        let tag = self.base.tag(key);
         let bucket = self.bucket(tag);
         match bucket.lookup(tag, now) {
             Lookup::Held { cell, .. } => {
@@ -194,53 +303,36 @@ where
             }
             Lookup::Absent { .. } => {
                 let (decision, next) = self.algorithm.decide(None, now, cost);
-                if next.is_some() && self.on_full == OnFull::Reject && !bucket.has_room(now) {
-                    return self.full_decision();
+                match next {
+                    Some(_) => self
+                        .base
+                        .preview_full(bucket, now, self.algorithm.rate())
+                        .unwrap_or(decision),
+                    None => decision,
                 }
-                decision
             }
         }
     }
 
     /// Forgets `key`'s state: true when it had a live one.
     pub fn reset(&self, key: &[u8], now: u64) -> bool {
-        let tag = self.tag(key);
+        let tag = self.base.tag(key);
         self.bucket(tag).reset(tag, now)
     }
 
     /// Forgets every state in the region (of every limiter sharing it).
     pub fn clear(&self, now: u64) {
-        for bucket in self.table().buckets() {
-            bucket.clear(now);
-        }
+        self.base.clear::<Cell, 0, { super::table::SLOTS }>(now);
     }
 
     pub fn stats(&self, now: u64) -> StoreStats {
-        let c = &self.counters;
-        StoreStats {
-            allowed: c.allowed.load(Ordering::Relaxed),
-            blocked: c.blocked.load(Ordering::Relaxed),
-            rejected_full: c.rejected_full.load(Ordering::Relaxed),
-            evicted: c.evicted.load(Ordering::Relaxed),
-            active_keys: self
-                .table()
-                .buckets()
-                .iter()
-                .map(|b| b.live(now) as u64)
-                .sum(),
-        }
+        self.base.stats::<Cell, 0, { super::table::SLOTS }>(now)
     }
 
-    /// Checks every bucket's invariants (see [`Bucket::check`]).
+    /// Checks every bucket's invariants (see [`BucketOf::check`]).
     pub fn check_table(&self, now: u64) -> Result<(), String> {
-        for (i, bucket) in self.table().buckets().iter().enumerate() {
-            bucket.check(now).map_err(|e| format!("bucket {i}: {e}"))?;
-        }
-        Ok(())
-    }
-
-    fn full_decision(&self) -> Decision {
-        Decision::no_room(self.algorithm.rate())
+        self.base
+            .check_table::<Cell, 0, { super::table::SLOTS }>(now)
     }
 }
 

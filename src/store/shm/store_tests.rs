@@ -4,6 +4,7 @@ use std::sync::{Arc, Barrier};
 
 use super::super::open::{destroy_table, open_table};
 use super::super::test_dir::TempDir;
+use super::super::test_rng::Rng;
 use super::super::OnFull;
 use crate::algorithm::AlgorithmKind;
 use crate::clock::{Clock, ManualClock};
@@ -36,25 +37,9 @@ fn shared(
     clock: &ManualClock,
     on_full: OnFull,
 ) -> Limiter {
-    let region = open_table(&dir.0, name, Some(capacity)).unwrap();
+    let region = open_table(&dir.0, name, Some(capacity), 1).unwrap();
     let config = LimiterConfig { on_full, ..config };
     Limiter::shared(config, Clock::Manual(clock.clone()), region).unwrap()
-}
-
-/// A small deterministic generator (xorshift64*), so a failure names its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[test]
@@ -231,21 +216,21 @@ fn limiters_of_other_settings_never_share_a_state_and_clear_empties_the_region()
 #[test]
 fn capacity_is_checked_when_given_and_an_existing_table_is_taken_as_it_is_otherwise() {
     let dir = TempDir::new();
-    let made = open_table(&dir.0, "sized", Some(1000)).unwrap();
-    let again = open_table(&dir.0, "sized", None).unwrap();
+    let made = open_table(&dir.0, "sized", Some(1000), 1).unwrap();
+    let again = open_table(&dir.0, "sized", None, 1).unwrap();
     assert!(Arc::ptr_eq(&made, &again), "one mapping per process");
-    let error = open_table(&dir.0, "sized", Some(50_000)).err().unwrap();
+    let error = open_table(&dir.0, "sized", Some(50_000), 1).err().unwrap();
     assert!(
         error.message.contains("room for 1001 keys, not 50000"),
         "{error}"
     );
     for bad in [0, (1 << 32) + 1] {
-        let error = open_table(&dir.0, "other", Some(bad)).err().unwrap();
+        let error = open_table(&dir.0, "other", Some(bad), 1).err().unwrap();
         assert!(error.message.contains(&format!("got {bad}")), "{error}");
     }
     assert!(destroy_table(&dir.0, "sized").unwrap());
     assert!(!destroy_table(&dir.0, "sized").unwrap());
-    let remade = open_table(&dir.0, "sized", Some(50_000)).unwrap();
+    let remade = open_table(&dir.0, "sized", Some(50_000), 1).unwrap();
     assert!(
         !Arc::ptr_eq(&made, &remade),
         "a destroyed table is made again"
@@ -255,7 +240,7 @@ fn capacity_is_checked_when_given_and_an_existing_table_is_taken_as_it_is_otherw
 #[test]
 fn a_table_made_by_a_build_that_hashes_differently_is_refused() {
     let dir = TempDir::new();
-    let region = open_table(&dir.0, "hashed", None).unwrap();
+    let region = open_table(&dir.0, "hashed", None, 1).unwrap();
     let (base, _) = region.table_bytes();
     // SAFETY: bucket 0's spare word, where the probe is kept.
     let word = unsafe { &*base.add(16).cast::<std::sync::atomic::AtomicU64>() };
@@ -265,24 +250,39 @@ fn a_table_made_by_a_build_that_hashes_differently_is_refused() {
         "the probe is kept"
     );
     word.fetch_xor(2, std::sync::atomic::Ordering::AcqRel);
-    let error = open_table(&dir.0, "hashed", None).err().unwrap();
+    let error = open_table(&dir.0, "hashed", None, 1).err().unwrap();
     assert!(error.message.contains("hashes keys differently"), "{error}");
 }
 
 #[test]
-fn several_rates_and_wide_sliding_windows_are_refused_by_name() {
+fn five_rates_a_table_of_other_rates_and_wide_sliding_windows_are_refused_by_name() {
     let dir = TempDir::new();
     let clock = ManualClock::new(START);
-    let region = open_table(&dir.0, "refused", None).unwrap();
+    let region = open_table(&dir.0, "refused", None, 1).unwrap();
     let mut two = config(AlgorithmKind::Fixed, 1, NANOS_PER_SECOND, None);
     two.rates.push(Rate {
         limit: 10,
         period_ns: 60 * NANOS_PER_SECOND,
     });
-    let error = Limiter::shared(two, Clock::Manual(clock.clone()), region.clone())
+    let error = Limiter::shared(two.clone(), Clock::Manual(clock.clone()), region.clone())
         .err()
         .unwrap();
-    assert!(error.message.contains("one rate"), "{}", error.message);
+    assert!(error.message.contains("of 1 rates"), "{}", error.message);
+    let mut five = two;
+    for n in 2..5 {
+        five.rates.push(Rate {
+            limit: 10 * n,
+            period_ns: 60 * n * NANOS_PER_SECOND,
+        });
+    }
+    let error = Limiter::shared(five, Clock::Manual(clock.clone()), region.clone())
+        .err()
+        .unwrap();
+    assert!(
+        error.message.contains("at most 4 rates, got 5"),
+        "{}",
+        error.message
+    );
     let wide = config(AlgorithmKind::Sliding, 70_000, NANOS_PER_SECOND, None);
     let error = Limiter::shared(wide, Clock::Manual(clock), region)
         .err()
@@ -300,7 +300,7 @@ fn child_hammers_one_key() {
     };
     let algorithm =
         AlgorithmKind::parse(&std::env::var("RPRL_SHM_CHILD_ALGORITHM").unwrap()).unwrap();
-    let region = open_table(std::path::Path::new(&dir), "procs", Some(1000)).unwrap();
+    let region = open_table(std::path::Path::new(&dir), "procs", Some(1000), 1).unwrap();
     let clock = Clock::Shared(*region.clock());
     let limiter = Arc::new(
         Limiter::shared(

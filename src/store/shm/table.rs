@@ -21,28 +21,50 @@
 //! a key is never in two slots (membership changes are serialised by the gate), and no write
 //! lands in a slot after it changed hands (the cell's stamp would not match).
 
-use super::units::{check_of, Cell, Gate, Ident, Intent, Unit};
+use std::marker::PhantomData;
+
+use super::units::{Cell, Gate, Ident, Intent, SlotCell, Unit};
 pub use crate::store::OnFull;
 
 pub const BUCKET_BYTES: usize = 512;
 pub const SLOTS: usize = 15;
+/// The most rates a shared-memory limiter may have: a slot of several rates is a control word
+/// and a word per rate after its identity, so 4 rates make slots of 96 bytes, 5 to a bucket.
+pub const MAX_RATES: u32 = 4;
+
+/// Slots in a bucket of the table for limiters of `rates` rates: 15 of 32 bytes for one rate;
+/// for several, as many slots of `16 * (2 + rates)` bytes as 480 bytes hold.
+pub const fn slots_for_rates(rates: u32) -> usize {
+    if rates <= 1 {
+        SLOTS
+    } else {
+        (BUCKET_BYTES - 32) / (16 * (2 + rates as usize))
+    }
+}
+
 /// Slots are filled to this fraction of a region's capacity, on average.
 pub const LOAD_FACTOR: f64 = 0.75;
 
+/// A bucket of `N` slots whose first word is a `C` (a [`Cell`], or a control word for
+/// several rates) followed by `E` more words (the rates' states), which the membership
+/// protocol never touches.
 #[repr(C, align(512))]
-pub struct Bucket {
+pub struct BucketOf<C, const E: usize, const N: usize> {
     gate: Unit,
     _spare: [u8; 16],
-    slots: [Slot; SLOTS],
+    slots: [Slot<E>; N],
+    cell: PhantomData<C>,
 }
+
+/// The bucket of a table of one rate.
+pub type Bucket = BucketOf<Cell, 0, SLOTS>;
 
 #[repr(C)]
-struct Slot {
+struct Slot<const E: usize> {
     ident: Unit,
     cell: Unit,
+    rest: [Unit; E],
 }
-
-const _: () = assert!(std::mem::size_of::<Bucket>() == BUCKET_BYTES);
 
 /// Where a key was found: its slot and the identity read there.
 #[derive(Clone, Copy, Debug)]
@@ -53,9 +75,9 @@ pub struct Held {
 
 /// A key's cell as read for an update: valid for `held` when the identity did not move.
 #[derive(Clone, Copy, Debug)]
-pub enum Lookup {
+pub enum Lookup<C = Cell> {
     /// The key holds a slot; `cell` is its state word (maybe empty).
-    Held { held: Held, cell: Cell },
+    Held { held: Held, cell: C },
     /// The key holds no slot; the gate read then (for [`Bucket::claim`]).
     Absent { gate: u128 },
 }
@@ -73,14 +95,17 @@ pub enum Claim {
 
 /// Whether a slot may be given to another key at `now`.
 #[inline]
-fn reusable(ident: Ident, cell: Cell, now: u64) -> bool {
+fn reusable<C: SlotCell>(ident: Ident, cell: C, now: u64) -> bool {
     ident.tag == 0 || !cell.belongs_to(ident.version) || cell.expires_at() <= now
 }
 
-impl Bucket {
+impl<C: SlotCell, const E: usize, const N: usize> BucketOf<C, E, N> {
+    /// Fails to build unless the bucket takes exactly [`BUCKET_BYTES`].
+    const SIZED: () = assert!(std::mem::size_of::<Self>() == BUCKET_BYTES);
+
     /// Finds `tag`'s slot, finishing any change of membership in its way.
     #[inline(always)]
-    pub fn lookup(&self, tag: u64, now: u64) -> Lookup {
+    pub fn lookup(&self, tag: u64, now: u64) -> Lookup<C> {
         loop {
             let gate = self.gate.load();
             if Gate::decode(gate).intent.is_some() {
@@ -94,7 +119,7 @@ impl Bucket {
                     if ident.tag != tag {
                         continue;
                     }
-                    let cell = Cell(s.cell.load());
+                    let cell = C::from_word(s.cell.load());
                     if !cell.belongs_to(ident.version) {
                         // The slot is changing hands: finish that (on the next turn) first.
                         continue;
@@ -120,8 +145,20 @@ impl Bucket {
 
     /// Swaps the key's cell from `cell` (as [`Self::lookup`] read it) to `next`.
     #[inline(always)]
-    pub fn update(&self, held: Held, cell: Cell, next: Cell) -> bool {
-        self.slots[held.slot].cell.swap(cell.0, next.0)
+    pub fn update(&self, held: Held, cell: C, next: C) -> bool {
+        self.slots[held.slot].cell.swap(cell.word(), next.word())
+    }
+
+    /// The cell of the slot `held` names, as it is now.
+    #[inline(always)]
+    pub fn cell(&self, held: Held) -> C {
+        C::from_word(self.slots[held.slot].cell.load())
+    }
+
+    /// The `i`th word after the cell of the slot `held` names.
+    #[inline(always)]
+    pub fn word(&self, held: Held, i: usize) -> &Unit {
+        &self.slots[held.slot].rest[i]
     }
 
     /// Asks for a slot for `tag`, absent when the gate read `gate`: a free slot (never used,
@@ -135,7 +172,7 @@ impl Bucket {
         let mut oldest: Option<(usize, u64)> = None;
         for (i, s) in self.slots.iter().enumerate() {
             let ident = Ident::decode(s.ident.load());
-            let cell = Cell(s.cell.load());
+            let cell = C::from_word(s.cell.load());
             let at = if ident.tag == 0 || !cell.belongs_to(ident.version) {
                 0
             } else {
@@ -203,22 +240,22 @@ impl Bucket {
     /// but close the gate. The cell is judged only if the identity did not move while it was
     /// read: a helper that read the old identity, stalled, and read the cell after the change
     /// was made and the new holder counted in it, must not take that cell for the old one's.
-    fn step(&self, slot: &Slot, ident_word: u128, target: Ident, evict: bool, now: u64) -> bool {
+    fn step(&self, slot: &Slot<E>, ident_word: u128, target: Ident, evict: bool, now: u64) -> bool {
         let ident = Ident::decode(ident_word);
         if ident.version >= target.version {
             // Done (by us or another), or long since replaced: only the gate is left.
             return false;
         }
-        let cell = Cell(slot.cell.load());
+        let cell = C::from_word(slot.cell.load());
         if slot.ident.load() != ident_word {
             return true;
         }
-        if cell == Cell::empty(target.version) {
+        if cell.is_empty_for(target.version) {
             // (b) is done: (a) gives the slot its new identity.
             slot.ident.swap(ident_word, target.encode());
             return true;
         }
-        if cell.is_present() && cell.check() == check_of(target.version) {
+        if cell.is_present() && cell.stamped_for(target.version) {
             // (b') is done (the change was dropped, the old holder's state restamped for the
             // change's version): (a') moves the old holder to that version, so no helper of
             // this change can act on the slot any more.
@@ -231,21 +268,25 @@ impl Bucket {
         }
         let next = if evict || reusable(ident, cell, now) {
             // (b) empties the cell for the new holder
-            Cell::empty(target.version)
+            cell.emptied(target.version)
         } else {
             // (b') the old holder used its slot again: drop the change, but as a change
             cell.restamp(target.version)
         };
         // both from the cell as read: of two helpers judging it differently, one wins
-        slot.cell.swap(cell.0, next.0);
+        slot.cell.swap(cell.word(), next.word());
         true
     }
 
     /// Whether a new key would find a free slot at `now`.
     pub fn has_room(&self, now: u64) -> bool {
-        self.slots
-            .iter()
-            .any(|s| reusable(Ident::decode(s.ident.load()), Cell(s.cell.load()), now))
+        self.slots.iter().any(|s| {
+            reusable(
+                Ident::decode(s.ident.load()),
+                C::from_word(s.cell.load()),
+                now,
+            )
+        })
     }
 
     /// Empties the key's cell (its identity stays): true when it held a live state.
@@ -257,7 +298,7 @@ impl Bucket {
                     if !cell.is_present() {
                         return false;
                     }
-                    if self.update(held, cell, Cell::empty(held.ident.version)) {
+                    if self.update(held, cell, cell.emptied(held.ident.version)) {
                         return cell.expires_at() > now;
                     }
                 }
@@ -278,14 +319,17 @@ impl Bucket {
             loop {
                 let ident_word = slot.ident.load();
                 let ident = Ident::decode(ident_word);
-                let cell = Cell(slot.cell.load());
+                let cell = C::from_word(slot.cell.load());
                 if slot.ident.load() != ident_word {
                     continue;
                 }
                 if !cell.is_present() || !cell.belongs_to(ident.version) {
                     break;
                 }
-                if slot.cell.swap(cell.0, Cell::empty(ident.version).0) {
+                if slot
+                    .cell
+                    .swap(cell.word(), cell.emptied(ident.version).word())
+                {
                     break;
                 }
             }
@@ -298,7 +342,7 @@ impl Bucket {
             .iter()
             .filter(|s| {
                 let ident = Ident::decode(s.ident.load());
-                let cell = Cell(s.cell.load());
+                let cell = C::from_word(s.cell.load());
                 ident.tag != 0 && !reusable(ident, cell, now)
             })
             .count()
@@ -318,7 +362,7 @@ impl Bucket {
             if ident.tag != 0 && idents[..i].iter().any(|other| other.tag == ident.tag) {
                 return Err(format!("tag {:#x} is in two slots", ident.tag));
             }
-            let cell = Cell(self.slots[i].cell.load());
+            let cell = C::from_word(self.slots[i].cell.load());
             if ident.tag != 0 && !cell.belongs_to(ident.version) {
                 return Err(format!("slot {i}: its cell is not stamped for its holder"));
             }
@@ -331,38 +375,40 @@ impl Bucket {
 }
 
 /// The table: a region's buckets.
-pub struct Table<'a> {
-    buckets: &'a [Bucket],
+pub struct Table<'a, B = Bucket> {
+    buckets: &'a [B],
 }
 
-impl<'a> Table<'a> {
+impl<'a, C: SlotCell, const E: usize, const N: usize> Table<'a, BucketOf<C, E, N>> {
     /// The buckets in `bytes` (512-aligned, a whole number of buckets, all-zero when new).
     ///
     /// # Safety
     /// `bytes` must stay mapped for `'a` and be accessed only through this table's atomics.
-    pub unsafe fn new(base: *const u8, len: usize) -> Table<'a> {
+    pub unsafe fn new(base: *const u8, len: usize) -> Self {
+        let () = BucketOf::<C, E, N>::SIZED;
         debug_assert_eq!(base as usize % BUCKET_BYTES, 0);
         debug_assert_eq!(len % BUCKET_BYTES, 0);
         Table {
-            buckets: std::slice::from_raw_parts(base.cast::<Bucket>(), len / BUCKET_BYTES),
+            buckets: std::slice::from_raw_parts(base.cast(), len / BUCKET_BYTES),
         }
     }
 
     #[inline(always)]
-    pub fn bucket(&self, hash: u64) -> &'a Bucket {
+    pub fn bucket(&self, hash: u64) -> &'a BucketOf<C, E, N> {
         let index = ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize;
         &self.buckets[index]
     }
 
-    pub fn buckets(&self) -> &'a [Bucket] {
+    pub fn buckets(&self) -> &'a [BucketOf<C, E, N>] {
         self.buckets
     }
 }
 
-/// The buckets a region needs for `capacity` keys at [`LOAD_FACTOR`].
-pub fn buckets_for(capacity: u64) -> u64 {
-    let slots = (capacity as f64 / LOAD_FACTOR).ceil() as u64;
-    slots.div_ceil(SLOTS as u64).max(1)
+/// The buckets a region of buckets of `slots` slots needs for `capacity` keys at
+/// [`LOAD_FACTOR`].
+pub fn buckets_for(capacity: u64, slots: usize) -> u64 {
+    let needed = (capacity as f64 / LOAD_FACTOR).ceil() as u64;
+    needed.div_ceil(slots as u64).max(1)
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //!   whether there is a state at all, and a code giving when the state expires in terms
 //!   every limiter understands (other limiters share the table and must judge its slots).
 //! - [`Gate`]: a bucket's version and its one pending change of membership, if any.
+//!
+//! A table of several rates (`rates.rs`) has slots of more words: its first is a
+//! [`Control`] in place of the cell, the others hold the rates' states.
 
 use portable_atomic::{AtomicU128, Ordering};
 
@@ -141,9 +144,74 @@ pub fn check_of(version: u64) -> u32 {
     (u128::from(version) & CHECK_MASK) as u32
 }
 
+/// What the membership protocol needs of a slot's first word (a [`Cell`] or a [`Control`]):
+/// whose it is, whether it holds a state, and until when that state matters.
+pub trait SlotCell: Copy + Eq + std::fmt::Debug {
+    fn from_word(word: u128) -> Self;
+    fn word(self) -> u128;
+    /// No state, for the holder at `version`, in place of `self`: a value unique to that
+    /// version (and, for a control, past every sequence `self` has used).
+    fn emptied(self, version: u64) -> Self;
+    /// Whether this is no state, for exactly the holder at `version`.
+    fn is_empty_for(self, version: u64) -> bool;
+    fn is_present(self) -> bool;
+    /// Whether a present state is stamped for the holder at `version`.
+    fn stamped_for(self, version: u64) -> bool;
+    /// The same state, stamped for the holder at `version`.
+    fn restamp(self, version: u64) -> Self;
+    /// When the state stops mattering to any limiter (0 for no state).
+    fn expires_at(self) -> u64;
+
+    /// Whether this word is the holder's at `version`: a state stamped for it, or no state
+    /// for exactly that version.
+    #[inline(always)]
+    fn belongs_to(self, version: u64) -> bool {
+        if self.is_present() {
+            self.stamped_for(version)
+        } else {
+            self.is_empty_for(version)
+        }
+    }
+}
+
 /// A slot's state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cell(pub u128);
+
+impl SlotCell for Cell {
+    #[inline(always)]
+    fn from_word(word: u128) -> Self {
+        Cell(word)
+    }
+    #[inline(always)]
+    fn word(self) -> u128 {
+        self.0
+    }
+    #[inline(always)]
+    fn emptied(self, version: u64) -> Self {
+        Cell::empty(version)
+    }
+    #[inline(always)]
+    fn is_empty_for(self, version: u64) -> bool {
+        self == Cell::empty(version)
+    }
+    #[inline(always)]
+    fn is_present(self) -> bool {
+        Cell::is_present(self)
+    }
+    #[inline(always)]
+    fn stamped_for(self, version: u64) -> bool {
+        self.check() == check_of(version)
+    }
+    #[inline(always)]
+    fn restamp(self, version: u64) -> Self {
+        Cell::restamp(self, version)
+    }
+    #[inline]
+    fn expires_at(self) -> u64 {
+        Cell::expires_at(self)
+    }
+}
 
 impl Cell {
     /// No state, for the holder at `version` (carried whole, so this word is unique to it):
@@ -151,17 +219,6 @@ impl Cell {
     #[inline(always)]
     pub fn empty(version: u64) -> Cell {
         Cell(u128::from(check_of(version)) | (u128::from(version) << 32))
-    }
-
-    /// Whether this cell is the holder's at `version`: a state stamped with its check, or
-    /// no state for exactly that version.
-    #[inline(always)]
-    pub fn belongs_to(self, version: u64) -> bool {
-        if self.is_present() {
-            self.check() == check_of(version)
-        } else {
-            self == Cell::empty(version)
-        }
     }
 
     /// `state` (three words, the first two its anchor time) for the holder at `version`;
@@ -227,6 +284,158 @@ pub fn expiry_code(lifetime_ns: u64) -> u8 {
     } else {
         (1 + (64 - (lifetime_ns - 1).leading_zeros()).min(63)) as u8
     }
+}
+
+/// The bits of a sequence kept in a [`Control`] and in each rate's word.
+pub const SEQ_BITS: u32 = 22;
+const SEQ_MASK: u32 = (1 << SEQ_BITS) - 1;
+
+/// The first word of a slot of several rates: the key's control word.
+///
+/// ```text
+/// bits 0..8    the low 8 bits of the holder's version (the slot's identity is re-read
+///              around every judgement, so telling neighbouring versions apart is enough)
+/// bit  8       present: the rates' words hold the key's states (or are being given them)
+/// bit  9       pending: a request is being applied to them
+/// bits 10..32  sequence: of the last request (the rates' words carry it once applied)
+/// bits 32..96  present: when the states stop mattering (the request's time plus the
+///              limiter's longest lifetime); empty: the holder's whole version
+/// bits 96..128 the request's cost
+/// ```
+/// A request is installed by one compare-and-swap from the idle control its decision read,
+/// to the pending control holding its time and cost: that is where it takes effect. Anyone
+/// then applies it to each rate's word (a pure step of the old state) and swaps the control
+/// to idle. Sequences only grow in a slot, across holders too, so no word comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Control(pub u128);
+
+const CONTROL_PRESENT: u128 = 1 << 8;
+const CONTROL_PENDING: u128 = 1 << 9;
+
+impl Control {
+    #[inline(always)]
+    fn check8(version: u64) -> u128 {
+        u128::from(version as u8)
+    }
+
+    /// A request of `cost` with sequence `seq`, whose states stop mattering at `expires_at`,
+    /// pending (being applied) for the holder at `version`.
+    #[inline(always)]
+    pub fn pending(version: u64, seq: u32, expires_at: u64, cost: u32) -> Control {
+        Control(
+            Self::check8(version)
+                | CONTROL_PRESENT
+                | CONTROL_PENDING
+                | (u128::from(seq & SEQ_MASK) << 10)
+                | (u128::from(expires_at) << 32)
+                | (u128::from(cost) << 96),
+        )
+    }
+
+    /// The same request, applied.
+    #[inline(always)]
+    pub fn applied(self) -> Control {
+        Control(self.0 & !CONTROL_PENDING)
+    }
+
+    #[inline(always)]
+    pub fn is_pending(self) -> bool {
+        self.0 & CONTROL_PENDING != 0
+    }
+
+    #[inline(always)]
+    pub fn seq(self) -> u32 {
+        ((self.0 >> 10) as u32) & SEQ_MASK
+    }
+
+    #[inline(always)]
+    pub fn cost(self) -> u32 {
+        (self.0 >> 96) as u32
+    }
+
+    /// The field that holds the expiry (present) or the version (empty).
+    #[inline(always)]
+    fn middle(self) -> u64 {
+        (self.0 >> 32) as u64
+    }
+
+    fn empty(version: u64, seq: u32) -> Control {
+        Control(
+            Self::check8(version)
+                | (u128::from(seq & SEQ_MASK) << 10)
+                | (u128::from(version) << 32),
+        )
+    }
+}
+
+/// The sequence after `seq`.
+#[inline(always)]
+pub fn next_seq(seq: u32) -> u32 {
+    seq.wrapping_add(1) & SEQ_MASK
+}
+
+impl SlotCell for Control {
+    #[inline(always)]
+    fn from_word(word: u128) -> Self {
+        Control(word)
+    }
+    #[inline(always)]
+    fn word(self) -> u128 {
+        self.0
+    }
+    /// Past the sequence of a request that may still be being applied: its late writes to
+    /// the rates' words then never pass for the new holder's states.
+    #[inline(always)]
+    fn emptied(self, version: u64) -> Self {
+        Control::empty(version, self.seq().wrapping_add(2))
+    }
+    #[inline(always)]
+    fn is_empty_for(self, version: u64) -> bool {
+        !self.is_present() && self.middle() == version
+    }
+    #[inline(always)]
+    fn is_present(self) -> bool {
+        self.0 & CONTROL_PRESENT != 0
+    }
+    #[inline(always)]
+    fn stamped_for(self, version: u64) -> bool {
+        self.0 & 0xff == Self::check8(version)
+    }
+    #[inline(always)]
+    fn restamp(self, version: u64) -> Self {
+        Control((self.0 & !0xff) | Self::check8(version))
+    }
+    #[inline]
+    fn expires_at(self) -> u64 {
+        if self.is_present() {
+            self.middle()
+        } else {
+            0
+        }
+    }
+}
+
+/// A rate's word in a slot of several rates: its state, and the sequence of the request
+/// that wrote it (a state is the key's only while its sequence is the control's).
+#[inline(always)]
+pub fn rate_word(seq: u32, state: [u32; 3]) -> u128 {
+    u128::from(seq & SEQ_MASK)
+        | (u128::from(state[0]) << 32)
+        | (u128::from(state[1]) << 64)
+        | (u128::from(state[2]) << 96)
+}
+
+/// A rate word's sequence and state.
+#[inline(always)]
+pub fn read_rate_word(word: u128) -> (u32, [u32; 3]) {
+    (
+        (word as u32) & SEQ_MASK,
+        [
+            (word >> 32) as u32,
+            (word >> 64) as u32,
+            (word >> 96) as u32,
+        ],
+    )
 }
 
 /// The bucket's gate: its version, and the change of membership under way, if any.

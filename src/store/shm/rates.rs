@@ -1,0 +1,255 @@
+//! `RatesStore`: several rates of one algorithm on each key (`"10/second; 1000/hour"`),
+//! decided together over a shared table: a request is admitted only if every rate admits it,
+//! and is then counted in every rate, as one step, as in memory.
+//!
+//! The states of several rates do not fit one 16-byte word, so a slot of this table holds a
+//! [`Control`] in place of the cell and then one word per rate, each stamped with the
+//! sequence of the request that wrote it. A decision reads the control (idle), the rates'
+//! words (a word is the key's state when it carries the control's sequence), and the control
+//! again: the same word means a consistent view. An admitted request is then *installed*: one
+//! compare-and-swap of the control, from the idle word the decision read to a pending word
+//! holding the request's sequence, time and cost. That swap is where the request takes
+//! effect. Applying it to the rates' words is a pure step of each old state, so anyone may
+//! do it (the author, or the next visitor when the author was killed): each word is swapped
+//! from its old state to its new one, stamped with the request's sequence, and the control is
+//! swapped to idle. Nobody waits on anybody, and a request is applied once however many
+//! helpers race.
+//!
+//! Membership (which key holds a slot) is the table's protocol, unchanged: it only reads and
+//! writes the control. Emptying a control (a new holder, `reset`, `clear`) moves its sequence
+//! past any request still being applied, so the old words never pass for the new states.
+
+use std::sync::Arc;
+
+use super::region::Region;
+use super::store::{Base, Lifetime};
+use super::table::{BucketOf, Held, Lookup, OnFull};
+use super::units::{next_seq, rate_word, read_rate_word, Control, SlotCell};
+use crate::algorithm::{Algorithm, PackedState};
+use crate::decision::Decision;
+use crate::store::StoreStats;
+
+/// A key's standing as a decision reads it.
+enum View<S, const R: usize> {
+    /// The key holds a slot: its control (idle) and each rate's state under it.
+    Held {
+        held: Held,
+        control: Control,
+        states: [Option<S>; R],
+    },
+    /// The key holds no slot; the gate read then.
+    Absent { gate: u128 },
+}
+
+/// `R` rates of `A` over a table whose buckets hold `N` slots of `R + 2` words.
+pub struct RatesStore<A: Algorithm, const R: usize, const N: usize> {
+    rates: [A; R],
+    base: Base,
+    /// How long after a request its states matter at most: the longest of the rates'. The
+    /// control keeps the request's time plus this (every limiter can judge the slot by it),
+    /// and a helper takes the request's time back from it.
+    bound: u64,
+}
+
+impl<A, const R: usize, const N: usize> RatesStore<A, R, N>
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    /// A store of `rates` (exactly `R`, each admitting costs of at most `u32::MAX`) in
+    /// `region`, a table made for `R` rates.
+    pub fn new(rates: Vec<A>, settings: &str, region: Arc<Region>, on_full: OnFull) -> Self {
+        let bound = rates.iter().map(Lifetime::bound_ns).max().unwrap_or(0);
+        debug_assert!(rates.iter().all(|r| r.max_cost() <= u64::from(u32::MAX)));
+        let Ok(rates) = <[A; R]>::try_from(rates) else {
+            panic!("a RatesStore<_, {R}, _> is given {R} rates");
+        };
+        RatesStore {
+            rates,
+            base: Base::new(settings, region, on_full),
+            bound,
+        }
+    }
+
+    #[inline(always)]
+    fn bucket(&self, tag: u64) -> &BucketOf<Control, R, N> {
+        self.base.table().bucket(tag)
+    }
+
+    /// Reads `tag`'s control and states consistently, applying first any request pending.
+    fn view(&self, bucket: &BucketOf<Control, R, N>, tag: u64, now: u64) -> View<A::State, R> {
+        loop {
+            let (held, control) = match bucket.lookup(tag, now) {
+                Lookup::Absent { gate } => return View::Absent { gate },
+                Lookup::Held { held, cell } => (held, cell),
+            };
+            if control.is_pending() {
+                self.apply(bucket, held, control);
+                continue;
+            }
+            let states = std::array::from_fn(|i| {
+                let (seq, state) = read_rate_word(bucket.word(held, i).load());
+                (control.is_present() && seq == control.seq()).then(|| A::State::unpack(state))
+            });
+            if bucket.cell(held) == control {
+                return View::Held {
+                    held,
+                    control,
+                    states,
+                };
+            }
+        }
+    }
+
+    /// The decision on `cost` at `now` from the rates' states: the most restrictive of theirs.
+    fn evaluate(&self, states: &[Option<A::State>; R], now: u64, cost: u64) -> Decision {
+        self.rates
+            .iter()
+            .zip(states)
+            .map(|(rate, state)| rate.decide(*state, now, cost).0)
+            .reduce(Decision::most_restrictive)
+            .expect("a RatesStore has rates")
+    }
+
+    /// Applies the installed request `pending` to each rate's word, then marks the control
+    /// applied. Anyone may, any number of times: a word already stamped with the request's
+    /// sequence is left alone, and every helper computes the same new state from the old.
+    fn apply(&self, bucket: &BucketOf<Control, R, N>, held: Held, pending: Control) {
+        let seq = pending.seq();
+        let now = pending.expires_at() - self.bound;
+        let cost = u64::from(pending.cost());
+        for (i, rate) in self.rates.iter().enumerate() {
+            let word = bucket.word(held, i);
+            loop {
+                let current = word.load();
+                let (stamp, state) = read_rate_word(current);
+                if stamp == seq {
+                    break;
+                }
+                // Read while the request was still pending: a helper that read the control
+                // long ago must not write over a later request's state (from here, a later
+                // request changes the word first, and the swap below fails).
+                if bucket.cell(held) != pending {
+                    return;
+                }
+                let old = (next_seq(stamp) == seq).then(|| A::State::unpack(state));
+                let Some(next) = rate.decide(old, now, cost).1 else {
+                    return;
+                };
+                if word.swap(current, rate_word(seq, next.pack())) {
+                    break;
+                }
+            }
+        }
+        bucket.update(held, pending, pending.applied());
+    }
+
+    /// Decides on `cost` for `key` at `now`, consuming from every rate when all admit.
+    pub fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        let tag = self.base.tag(key);
+        let bucket = self.bucket(tag);
+        loop {
+            match self.view(bucket, tag, now) {
+                View::Held {
+                    held,
+                    control,
+                    states,
+                } => {
+                    let decision = self.evaluate(&states, now, cost);
+                    if !decision.allowed {
+                        self.base.record(&decision);
+                        return decision;
+                    }
+                    // Admitted, so the cost is at most every rate's largest (a u32).
+                    let pending = Control::pending(
+                        held.ident.version,
+                        next_seq(control.seq()),
+                        now + self.bound,
+                        cost as u32,
+                    );
+                    if bucket.update(held, control, pending) {
+                        self.apply(bucket, held, pending);
+                        self.base.record(&decision);
+                        return decision;
+                    }
+                }
+                View::Absent { gate } => {
+                    let decision = self.evaluate(&[None; R], now, cost);
+                    if !decision.allowed {
+                        self.base.record(&decision);
+                        return decision;
+                    }
+                    if let Some(full) = self.base.claim(bucket, tag, gate, now, self.primary()) {
+                        return full;
+                    }
+                }
+            }
+        }
+    }
+
+    fn primary(&self) -> crate::rate::Rate {
+        self.rates[0].rate()
+    }
+
+    /// The key's states at `now` (None for a rate without one).
+    fn states(&self, key: &[u8], now: u64) -> [Option<A::State>; R] {
+        let tag = self.base.tag(key);
+        match self.view(self.bucket(tag), tag, now) {
+            View::Held { states, .. } => states,
+            View::Absent { .. } => [None; R],
+        }
+    }
+
+    /// The key's standing at `now`, consuming nothing: the most restrictive of the rates'.
+    pub fn peek(&self, key: &[u8], now: u64) -> Decision {
+        let states = self.states(key, now);
+        self.rates
+            .iter()
+            .zip(states)
+            .map(|(rate, state)| rate.peek(state, now))
+            .reduce(Decision::most_restrictive)
+            .expect("a RatesStore has rates")
+    }
+
+    /// The decision [`Self::decide`] would make now, changing nothing and counted nowhere.
+    pub fn preview(&self, key: &[u8], cost: u64, now: u64) -> Decision {
+        let tag = self.base.tag(key);
+        let bucket = self.bucket(tag);
+        match self.view(bucket, tag, now) {
+            View::Held { states, .. } => self.evaluate(&states, now, cost),
+            View::Absent { .. } => {
+                let decision = self.evaluate(&[None; R], now, cost);
+                if !decision.allowed {
+                    return decision;
+                }
+                self.base
+                    .preview_full(bucket, now, self.primary())
+                    .unwrap_or(decision)
+            }
+        }
+    }
+
+    /// Forgets `key`'s states: true when it had a live one.
+    pub fn reset(&self, key: &[u8], now: u64) -> bool {
+        let tag = self.base.tag(key);
+        self.bucket(tag).reset(tag, now)
+    }
+
+    /// Forgets every state in the table (of every limiter of `R` rates sharing it).
+    pub fn clear(&self, now: u64) {
+        self.base.clear::<Control, R, N>(now);
+    }
+
+    pub fn stats(&self, now: u64) -> StoreStats {
+        self.base.stats::<Control, R, N>(now)
+    }
+
+    /// Checks every bucket's invariants (see [`BucketOf::check`]).
+    pub fn check_table(&self, now: u64) -> Result<(), String> {
+        self.base.check_table::<Control, R, N>(now)
+    }
+}
+
+#[cfg(test)]
+#[path = "rates_tests.rs"]
+mod tests;
