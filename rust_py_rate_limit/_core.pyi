@@ -211,8 +211,9 @@ class RateLimiter:
         """What a new key gets when there is no room for it."""
     @staticmethod
     def destroy_shared(name: str) -> bool:
-        """Removes the shared table ``name`` (or the one an ``shm://`` URL names): True if
-        there was one. Limiters made afterwards get a new, empty table."""
+        """Removes the shared table ``name`` (or the one an ``shm://`` URL names), with its
+        tables of several rates: True if there was one. Limiters made afterwards get a new,
+        empty table."""
     def _noop(self, key: str) -> bool: ...
     def _check_shared_table(self) -> None: ...
 

@@ -345,9 +345,12 @@ def test_destroy_shared_removes_a_table_and_limiters_made_later_start_afresh(
     where = url(shm_dir, "gone")
     first = RateLimiter.from_rate("1/minute", storage=where)
     assert first.allow("k")
+    assert RateLimiter.from_rate("1/minute; 5/hour", storage=where).allow("k")
+    assert (shm_dir / "rprl-gone+2rates").exists()
     assert RateLimiter.destroy_shared(where) is True
     assert RateLimiter.destroy_shared(where) is False
     assert not (shm_dir / "rprl-gone").exists()
+    assert not (shm_dir / "rprl-gone+2rates").exists()
     assert RateLimiter.from_rate("1/minute", storage=where).allow("k"), "a new, empty table"
     with pytest.raises(ValueError, match="region name"):
         RateLimiter.destroy_shared("../etc")

@@ -1,7 +1,8 @@
 //! The shared-memory store (`storage="shm://NAME"`, issue 11): one exact limit across the
-//! processes of a host. Built so far: the region (`region.rs`: safe creation, opening and
-//! validation), its header (`header.rs`: the layout, stated once) and the clock every process
-//! shares (`clock.rs`: one calibration kept in the header).
+//! processes of a host. The region (`region.rs`, `header.rs`: safe creation, opening and
+//! validation), the clock every process shares (`clock.rs`), the lock-free table
+//! (`units.rs`, `table.rs`), the stores over it (`store.rs` for one rate, `rates.rs` for
+//! several) and how a limiter opens one (`open.rs`, `url.rs`, `shared_store.rs`).
 
 pub mod clock;
 pub mod header;
