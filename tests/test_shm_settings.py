@@ -175,3 +175,41 @@ def test_memory_evicts_too_when_max_keys_is_reached() -> None:
     app = Flask(__name__)
     app.config.update(RATELIMIT_RATE="2/minute", RATELIMIT_ON_FULL="evict")
     FlaskRateLimiter(app)
+
+
+SEVERAL = "3/minute; 2/hour"
+
+
+def test_several_rates_on_shm_through_every_integration_count_in_one_table(table: str) -> None:
+    """Two apps on one table stand for two worker processes: each client's two requests in all
+    are admitted (the hour's 2 binds), the third is refused wherever it lands."""
+    fastapi_apps = []
+    for _ in range(2):
+        app = FastAPI()
+        app.add_middleware(
+            RateLimitMiddleware, rate=SEVERAL, key_func=f"header:{CLIENT}", storage=table
+        )
+        app.get("/")(lambda: "ok")
+        fastapi_apps.append(TestClient(app))
+    statuses = [fastapi_apps[i % 2].get("/", headers={CLIENT: "a"}).status_code for i in range(3)]
+    assert statuses == [200, 200, 429]
+
+    setting = {"RATE": SEVERAL, "KEY_FUNC": f"header:{CLIENT}", "STORAGE": table}
+    with override_settings(RUST_PY_RATE_LIMIT=setting):
+        client = Client()
+        django = [client.get("/plain", headers={CLIENT: "b"}).status_code for _ in range(3)]
+    assert django == [200, 200, 429]
+
+    flask_clients = []
+    for _ in range(2):
+        flask_app = Flask(__name__)
+        flask_app.config.update(
+            RATELIMIT_RATE=SEVERAL,
+            RATELIMIT_KEY_FUNC=f"header:{CLIENT}",
+            RATELIMIT_STORAGE_URI=table,
+        )
+        FlaskRateLimiter(flask_app)
+        flask_app.get("/")(lambda: "ok")
+        flask_clients.append(flask_app.test_client())
+    flask = [flask_clients[i % 2].get("/", headers={CLIENT: "c"}).status_code for i in range(3)]
+    assert flask == [200, 200, 429]
