@@ -76,35 +76,30 @@ def test_a_shared_limiter_has_the_memory_api(shm_dir: pathlib.Path) -> None:
         RateLimiter(1, 1)._check_shared_table()
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-@settings(max_examples=40, deadline=None)
-@given(
-    limit=st.integers(1, 12),
-    window=st.sampled_from([1, 2.5, 60]),
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(["decide", "peek", "advance", "reset"]),
-            st.integers(0, 3),
-            st.integers(1, 14),
-        ),
-        max_size=60,
+#: Operations on four keys: (what, key number, cost or how far the clock moves).
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["decide", "peek", "advance", "reset"]),
+        st.integers(0, 3),
+        st.integers(1, 14),
     ),
+    max_size=60,
 )
-def test_the_shared_store_decides_as_memory_does(
-    tmp_path_factory: pytest.TempPathFactory,
-    algorithm: str,
-    limit: int,
-    window: float,
+
+
+def replay(
+    memory: RateLimiter,
+    shared: RateLimiter,
+    clock: ManualClock,
     steps: list[tuple[str, int, int]],
+    tick: float,
 ) -> None:
-    directory = tmp_path_factory.mktemp("shm")
-    clock = ManualClock(1000)
-    memory = RateLimiter(limit, window, algorithm, clock=clock)
-    shared = RateLimiter(limit, window, algorithm, clock=clock, storage=url(directory, "model"))
+    """Runs ``steps`` on both limiters (``advance`` moves the clock by ``amount * tick``
+    seconds), asserting that every answer and the counts agree, then checks the table."""
     for op, key_number, amount in steps:
         key = f"k{key_number}"
         if op == "advance":
-            clock.advance(amount * window / 7)
+            clock.advance(amount * tick)
         elif op == "reset":
             memory.reset(key)
             shared.reset(key)
@@ -114,7 +109,25 @@ def test_the_shared_store_decides_as_memory_does(
             assert shared.decide(key, amount) == memory.decide(key, amount)
     assert shared.stats()["allowed"] == memory.stats()["allowed"]
     assert shared.stats()["blocked"] == memory.stats()["blocked"]
-    RateLimiter.destroy_shared(url(directory, "model"))
+    shared._check_shared_table()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=40, deadline=None)
+@given(limit=st.integers(1, 12), window=st.sampled_from([1, 2.5, 60]), steps=STEPS)
+def test_the_shared_store_decides_as_memory_does(
+    tmp_path_factory: pytest.TempPathFactory,
+    algorithm: str,
+    limit: int,
+    window: float,
+    steps: list[tuple[str, int, int]],
+) -> None:
+    where = url(tmp_path_factory.mktemp("shm"), "model")
+    clock = ManualClock(1000)
+    memory = RateLimiter(limit, window, algorithm, clock=clock)
+    shared = RateLimiter(limit, window, algorithm, clock=clock, storage=where)
+    replay(memory, shared, clock, steps, window / 7)
+    RateLimiter.destroy_shared(where)
 
 
 SEVERAL_RATES = [
@@ -126,52 +139,24 @@ SEVERAL_RATES = [
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @settings(max_examples=30, deadline=None)
-@given(
-    rate=st.sampled_from(SEVERAL_RATES),
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(["decide", "peek", "advance", "reset"]),
-            st.integers(0, 3),
-            st.integers(1, 10),
-        ),
-        max_size=60,
-    ),
-)
+@given(rate=st.sampled_from(SEVERAL_RATES), steps=STEPS)
 def test_several_rates_in_shared_memory_decide_as_in_memory(
     tmp_path_factory: pytest.TempPathFactory,
     algorithm: str,
     rate: str,
     steps: list[tuple[str, int, int]],
 ) -> None:
-    directory = tmp_path_factory.mktemp("shm")
+    where = url(tmp_path_factory.mktemp("shm"), "rates")
     clock = ManualClock(1000)
     memory = RateLimiter.from_rate(rate, algorithm, clock=clock)
-    where = url(directory, "rates")
     shared = RateLimiter.from_rate(rate, algorithm, clock=clock, storage=where)
-    for op, key_number, amount in steps:
-        key = f"k{key_number}"
-        if op == "advance":
-            clock.advance(amount * 1.3)
-        elif op == "reset":
-            memory.reset(key)
-            shared.reset(key)
-        elif op == "peek":
-            assert shared.peek(key, amount) == memory.peek(key, amount)
-        else:
-            assert shared.decide(key, amount) == memory.decide(key, amount)
-    assert shared.stats()["allowed"] == memory.stats()["allowed"]
-    assert shared.stats()["blocked"] == memory.stats()["blocked"]
-    shared._check_shared_table()
+    replay(memory, shared, clock, steps, 1.3)
     RateLimiter.destroy_shared(where)
 
 
-@pytest.mark.parametrize("start_method", ["fork", "spawn"])
-@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
-def test_four_processes_of_four_threads_admit_exactly_the_tightest_of_several_rates(
-    shm_dir: pathlib.Path, start_method: str, algorithm: str
-) -> None:
-    where = url(shm_dir, f"rates-{start_method}-{algorithm}")
-    rate = "500/hour; 300/day; 900/month"
+def hammer_from_four_processes(where: str, rate: str, algorithm: str, start_method: str) -> int:
+    """4 processes started with ``start_method``, 4 threads each, 100 tries each on one key:
+    the admissions in all."""
     context = multiprocessing.get_context(start_method)
     queue = context.Queue()
     processes = [
@@ -184,7 +169,17 @@ def test_four_processes_of_four_threads_admit_exactly_the_tightest_of_several_ra
     for p in processes:
         p.join(timeout=30)
         assert p.exitcode == 0
-    assert sum(admitted) == 300, admitted
+    return sum(admitted)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
+def test_four_processes_of_four_threads_admit_exactly_the_tightest_of_several_rates(
+    shm_dir: pathlib.Path, start_method: str, algorithm: str
+) -> None:
+    where = url(shm_dir, f"rates-{start_method}-{algorithm}")
+    rate = "500/hour; 300/day; 900/month"
+    assert hammer_from_four_processes(where, rate, algorithm, start_method) == 300
     after = RateLimiter.from_rate(rate, algorithm, storage=where).peek("hot")
     assert (after.allowed, after.limit, after.remaining) == (False, 300, 0)
 
@@ -195,21 +190,7 @@ def test_four_processes_of_four_threads_admit_exactly_the_limit(
     shm_dir: pathlib.Path, start_method: str, algorithm: str
 ) -> None:
     where = url(shm_dir, f"exact-{start_method}-{algorithm}")
-    context = multiprocessing.get_context(start_method)
-    queue = context.Queue()
-    processes = [
-        context.Process(
-            target=shm_worker.hammer, args=(where, "300/hour", algorithm, 4, 100, queue)
-        )
-        for _ in range(4)
-    ]
-    for p in processes:
-        p.start()
-    admitted = [queue.get(timeout=60) for _ in processes]
-    for p in processes:
-        p.join(timeout=30)
-        assert p.exitcode == 0
-    assert sum(admitted) == 300, admitted
+    assert hammer_from_four_processes(where, "300/hour", algorithm, start_method) == 300
     # ... while every process's own memory:// limiter would have admitted up to 300 each
     assert RateLimiter.from_rate("300/hour", algorithm, storage=where).allow("hot") is False
 
