@@ -16,6 +16,14 @@ over the time from the first start to the last end), and their context switches 
 loop: voluntary ones are waits (a lock, a socket), involuntary ones are the scheduler sharing
 two cores among eight processes.
 
+With ``--rate RATE`` (a rate string, e.g. ``"10/second; 1000/hour"``) every limiter has as
+many rates as RATE, built with ``RateLimiter.from_rate``: rate ``i`` (from 1) admits ``i * L``
+per ``i`` years, where ``L`` is the one-rate limit above (capped at 65,535 for sliding on
+``shm://``). Only RATE's count of rates is used, not its windows: exactness needs windows that no
+run sees end or refill. No run reaches the second rate's limit before the first's, so an exact
+shared limit still admits what it does with one rate, and every admission is counted in every
+rate, atomically.
+
 The stores, one after the other, each on a fresh state:
 
 - ``shm://`` (a fresh table per run, ``capacity=--capacity``): shared, so exact;
@@ -30,7 +38,7 @@ Run it from outside the checkout against an installed build::
     cd /tmp && python /path/to/checkout/benches/shm_processes.py
     #   --processes N (8)  --cpus 0,1  --calls N (per process, 1,000,000)  --keys N (100,000)
     #   --algorithms fixed,gcra (all)  --capacity N (400,000)  --redis-calls N (10,000)
-    #   --no-redis  --json PATH
+    #   --no-redis  --json PATH  --rate RATE (several rates: as many as RATE has)
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ from typing import Any
 CHECKOUT = Path(__file__).resolve().parent.parent
 YEAR = 365 * 24 * 3600
 SHM_SLIDING_MAX = 65_535
+SHM_MAX_RATES = 4
+MAX_COUNT = 2**32 - 1  # the largest limit a rate takes
 HOT_KEY = "user:hot"
 
 
@@ -87,6 +97,7 @@ class Job:
     calls: int
     keys: int
     cpus: list[int]
+    rate: str | None = None  # several rates (--rate): their rate string, `limit` the first's
 
 
 @dataclass
@@ -105,14 +116,15 @@ class Result:
 def worker(job: Job, seed: int, barrier: Any, results: Any) -> None:
     os.sched_setaffinity(0, job.cpus)
     lib = import_library()
-    limiter = lib.RateLimiter(
-        job.limit,
-        job.window_seconds,
-        job.algorithm,
-        storage=job.storage,
-        key_prefix=job.key_prefix,
-        timeout=5.0 if job.storage and job.storage.startswith("redis") else None,
-    )
+    options: dict[str, Any] = {
+        "storage": job.storage,
+        "key_prefix": job.key_prefix,
+        "timeout": 5.0 if job.storage and job.storage.startswith("redis") else None,
+    }
+    if job.rate is None:
+        limiter = lib.RateLimiter(job.limit, job.window_seconds, job.algorithm, **options)
+    else:
+        limiter = lib.RateLimiter.from_rate(job.rate, job.algorithm, **options)
     counts = array.array("I")
     if job.scenario == "hot key":
         keys = [HOT_KEY] * job.calls
@@ -172,6 +184,7 @@ class Row:
     involuntary_switches: int
     rejected_full: int
     storage_errors: int
+    rate: str | None = None
 
 
 def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
@@ -221,6 +234,7 @@ def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
         sum(r.involuntary_switches for r in done),
         sum(r.rejected_full for r in done),
         sum(r.storage_errors for r in done),
+        job.rate,
     )
 
 
@@ -234,6 +248,14 @@ def job_for(
             limit = min(limit, SHM_SLIDING_MAX)
     else:
         limit = max(1, total // args.keys // 2)
+    rate = None
+    if args.rates:
+        shm_sliding = algorithm == "sliding" and storage and storage.startswith("shm")
+        cap = SHM_SLIDING_MAX if shm_sliding else MAX_COUNT
+        rate = "; ".join(
+            f"{min(cap, i * limit)}/{'year' if i == 1 else f'{i} years'}"
+            for i in range(1, args.rates + 1)
+        )
     return Job(
         storage,
         f"bench{uuid.uuid4().hex[:12]}" if storage and storage.startswith("redis") else None,
@@ -244,6 +266,7 @@ def job_for(
         calls,
         args.keys,
         args.cpus,
+        rate,
     )
 
 
@@ -323,6 +346,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-calls", type=int, default=10_000, help="per process")
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write every row as JSON")
+    parser.add_argument(
+        "--rate",
+        metavar="RATE",
+        help="limiters of as many rates as this rate string has (e.g. '10/second; 1000/hour'): "
+        "rate i admits i x the one-rate limit per i years (default: one rate)",
+    )
     args = parser.parse_args(argv)
     args.cpus = [int(c) for c in args.cpus.split(",")]
     return args
@@ -331,6 +360,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     lib = import_library()
+    args.rates = 0
+    if args.rate is not None:
+        try:
+            args.rates = len(lib.RateLimiter.from_rate(args.rate).rates)
+        except ValueError as e:
+            sys.exit(f"--rate: {e}")
+        if args.rates > SHM_MAX_RATES:
+            sys.exit(
+                f"--rate: shm:// takes at most {SHM_MAX_RATES} rates, {args.rate!r} has "
+                f"{args.rates}"
+            )
     algorithms = args.algorithms.split(",") if args.algorithms else list(lib.ALGORITHMS)
     scenarios = ["hot key", "random keys"]
     cpus = ",".join(map(str, args.cpus))
@@ -384,7 +424,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "admits (L on the hot key, the sum of min(L, calls) over the random keys); memory:// "
         "counts per process, so it admits up to processes x that"
     )
-    print("- calls/s, all: every call over the time from the first start to the last end\n")
+    print("- calls/s, all: every call over the time from the first start to the last end")
+    if args.rates:
+        print(
+            f"- {args.rates} rates a limiter (--rate {args.rate!r}): rate i admits i x limit "
+            "per i years, so the first binds (the limit column): "
+            + ", ".join(f"`{rate}`" for rate in dict.fromkeys(r.rate for r in rows))
+        )
+    print()
     print("\n".join(table(rows)))
     full = [r for r in rows if r.rejected_full or r.storage_errors]
     for r in full:
@@ -395,7 +442,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if redis_note:
         print(f"\n{redis_note}")
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
+        docs = [asdict(r) for r in rows]
+        for doc in docs:
+            if doc["rate"] is None:
+                del doc["rate"]  # one rate: as before --rate
+        Path(args.json).write_text(json.dumps(docs, indent=2))
 
 
 if __name__ == "__main__":
