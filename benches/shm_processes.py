@@ -10,8 +10,11 @@ processes on two cores), call ``limiter.allow(key)`` in a loop, all starting at 
 
 The limits are per year, so that no bucket algorithm refills a token during the run and no
 fixed window ends in it: the exact number to admit is then known, ``L`` on the hot key and the
-sum over keys of ``min(L, calls on the key)`` for the random keys. Each run prints that number
-next to the admissions the processes counted, their calls per second each and in all (all calls
+sum over keys of ``min(L, calls on the key)`` for the random keys (on ``shm://``, over the keys
+that got room in the table: a key refused for want of room is refused on every call, as no slot
+frees during a run, and holds no state after it; the bench finds those keys with ``remaining``,
+checks that their calls are all the calls refused for want of room, and names their count).
+Each run prints that number next to the admissions the processes counted, their calls per second each and in all (all calls
 over the time from the first start to the last end), and their context switches during the
 loop: voluntary ones are waits (a lock, a socket), involuntary ones are the scheduler sharing
 two cores among eight processes.
@@ -113,23 +116,30 @@ class Result:
     counts: bytes  # array('I') of calls per key index (random keys only)
 
 
-def worker(job: Job, seed: int, barrier: Any, results: Any) -> None:
-    os.sched_setaffinity(0, job.cpus)
-    lib = import_library()
+def make_limiter(lib: Any, job: Job) -> Any:
     options: dict[str, Any] = {
         "storage": job.storage,
         "key_prefix": job.key_prefix,
         "timeout": 5.0 if job.storage and job.storage.startswith("redis") else None,
     }
     if job.rate is None:
-        limiter = lib.RateLimiter(job.limit, job.window_seconds, job.algorithm, **options)
-    else:
-        limiter = lib.RateLimiter.from_rate(job.rate, job.algorithm, **options)
+        return lib.RateLimiter(job.limit, job.window_seconds, job.algorithm, **options)
+    return lib.RateLimiter.from_rate(job.rate, job.algorithm, **options)
+
+
+def key_names(keys: int) -> list[str]:
+    return [f"user:{i:07d}" for i in range(keys)]
+
+
+def worker(job: Job, seed: int, barrier: Any, results: Any) -> None:
+    os.sched_setaffinity(0, job.cpus)
+    lib = import_library()
+    limiter = make_limiter(lib, job)
     counts = array.array("I")
     if job.scenario == "hot key":
         keys = [HOT_KEY] * job.calls
     else:
-        names = [f"user:{i:07d}" for i in range(job.keys)]
+        names = key_names(job.keys)
         rng = random.Random(seed)
         drawn = [rng.randrange(job.keys) for _ in range(job.calls)]
         keys = [names[i] for i in drawn]
@@ -185,6 +195,24 @@ class Row:
     rejected_full: int
     storage_errors: int
     rate: str | None = None
+    # shm:// random keys with calls refused for want of room: the keys that hold no state
+    refused_keys: int | None = None
+
+
+def unheld(job: Job, per_key: list[int], processes: int) -> tuple[list[int], int]:
+    """The keys (indices) called in a shm:// run that hold no state after it, and their calls
+    (with the processes' warm-up calls that hold none).
+
+    No state ends and no slot frees during a run (limits per year), so a key refused for want
+    of room on its first call is refused on every call, and a key admitted once keeps its slot:
+    the keys that hold no state are those refused, and their calls are all the calls refused for
+    want of room. A key still holding no state reads the full limit from ``remaining``.
+    """
+    limiter = make_limiter(import_library(), job)
+    names = key_names(job.keys)
+    keys = [i for i, n in enumerate(per_key) if n and limiter.remaining(names[i]) >= job.limit]
+    warm = sum(limiter.remaining(f"warm:{seed}") >= job.limit for seed in range(processes))
+    return keys, warm + sum(per_key[i] for i in keys)
 
 
 def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
@@ -216,6 +244,14 @@ def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
     # An exact shared limit admits min(L, calls) per key; processes counting alone admit up
     # to L each.
     expected = sum(min(job.limit, n) for n in per_key)
+    # Keys refused for want of room on every call (shm://): an exact limit admits the others.
+    refused_full = sum(r.rejected_full for r in done)
+    refused_keys = None
+    if refused_full and store == "shm://" and job.scenario != "hot key":
+        keys, refused_calls = unheld(job, per_key, processes)
+        refused_keys = len(keys)
+        if refused_calls == refused_full:  # else a key lost its state: leave `expected` unmet
+            expected -= sum(min(job.limit, per_key[i]) for i in keys)
     span = max(r.ended for r in done) - min(r.started for r in done)
     return Row(
         store,
@@ -232,9 +268,10 @@ def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
         [r.calls / (r.ended - r.started) for r in done],
         sum(r.voluntary_switches for r in done),
         sum(r.involuntary_switches for r in done),
-        sum(r.rejected_full for r in done),
+        refused_full,
         sum(r.storage_errors for r in done),
         job.rate,
+        refused_keys,
     )
 
 
@@ -325,6 +362,8 @@ def table(rows: Sequence[Row]) -> list[str]:
         exact = "yes" if r.exact else ("**no**" if r.store.startswith(("shm", "redis")) else "-")
         if r.store == "memory://" and r.admitted > r.expected:
             exact = f"- ({r.admitted / r.expected:.1f}x)"
+        if r.refused_keys:
+            exact += f" ({r.refused_keys:,} keys refused for want of room)"
         lines.append(
             f"| {r.store} | {r.layout} | {r.algorithm} | {r.scenario} | {r.limit:,} "
             f"| {r.calls:,} | {r.admitted:,} | {r.expected:,} | {exact} "
@@ -421,8 +460,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         "- exact: the admissions counted by all processes equal what one exact shared limit "
-        "admits (L on the hot key, the sum of min(L, calls) over the random keys); memory:// "
-        "counts per process, so it admits up to processes x that"
+        "admits (L on the hot key, the sum of min(L, calls) over the random keys, on shm:// "
+        "those given room in the table); memory:// counts per process, so it admits up to "
+        "processes x that"
     )
     print("- calls/s, all: every call over the time from the first start to the last end")
     if args.rates:
@@ -444,8 +484,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:
         docs = [asdict(r) for r in rows]
         for doc in docs:
-            if doc["rate"] is None:
-                del doc["rate"]  # one rate: as before --rate
+            for field in ("rate", "refused_keys"):
+                if doc[field] is None:
+                    del doc[field]  # as before these fields
         Path(args.json).write_text(json.dumps(docs, indent=2))
 
 
