@@ -14,10 +14,10 @@ sum over keys of ``min(L, calls on the key)`` for the random keys (on ``shm://``
 that got room in the table: a key refused for want of room is refused on every call, as no slot
 frees during a run, and holds no state after it; the bench finds those keys with ``remaining``,
 checks that their calls are all the calls refused for want of room, and names their count).
-Each run prints that number next to the admissions the processes counted, their calls per second each and in all (all calls
-over the time from the first start to the last end), and their context switches during the
-loop: voluntary ones are waits (a lock, a socket), involuntary ones are the scheduler sharing
-two cores among eight processes.
+Each run prints that number next to the admissions the processes counted, their calls per
+second each and in all (all calls over the time from the first start to the last end), and
+their context switches during the loop: voluntary ones are waits (a lock, a socket),
+involuntary ones are the scheduler sharing two cores among eight processes.
 
 With ``--rate RATE`` (a rate string, e.g. ``"10/second; 1000/hour"``) every limiter has as
 many rates as RATE, built with ``RateLimiter.from_rate``: rate ``i`` (from 1) admits ``i * L``
