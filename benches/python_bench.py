@@ -414,8 +414,11 @@ def time_stores(
                 continue
             rates[algorithm] = None, None
             rate_strings[algorithm] = rate
-            memory = lib.RateLimiter.from_rate(rate, algorithm)
-            storage = lib.RateLimiter.from_rate(rate, algorithm, storage=own_url)
+            try:
+                memory = lib.RateLimiter.from_rate(rate, algorithm)
+                storage = lib.RateLimiter.from_rate(rate, algorithm, storage=own_url)
+            except ValueError as e:  # e.g. more rates than the storage takes
+                sys.exit(f"--rate: {algorithm}, {scenario.name}, {rate!r}: {e}")
         limiters[f"{algorithm} memory"] = memory
         limiters[f"{algorithm} storage"] = storage
     for limiter in limiters.values():
