@@ -15,6 +15,7 @@ Run it from outside the checkout against an installed build (see benches/README.
 
     python benches/python_bench.py [--quick] [--json] [--repeats N] [--iterations N]
     python benches/python_bench.py --storage 'shm://bench?capacity=200000'
+    python benches/python_bench.py --storage 'shm://bench' --rate '10/second; 1000/hour'
 
 With ``--storage URL`` it times, instead, ``allow()`` on ``memory://`` and on that storage side
 by side, interleaved in the same rounds, with ``dict.get`` as the floor: the table gives each
@@ -22,6 +23,15 @@ store's ns, their ratio (target for ``shm://``: at most 1.5x ``memory://``) and 
 ``dict.get``. A ``shm://`` table is made fresh for each algorithm (``NAME-ALGORITHM``, removed
 first with ``RateLimiter.destroy_shared``) and sized for the 100,000 keys (``capacity=200000``
 unless the URL says otherwise).
+
+With ``--rate RATE`` as well (a rate string, e.g. ``"10/second; 1000/hour"``), both stores'
+limiters are built with ``RateLimiter.from_rate``, with as many rates as RATE and on its
+windows; the limits are the bench's, so that each scenario stays on its path: on the hot key and
+over 100k keys every rate admits more than a run can call (4e9 a window, at most 1e9 a second),
+or 65,535 a window for sliding on ``shm://`` (which counts at most that: on the hot key it would
+run out within the first second, so that row is left out); on the denied path every rate
+admits 1, on windows stretched by one factor so that the longest lasts at least an hour. The
+report prints each scenario's rate string.
 
 Numbers are noisy on a shared machine; the ratios, measured in the same run, are what to read.
 """
@@ -271,12 +281,55 @@ def admitting_rate(scenario: Scenario, algorithm: str, url: str) -> tuple[int, f
     return SHM_SLIDING_MAX, HOUR
 
 
+# --rate RATE: the windows of a rate string, the limits of each scenario's choosing.
+UNITS = [("year", 360 * 86_400), ("month", 30 * 86_400), ("day", 86_400), ("hour", HOUR)]
+UNITS += [("minute", 60), ("second", 1)]
+ADMITTED_PER_SECOND = 1_000_000_000  # a bucket admits at most one a nanosecond
+
+
+def rate_windows(lib: ModuleType, rate: str) -> list[int]:
+    """The windows, in seconds, of the rate string `rate` (as the library reads it)."""
+    try:
+        rates = lib.RateLimiter.from_rate(rate).rates
+    except ValueError as e:
+        sys.exit(f"--rate: {e}")
+    return [int(window) for _, window in rates]  # a rate string's unit is at least a second
+
+
+def per(seconds: int) -> str:
+    """A window as a rate string writes it: "second", "2 hours"."""
+    unit, size = next((u, n) for u, n in UNITS if seconds % n == 0)
+    count = seconds // size
+    return unit if count == 1 else f"{count} {unit}s"
+
+
+def scenario_rate(scenario: Scenario, algorithm: str, url: str, windows: list[int]) -> str | None:
+    """The rate string of a scenario's limiters under ``--rate``, the same on both stores:
+    `windows`, with limits that keep the scenario on its path (None: none can, on this store).
+
+    Admitted: 4e9 a window (at most 1e9 a second, a bucket's fastest), never reached in a run;
+    a sliding window in shared memory counts at most 65,535 a window, which 100k keys never
+    reach but the hot key does within the first second. Denied: 1 a window, the windows
+    stretched by one factor so that the longest is at least an hour (else the key would be
+    admitted again during the run).
+    """
+    if scenario.limit == 1:
+        factor = -(-HOUR // max(windows))  # 1 when the longest window is an hour or more
+        return "; ".join(f"1/{per(w * factor)}" for w in windows)
+    if algorithm == "sliding" and is_shm(url):
+        if len(scenario.distinct) == 1:
+            return None
+        return "; ".join(f"{SHM_SLIDING_MAX}/{per(w)}" for w in windows)
+    limits = [min(ALWAYS_ADMITTED, ADMITTED_PER_SECOND * w) for w in windows]
+    return "; ".join(f"{n}/{per(w)}" for n, w in zip(limits, windows, strict=True))
+
+
 @dataclass
 class StoreRow:
     scenario: str
     algorithm: str
-    limit: int
-    window_seconds: float
+    limit: int | None  # None under --rate: see `rate`
+    window_seconds: float | None
     memory_ns: float  # best round
     storage_ns: float  # best round
     dict_get_ns: float  # best round
@@ -284,6 +337,14 @@ class StoreRow:
     memory_vs_dict_get: float
     storage_vs_dict_get: float
     target: float | None
+    rate: str | None = None  # the rate string, under --rate
+
+
+def store_row_dict(row: StoreRow) -> dict[str, Any]:
+    doc = asdict(row)
+    if row.rate is None:
+        del doc["rate"]
+    return doc
 
 
 def check_stats(limiter: RateLimiter, label: str, scenario: Scenario) -> str | None:
@@ -306,11 +367,17 @@ def check_stats(limiter: RateLimiter, label: str, scenario: Scenario) -> str | N
 
 
 def measure_stores(
-    lib: ModuleType, scenario: Scenario, url: str, repeats: int, notes: list[str]
+    lib: ModuleType,
+    scenario: Scenario,
+    url: str,
+    repeats: int,
+    notes: list[str],
+    windows: list[int] | None = None,
 ) -> list[StoreRow]:
-    """``allow()`` on memory:// and on `url`, every algorithm, interleaved in each round."""
+    """``allow()`` on memory:// and on `url`, every algorithm, interleaved in each round; with
+    `windows` (``--rate``), limiters of several rates on them (see `scenario_rate`)."""
     try:
-        return time_stores(lib, scenario, url, repeats, notes)
+        return time_stores(lib, scenario, url, repeats, notes, windows)
     finally:
         if is_shm(url):
             for algorithm in lib.ALGORITHMS:
@@ -318,19 +385,42 @@ def measure_stores(
 
 
 def time_stores(
-    lib: ModuleType, scenario: Scenario, url: str, repeats: int, notes: list[str]
+    lib: ModuleType,
+    scenario: Scenario,
+    url: str,
+    repeats: int,
+    notes: list[str],
+    windows: list[int] | None,
 ) -> list[StoreRow]:
     limiters: dict[str, RateLimiter] = {}
-    rates: dict[str, tuple[int, float]] = {}
+    rates: dict[str, tuple[int | None, float | None]] = {}
+    rate_strings: dict[str, str] = {}
     for algorithm in lib.ALGORITHMS:
-        rates[algorithm] = limit, window = admitting_rate(scenario, algorithm, url)
         own_url = storage_url(url, algorithm)
         if is_shm(own_url):
             lib.RateLimiter.destroy_shared(own_url)
-        limiters[f"{algorithm} memory"] = lib.RateLimiter(limit, window, algorithm)
-        limiters[f"{algorithm} storage"] = lib.RateLimiter(
-            limit, window, algorithm, storage=own_url
-        )
+        if windows is None:
+            rates[algorithm] = limit, window = admitting_rate(scenario, algorithm, url)
+            memory = lib.RateLimiter(limit, window, algorithm)
+            storage = lib.RateLimiter(limit, window, algorithm, storage=own_url)
+        else:
+            rate = scenario_rate(scenario, algorithm, url, windows)
+            if rate is None:
+                notes.append(
+                    f"{algorithm}, {scenario.name}: not measured (a sliding window in shared "
+                    f"memory counts at most {SHM_SLIDING_MAX:,} a window, and a rate string's "
+                    "shortest window is a second: the hot key would be refused within it)"
+                )
+                continue
+            rates[algorithm] = None, None
+            rate_strings[algorithm] = rate
+            try:
+                memory = lib.RateLimiter.from_rate(rate, algorithm)
+                storage = lib.RateLimiter.from_rate(rate, algorithm, storage=own_url)
+            except ValueError as e:  # e.g. more rates than the storage takes
+                sys.exit(f"--rate: {algorithm}, {scenario.name}, {rate!r}: {e}")
+        limiters[f"{algorithm} memory"] = memory
+        limiters[f"{algorithm} storage"] = storage
     for limiter in limiters.values():
         for key in scenario.distinct:
             limiter.allow(key)
@@ -344,7 +434,7 @@ def time_stores(
         if note:
             notes.append(note)
     rows = []
-    for algorithm in lib.ALGORITHMS:
+    for algorithm in rates:
         memory, storage = f"{algorithm} memory", f"{algorithm} storage"
         rows.append(
             StoreRow(
@@ -358,6 +448,7 @@ def time_stores(
                 timings.ratio(memory, "dict.get"),
                 timings.ratio(storage, "dict.get"),
                 SHM_TARGET if is_shm(url) else None,
+                rate_strings.get(algorithm),
             )
         )
     return rows
@@ -389,8 +480,9 @@ def stores_report(
     url: str,
     rows: list[StoreRow],
     notes: list[str],
+    rate: str | None = None,
 ) -> str:
-    lines = header(lib, iterations, repeats)
+    lines = header(lib, iterations, repeats, several_rates=rate is not None)
     sliding = [r for r in rows if r.algorithm == "sliding" and r.limit == SHM_SLIDING_MAX]
     lines += [
         f"## `allow()` on memory:// and on `{url}`, side by side",
@@ -409,6 +501,10 @@ def stores_report(
             + "; ".join(f"{r.scenario}: {r.limit:,} per {r.window_seconds:g} s" for r in sliding)
             + "."
         ]
+    if rate is not None:
+        lines += [f"Limiters of several rates (`--rate '{rate}'`), the same on both stores:", ""]
+        lines += rate_lines(rows)
+        lines += [""]
     lines += [
         "Checked after the run: no call of the admitted scenarios refused but for want of "
         "room (below), none of the denied one admitted.",
@@ -418,6 +514,19 @@ def stores_report(
         *(notes or ["No key was refused for want of room."]),
     ]
     return "\n".join(lines)
+
+
+def rate_lines(rows: Sequence[StoreRow]) -> list[str]:
+    """One line per scenario: its rate string, and the algorithms with another."""
+    lines = []
+    for scenario in dict.fromkeys(r.scenario for r in rows):
+        mine = [r for r in rows if r.scenario == scenario]
+        usual = max(
+            dict.fromkeys(r.rate for r in mine), key=lambda t: sum(r.rate == t for r in mine)
+        )
+        others = [f"{r.algorithm} `{r.rate}`" for r in mine if r.rate != usual]
+        lines.append(f"- {scenario}: `{usual}`" + (f" ({', '.join(others)})" if others else ""))
+    return lines
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -463,8 +572,15 @@ def bound_table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def header(lib: ModuleType, iterations: int, repeats: int) -> list[str]:
+def header(
+    lib: ModuleType, iterations: int, repeats: int, several_rates: bool = False
+) -> list[str]:
     core = importlib.import_module("rust_py_rate_limit._core")
+    paths = (
+        "- hot key: one key, always admitted; 100k keys: 100,000 keys round-robin, each "
+        "already seen, always admitted; denied: "
+        + ("every rate spent (below)" if several_rates else "limit 1 per hour, key already spent")
+    )
     return [
         "# rust_py_rate_limit: allow() from Python",
         "",
@@ -475,8 +591,7 @@ def header(lib: ModuleType, iterations: int, repeats: int) -> list[str]:
         "each run preceded by an untimed pass over the scenario's distinct keys",
         "- ns: each loop's best round; ratios (x): the median over rounds of the ratio within "
         "a round",
-        "- hot key: one key, always admitted; 100k keys: 100,000 keys round-robin, each "
-        "already seen, always admitted; denied: limit 1 per hour, key already spent",
+        paths,
         "",
     ]
 
@@ -531,7 +646,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="time allow() on memory:// and on this storage side by side, e.g. "
         "'shm://bench' (a fresh table per algorithm, capacity=200000 unless given)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--rate",
+        metavar="RATE",
+        help="with --storage: limiters of several rates, on the windows of this rate string, "
+        "e.g. '10/second; 1000/hour' (the limits are the bench's, to keep each scenario on "
+        "its path; default: one rate)",
+    )
+    args = parser.parse_args(argv)
+    if args.rate is not None and not args.storage:
+        parser.error("--rate is for the --storage comparison: give --storage URL too")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -542,8 +667,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     scenarios = build_scenarios(iterations)
     if args.storage:
         notes: list[str] = []
+        windows = None if args.rate is None else rate_windows(lib, args.rate)
         rows = [
-            row for s in scenarios for row in measure_stores(lib, s, args.storage, repeats, notes)
+            row
+            for s in scenarios
+            for row in measure_stores(lib, s, args.storage, repeats, notes, windows)
         ]
         if args.json:
             doc = {
@@ -553,12 +681,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "iterations": iterations,
                 "repeats": repeats,
                 "storage": args.storage,
-                "stores": [asdict(r) for r in rows],
+                **({} if args.rate is None else {"rate": args.rate}),
+                "stores": [store_row_dict(r) for r in rows],
                 "notes": notes,
             }
             print(json.dumps(doc, indent=2))
         else:
-            print(stores_report(lib, iterations, repeats, args.storage, rows, notes))
+            print(stores_report(lib, iterations, repeats, args.storage, rows, notes, args.rate))
         return
     loops = [row for s in scenarios for row in measure_loops(lib, s, repeats)]
     bound = [row for s in scenarios for row in measure_bound(lib, s, repeats)]

@@ -10,11 +10,22 @@ processes on two cores), call ``limiter.allow(key)`` in a loop, all starting at 
 
 The limits are per year, so that no bucket algorithm refills a token during the run and no
 fixed window ends in it: the exact number to admit is then known, ``L`` on the hot key and the
-sum over keys of ``min(L, calls on the key)`` for the random keys. Each run prints that number
-next to the admissions the processes counted, their calls per second each and in all (all calls
-over the time from the first start to the last end), and their context switches during the
-loop: voluntary ones are waits (a lock, a socket), involuntary ones are the scheduler sharing
-two cores among eight processes.
+sum over keys of ``min(L, calls on the key)`` for the random keys (on ``shm://``, over the keys
+that got room in the table: a key refused for want of room is refused on every call, as no slot
+frees during a run, and holds no state after it; the bench finds those keys with ``remaining``,
+checks that their calls are all the calls refused for want of room, and names their count).
+Each run prints that number next to the admissions the processes counted, their calls per
+second each and in all (all calls over the time from the first start to the last end), and
+their context switches during the loop: voluntary ones are waits (a lock, a socket),
+involuntary ones are the scheduler sharing two cores among eight processes.
+
+With ``--rate RATE`` (a rate string, e.g. ``"10/second; 1000/hour"``) every limiter has as
+many rates as RATE, built with ``RateLimiter.from_rate``: rate ``i`` (from 1) admits ``i * L``
+per ``i`` years, where ``L`` is the one-rate limit above (capped at 65,535 for sliding on
+``shm://``). Only RATE's count of rates is used, not its windows: exactness needs windows that no
+run sees end or refill. No run reaches the second rate's limit before the first's, so an exact
+shared limit still admits what it does with one rate, and every admission is counted in every
+rate, atomically.
 
 The stores, one after the other, each on a fresh state:
 
@@ -30,7 +41,7 @@ Run it from outside the checkout against an installed build::
     cd /tmp && python /path/to/checkout/benches/shm_processes.py
     #   --processes N (8)  --cpus 0,1  --calls N (per process, 1,000,000)  --keys N (100,000)
     #   --algorithms fixed,gcra (all)  --capacity N (400,000)  --redis-calls N (10,000)
-    #   --no-redis  --json PATH
+    #   --no-redis  --json PATH  --rate RATE (several rates: as many as RATE has)
 """
 
 from __future__ import annotations
@@ -60,6 +71,8 @@ from typing import Any
 CHECKOUT = Path(__file__).resolve().parent.parent
 YEAR = 365 * 24 * 3600
 SHM_SLIDING_MAX = 65_535
+SHM_MAX_RATES = 4
+MAX_COUNT = 2**32 - 1  # the largest limit a rate takes
 HOT_KEY = "user:hot"
 
 
@@ -87,6 +100,7 @@ class Job:
     calls: int
     keys: int
     cpus: list[int]
+    rate: str | None = None  # several rates (--rate): their rate string, `limit` the first's
 
 
 @dataclass
@@ -102,22 +116,30 @@ class Result:
     counts: bytes  # array('I') of calls per key index (random keys only)
 
 
+def make_limiter(lib: Any, job: Job) -> Any:
+    options: dict[str, Any] = {
+        "storage": job.storage,
+        "key_prefix": job.key_prefix,
+        "timeout": 5.0 if job.storage and job.storage.startswith("redis") else None,
+    }
+    if job.rate is None:
+        return lib.RateLimiter(job.limit, job.window_seconds, job.algorithm, **options)
+    return lib.RateLimiter.from_rate(job.rate, job.algorithm, **options)
+
+
+def key_names(keys: int) -> list[str]:
+    return [f"user:{i:07d}" for i in range(keys)]
+
+
 def worker(job: Job, seed: int, barrier: Any, results: Any) -> None:
     os.sched_setaffinity(0, job.cpus)
     lib = import_library()
-    limiter = lib.RateLimiter(
-        job.limit,
-        job.window_seconds,
-        job.algorithm,
-        storage=job.storage,
-        key_prefix=job.key_prefix,
-        timeout=5.0 if job.storage and job.storage.startswith("redis") else None,
-    )
+    limiter = make_limiter(lib, job)
     counts = array.array("I")
     if job.scenario == "hot key":
         keys = [HOT_KEY] * job.calls
     else:
-        names = [f"user:{i:07d}" for i in range(job.keys)]
+        names = key_names(job.keys)
         rng = random.Random(seed)
         drawn = [rng.randrange(job.keys) for _ in range(job.calls)]
         keys = [names[i] for i in drawn]
@@ -172,6 +194,25 @@ class Row:
     involuntary_switches: int
     rejected_full: int
     storage_errors: int
+    rate: str | None = None
+    # shm:// random keys with calls refused for want of room: the keys that hold no state
+    refused_keys: int | None = None
+
+
+def unheld(job: Job, per_key: list[int], processes: int) -> tuple[list[int], int]:
+    """The keys (indices) called in a shm:// run that hold no state after it, and their calls
+    (with the processes' warm-up calls that hold none).
+
+    No state ends and no slot frees during a run (limits per year), so a key refused for want
+    of room on its first call is refused on every call, and a key admitted once keeps its slot:
+    the keys that hold no state are those refused, and their calls are all the calls refused for
+    want of room. A key still holding no state reads the full limit from ``remaining``.
+    """
+    limiter = make_limiter(import_library(), job)
+    names = key_names(job.keys)
+    keys = [i for i, n in enumerate(per_key) if n and limiter.remaining(names[i]) >= job.limit]
+    warm = sum(limiter.remaining(f"warm:{seed}") >= job.limit for seed in range(processes))
+    return keys, warm + sum(per_key[i] for i in keys)
 
 
 def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
@@ -203,6 +244,14 @@ def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
     # An exact shared limit admits min(L, calls) per key; processes counting alone admit up
     # to L each.
     expected = sum(min(job.limit, n) for n in per_key)
+    # Keys refused for want of room on every call (shm://): an exact limit admits the others.
+    refused_full = sum(r.rejected_full for r in done)
+    refused_keys = None
+    if refused_full and store == "shm://" and job.scenario != "hot key":
+        keys, refused_calls = unheld(job, per_key, processes)
+        refused_keys = len(keys)
+        if refused_calls == refused_full:  # else a key lost its state: leave `expected` unmet
+            expected -= sum(min(job.limit, per_key[i]) for i in keys)
     span = max(r.ended for r in done) - min(r.started for r in done)
     return Row(
         store,
@@ -219,8 +268,10 @@ def run(job: Job, processes: int, store: str, layout: str, shared: bool) -> Row:
         [r.calls / (r.ended - r.started) for r in done],
         sum(r.voluntary_switches for r in done),
         sum(r.involuntary_switches for r in done),
-        sum(r.rejected_full for r in done),
+        refused_full,
         sum(r.storage_errors for r in done),
+        job.rate,
+        refused_keys,
     )
 
 
@@ -234,6 +285,14 @@ def job_for(
             limit = min(limit, SHM_SLIDING_MAX)
     else:
         limit = max(1, total // args.keys // 2)
+    rate = None
+    if args.rates:
+        shm_sliding = algorithm == "sliding" and storage and storage.startswith("shm")
+        cap = SHM_SLIDING_MAX if shm_sliding else MAX_COUNT
+        rate = "; ".join(
+            f"{min(cap, i * limit)}/{'year' if i == 1 else f'{i} years'}"
+            for i in range(1, args.rates + 1)
+        )
     return Job(
         storage,
         f"bench{uuid.uuid4().hex[:12]}" if storage and storage.startswith("redis") else None,
@@ -244,6 +303,7 @@ def job_for(
         calls,
         args.keys,
         args.cpus,
+        rate,
     )
 
 
@@ -302,6 +362,8 @@ def table(rows: Sequence[Row]) -> list[str]:
         exact = "yes" if r.exact else ("**no**" if r.store.startswith(("shm", "redis")) else "-")
         if r.store == "memory://" and r.admitted > r.expected:
             exact = f"- ({r.admitted / r.expected:.1f}x)"
+        if r.refused_keys:
+            exact += f" ({r.refused_keys:,} keys refused for want of room)"
         lines.append(
             f"| {r.store} | {r.layout} | {r.algorithm} | {r.scenario} | {r.limit:,} "
             f"| {r.calls:,} | {r.admitted:,} | {r.expected:,} | {exact} "
@@ -323,6 +385,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-calls", type=int, default=10_000, help="per process")
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write every row as JSON")
+    parser.add_argument(
+        "--rate",
+        metavar="RATE",
+        help="limiters of as many rates as this rate string has (e.g. '10/second; 1000/hour'): "
+        "rate i admits i x the one-rate limit per i years (default: one rate)",
+    )
     args = parser.parse_args(argv)
     args.cpus = [int(c) for c in args.cpus.split(",")]
     return args
@@ -331,6 +399,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     lib = import_library()
+    args.rates = 0
+    if args.rate is not None:
+        try:
+            args.rates = len(lib.RateLimiter.from_rate(args.rate).rates)
+        except ValueError as e:
+            sys.exit(f"--rate: {e}")
+        if args.rates > SHM_MAX_RATES:
+            sys.exit(
+                f"--rate: shm:// takes at most {SHM_MAX_RATES} rates, {args.rate!r} has "
+                f"{args.rates}"
+            )
     algorithms = args.algorithms.split(",") if args.algorithms else list(lib.ALGORITHMS)
     scenarios = ["hot key", "random keys"]
     cpus = ",".join(map(str, args.cpus))
@@ -381,10 +460,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         "- exact: the admissions counted by all processes equal what one exact shared limit "
-        "admits (L on the hot key, the sum of min(L, calls) over the random keys); memory:// "
-        "counts per process, so it admits up to processes x that"
+        "admits (L on the hot key, the sum of min(L, calls) over the random keys, on shm:// "
+        "those given room in the table); memory:// counts per process, so it admits up to "
+        "processes x that"
     )
-    print("- calls/s, all: every call over the time from the first start to the last end\n")
+    print("- calls/s, all: every call over the time from the first start to the last end")
+    if args.rates:
+        print(
+            f"- {args.rates} rates a limiter (--rate {args.rate!r}): rate i admits i x limit "
+            "per i years, so the first binds (the limit column): "
+            + ", ".join(f"`{rate}`" for rate in dict.fromkeys(r.rate for r in rows))
+        )
+    print()
     print("\n".join(table(rows)))
     full = [r for r in rows if r.rejected_full or r.storage_errors]
     for r in full:
@@ -395,7 +482,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if redis_note:
         print(f"\n{redis_note}")
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
+        docs = [asdict(r) for r in rows]
+        for doc in docs:
+            for field in ("rate", "refused_keys"):
+                if doc[field] is None:
+                    del doc[field]  # as before these fields
+        Path(args.json).write_text(json.dumps(docs, indent=2))
 
 
 if __name__ == "__main__":
