@@ -4,16 +4,19 @@
 //!
 //! The states of several rates do not fit one 16-byte word, so a slot of this table holds a
 //! [`Control`] in place of the cell and then one word per rate, each stamped with the
-//! sequence of the request that wrote it. A decision reads the control (idle), the rates'
-//! words (a word is the key's state when it carries the control's sequence), and the control
-//! again: the same word means a consistent view. An admitted request is then *installed*: one
-//! compare-and-swap of the control, from the idle word the decision read to a pending word
-//! holding the request's sequence, time and cost. That swap is where the request takes
-//! effect. Applying it to the rates' words is a pure step of each old state, so anyone may
-//! do it (the author, or the next visitor when the author was killed): each word is swapped
-//! from its old state to its new one, stamped with the request's sequence, and the control is
-//! swapped to idle. Nobody waits on anybody, and a request is applied once however many
-//! helpers race.
+//! sequence of the request that wrote it. The control names the key's last request.
+//!
+//! - A decision reads the control, the rates' words, and the control again: the same control,
+//!   with every word carrying its sequence, is a consistent view (a word that does not carry it
+//!   yet has a request to apply first; an empty control means no state at all).
+//! - An admitted request is *installed*: one compare-and-swap of the control, from the word
+//!   the decision read to one naming the request (its sequence, time and cost). That swap is
+//!   where it takes effect.
+//! - It is then *applied* to each rate's word: the author swaps each word from the value it
+//!   read to the new state it computed, stamped with the request's sequence. Anyone who finds
+//!   a word not applied yet (the author was killed, or is slow) applies it too: the new state
+//!   is a pure step of the old one, so every helper writes the same value, and the swap from
+//!   the old value lets one write land. Nobody waits on anybody.
 //!
 //! Membership (which key holds a slot) is the table's protocol, unchanged: it only reads and
 //! writes the control. Emptying a control (a new holder, `reset`, `clear`) moves its sequence
@@ -31,18 +34,21 @@ use crate::store::StoreStats;
 
 /// A key's standing as a decision reads it.
 enum View<S, const R: usize> {
-    /// The key holds a slot: its control (idle) and each rate's state under it.
+    /// The key holds a slot: its control (every rate's word applied), and each rate's word
+    /// as read and state under it.
     Held {
         held: Held,
         control: Control,
+        words: [u128; R],
         states: [Option<S>; R],
     },
     /// The key holds no slot; the gate read then.
     Absent { gate: u128 },
 }
 
-/// `R` rates of `A` over a table whose buckets hold `N` slots of `R + 2` words.
-pub struct RatesStore<A: Algorithm, const R: usize, const N: usize> {
+/// `R` rates of `A` over a table whose buckets hold `N` slots of `R + 2` words after `P`
+/// bytes of padding.
+pub struct RatesStore<A: Algorithm, const R: usize, const N: usize, const P: usize> {
     rates: [A; R],
     base: Base,
     /// How long after a request its states matter at most: the longest of the rates'. The
@@ -51,7 +57,9 @@ pub struct RatesStore<A: Algorithm, const R: usize, const N: usize> {
     bound: u64,
 }
 
-impl<A, const R: usize, const N: usize> RatesStore<A, R, N>
+type Slots<const R: usize, const N: usize, const P: usize> = BucketOf<Control, R, N, P>;
+
+impl<A, const R: usize, const N: usize, const P: usize> RatesStore<A, R, N, P>
 where
     A: Algorithm + Lifetime,
     A::State: PackedState,
@@ -62,7 +70,7 @@ where
         let bound = rates.iter().map(Lifetime::bound_ns).max().unwrap_or(0);
         debug_assert!(rates.iter().all(|r| r.max_cost() <= u64::from(u32::MAX)));
         let Ok(rates) = <[A; R]>::try_from(rates) else {
-            panic!("a RatesStore<_, {R}, _> is given {R} rates");
+            panic!("a RatesStore<_, {R}, _, _> is given {R} rates");
         };
         RatesStore {
             rates,
@@ -72,52 +80,45 @@ where
     }
 
     #[inline(always)]
-    fn bucket(&self, tag: u64) -> &BucketOf<Control, R, N> {
+    fn bucket(&self, tag: u64) -> &Slots<R, N, P> {
         self.base.table().bucket(tag)
     }
 
-    /// Reads `tag`'s control and states consistently, applying first any request pending.
-    fn view(&self, bucket: &BucketOf<Control, R, N>, tag: u64, now: u64) -> View<A::State, R> {
+    /// Reads `tag`'s control and states consistently, applying first a request not applied
+    /// to every rate yet.
+    #[inline]
+    fn view(&self, bucket: &Slots<R, N, P>, tag: u64, now: u64) -> View<A::State, R> {
         loop {
             let (held, control) = match bucket.lookup(tag, now) {
                 Lookup::Absent { gate } => return View::Absent { gate },
                 Lookup::Held { held, cell } => (held, cell),
             };
-            if control.is_pending() {
+            let words: [u128; R] = std::array::from_fn(|i| bucket.word(held, i).load());
+            let present = control.is_present();
+            if present && words.iter().any(|w| read_rate_word(*w).0 != control.seq()) {
                 self.apply(bucket, held, control);
                 continue;
             }
-            let states = std::array::from_fn(|i| {
-                let (seq, state) = read_rate_word(bucket.word(held, i).load());
-                (control.is_present() && seq == control.seq()).then(|| A::State::unpack(state))
-            });
-            if bucket.cell(held) == control {
-                return View::Held {
-                    held,
-                    control,
-                    states,
-                };
+            if bucket.cell(held) != control {
+                continue;
             }
+            let states = words.map(|w| present.then(|| A::State::unpack(read_rate_word(w).1)));
+            return View::Held {
+                held,
+                control,
+                words,
+                states,
+            };
         }
     }
 
-    /// The decision on `cost` at `now` from the rates' states: the most restrictive of theirs.
-    fn evaluate(&self, states: &[Option<A::State>; R], now: u64, cost: u64) -> Decision {
-        self.rates
-            .iter()
-            .zip(states)
-            .map(|(rate, state)| rate.decide(*state, now, cost).0)
-            .reduce(Decision::most_restrictive)
-            .expect("a RatesStore has rates")
-    }
-
-    /// Applies the installed request `pending` to each rate's word, then marks the control
-    /// applied. Anyone may, any number of times: a word already stamped with the request's
-    /// sequence is left alone, and every helper computes the same new state from the old.
-    fn apply(&self, bucket: &BucketOf<Control, R, N>, held: Held, pending: Control) {
-        let seq = pending.seq();
-        let now = pending.expires_at() - self.bound;
-        let cost = u64::from(pending.cost());
+    /// Applies the installed request `request` to each rate's word that does not carry its
+    /// sequence yet. Anyone may, any number of times: every helper computes the same new
+    /// state from the old.
+    fn apply(&self, bucket: &Slots<R, N, P>, held: Held, request: Control) {
+        let seq = request.seq();
+        let now = request.expires_at() - self.bound;
+        let cost = u64::from(request.cost());
         for (i, rate) in self.rates.iter().enumerate() {
             let word = bucket.word(held, i);
             loop {
@@ -126,12 +127,14 @@ where
                 if stamp == seq {
                     break;
                 }
-                // Read while the request was still pending: a helper that read the control
-                // long ago must not write over a later request's state (from here, a later
-                // request changes the word first, and the swap below fails).
-                if bucket.cell(held) != pending {
+                // Read while the request was still the key's last: a helper that read the
+                // control long ago must not write over a later request's state (from here, a
+                // later request changes the word first, and the swap below fails).
+                if bucket.cell(held) != request {
                     return;
                 }
+                // The request was installed over a control whose words all carried the
+                // sequence before it, or over an empty one (then no word does).
                 let old = (next_seq(stamp) == seq).then(|| A::State::unpack(state));
                 let Some(next) = rate.decide(old, now, cost).1 else {
                     return;
@@ -141,7 +144,6 @@ where
                 }
             }
         }
-        bucket.update(held, pending, pending.applied());
     }
 
     /// Decides on `cost` for `key` at `now`, consuming from every rate when all admit.
@@ -153,22 +155,33 @@ where
                 View::Held {
                     held,
                     control,
+                    words,
                     states,
                 } => {
-                    let decision = self.evaluate(&states, now, cost);
+                    let steps: [_; R] =
+                        std::array::from_fn(|i| self.rates[i].decide(states[i], now, cost));
+                    let decision = steps
+                        .iter()
+                        .map(|(decision, _)| *decision)
+                        .reduce(Decision::most_restrictive)
+                        .expect("a RatesStore has rates");
                     if !decision.allowed {
                         self.base.record(&decision);
                         return decision;
                     }
                     // Admitted, so the cost is at most every rate's largest (a u32).
-                    let pending = Control::pending(
-                        held.ident.version,
-                        next_seq(control.seq()),
-                        now + self.bound,
-                        cost as u32,
-                    );
-                    if bucket.update(held, control, pending) {
-                        self.apply(bucket, held, pending);
+                    let seq = next_seq(control.seq());
+                    let request =
+                        Control::request(held.ident.version, seq, now + self.bound, cost as u32);
+                    if bucket.update(held, control, request) {
+                        // Each word from the value read to the state computed: a swap that
+                        // fails found the word applied by a helper (or the key gone since).
+                        for (i, (_, next)) in steps.iter().enumerate() {
+                            if let Some(next) = next {
+                                let word = rate_word(seq, next.pack());
+                                bucket.word(held, i).swap(words[i], word);
+                            }
+                        }
                         self.base.record(&decision);
                         return decision;
                     }
@@ -185,6 +198,16 @@ where
                 }
             }
         }
+    }
+
+    /// The decision on `cost` at `now` from the rates' states: the most restrictive of theirs.
+    fn evaluate(&self, states: &[Option<A::State>; R], now: u64, cost: u64) -> Decision {
+        self.rates
+            .iter()
+            .zip(states)
+            .map(|(rate, state)| rate.decide(*state, now, cost).0)
+            .reduce(Decision::most_restrictive)
+            .expect("a RatesStore has rates")
     }
 
     fn primary(&self) -> crate::rate::Rate {
@@ -237,16 +260,16 @@ where
 
     /// Forgets every state in the table (of every limiter of `R` rates sharing it).
     pub fn clear(&self, now: u64) {
-        self.base.clear::<Control, R, N>(now);
+        self.base.clear::<Control, R, N, P>(now);
     }
 
     pub fn stats(&self, now: u64) -> StoreStats {
-        self.base.stats::<Control, R, N>(now)
+        self.base.stats::<Control, R, N, P>(now)
     }
 
     /// Checks every bucket's invariants (see [`BucketOf::check`]).
     pub fn check_table(&self, now: u64) -> Result<(), String> {
-        self.base.check_table::<Control, R, N>(now)
+        self.base.check_table::<Control, R, N, P>(now)
     }
 }
 

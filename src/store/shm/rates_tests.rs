@@ -42,7 +42,7 @@ fn shared(
 }
 
 /// Two fixed windows over a table of two rates, driven directly (no limiter).
-fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7> {
+fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7, 32> {
     let region = open_table(&dir.0, name, Some(100), 2).unwrap();
     let rates = vec![
         FixedWindow::new(Rate {
@@ -181,7 +181,7 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
             panic!("k holds a slot");
         };
         // A process installs a request of cost 2, then dies part-way through applying it.
-        let pending = Control::pending(
+        let pending = Control::request(
             held.ident.version,
             next_seq(control.seq()),
             now + store.bound,
@@ -200,7 +200,11 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
         // The next visitor applies it (once) before deciding: 1 + 2 of the 5 and of the 8.
         let peek = store.peek(b"k", now);
         assert_eq!(peek.remaining, 2, "applied {applied}");
-        assert!(!bucket.cell(held).is_pending());
+        for i in 0..2 {
+            assert_eq!(read_rate_word(bucket.word(held, i).load()).0, pending.seq());
+        }
+        // Two rates' slots are 64 bytes, each in one cache line: identity, control, words.
+        assert_eq!(bucket.word(held, 0) as *const _ as usize % 64, 32);
         assert_eq!(store.decide(b"k", 1, now).remaining, 1);
         assert!(store.decide(b"k", 1, now).allowed);
         assert!(!store.decide(b"k", 1, now).allowed, "5 of the short window");
@@ -227,7 +231,7 @@ fn a_late_helper_never_writes_over_a_later_request_or_a_new_holder() {
     let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
         panic!("k holds a slot");
     };
-    let stale = Control::pending(
+    let stale = Control::request(
         held.ident.version,
         next_seq(control.seq()),
         now + store.bound,
@@ -241,7 +245,7 @@ fn a_late_helper_never_writes_over_a_later_request_or_a_new_holder() {
     assert!(store.decide(b"k", 1, now).allowed);
     assert!(store.reset(b"k", now));
     assert!(store.decide(b"k", 1, now).allowed);
-    let words = |b: &BucketOf<Control, 2, 7>| [b.word(held, 0).load(), b.word(held, 1).load()];
+    let words = |b: &Slots<2, 7, 32>| [b.word(held, 0).load(), b.word(held, 1).load()];
     let before = (bucket.cell(held), words(bucket));
     store.apply(bucket, held, stale);
     assert_eq!(
@@ -265,7 +269,7 @@ fn a_reset_while_a_request_is_being_applied_forgets_it_whole() {
     let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
         panic!("k holds a slot");
     };
-    let pending = Control::pending(
+    let pending = Control::request(
         held.ident.version,
         next_seq(control.seq()),
         now + store.bound,

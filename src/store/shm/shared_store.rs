@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::rates::RatesStore;
 use super::region::Region;
 use super::store::{Lifetime, ShmStore};
-use super::table::{slots_for_rates, OnFull, MAX_RATES};
+use super::table::{pad_for_rates, slots_for_rates, OnFull, MAX_RATES};
 use crate::algorithm::{Algorithm, AlgorithmKind, Bucket, FixedWindow, PackedState, SlidingWindow};
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::Decision;
@@ -28,7 +28,7 @@ pub trait SharedRates: Store + Send + Sync {
     fn check_table(&self, now: u64) -> Result<(), String>;
 }
 
-impl<A, const R: usize, const N: usize> SharedRates for RatesStore<A, R, N>
+impl<A, const R: usize, const N: usize, const P: usize> SharedRates for RatesStore<A, R, N, P>
 where
     A: Algorithm + Lifetime,
     A::State: PackedState,
@@ -38,7 +38,7 @@ where
     }
 }
 
-impl<A, const R: usize, const N: usize> Store for RatesStore<A, R, N>
+impl<A, const R: usize, const N: usize, const P: usize> Store for RatesStore<A, R, N, P>
 where
     A: Algorithm + Lifetime,
     A::State: PackedState,
@@ -84,8 +84,9 @@ fn refuse(message: String) -> ConfigError {
     }
 }
 
-/// The store of `R` rates of one algorithm, over a table of `R` rates.
-fn rates_of<A, const R: usize, const N: usize>(
+/// The store of `R` rates of one algorithm, over a table of `R` rates (`N` slots a bucket,
+/// after `P` bytes of padding).
+fn rates_of<A, const R: usize, const N: usize, const P: usize>(
     rates: Vec<A>,
     settings: &str,
     region: Arc<Region>,
@@ -95,7 +96,9 @@ where
     A: Algorithm + Lifetime,
     A::State: PackedState,
 {
-    Box::new(RatesStore::<A, R, N>::new(rates, settings, region, on_full))
+    Box::new(RatesStore::<A, R, N, P>::new(
+        rates, settings, region, on_full,
+    ))
 }
 
 /// The store of `rates` (2 to [`MAX_RATES`]) of one algorithm.
@@ -110,9 +113,15 @@ where
     A::State: PackedState,
 {
     match rates.len() {
-        2 => rates_of::<A, 2, { slots_for_rates(2) }>(rates, settings, region, on_full),
-        3 => rates_of::<A, 3, { slots_for_rates(3) }>(rates, settings, region, on_full),
-        _ => rates_of::<A, 4, { slots_for_rates(4) }>(rates, settings, region, on_full),
+        2 => rates_of::<A, 2, { slots_for_rates(2) }, { pad_for_rates(2) }>(
+            rates, settings, region, on_full,
+        ),
+        3 => rates_of::<A, 3, { slots_for_rates(3) }, { pad_for_rates(3) }>(
+            rates, settings, region, on_full,
+        ),
+        _ => rates_of::<A, 4, { slots_for_rates(4) }, { pad_for_rates(4) }>(
+            rates, settings, region, on_full,
+        ),
     }
 }
 

@@ -117,9 +117,9 @@ impl Base {
         }
     }
 
-    pub fn table<C: SlotCell, const E: usize, const N: usize>(
+    pub fn table<C: SlotCell, const E: usize, const N: usize, const P: usize>(
         &self,
-    ) -> Table<'_, BucketOf<C, E, N>> {
+    ) -> Table<'_, BucketOf<C, E, N, P>> {
         let (base, len) = self.region.table_bytes();
         // SAFETY: the region keeps the table mapped while `self` lives, and the table is
         // only touched through its atomics.
@@ -144,9 +144,9 @@ impl Base {
     /// Asks `bucket` for a slot for `tag` (absent at `gate`): None to look again, or the
     /// refusal of a full bucket (counted).
     #[inline]
-    pub fn claim<C: SlotCell, const E: usize, const N: usize>(
+    pub fn claim<C: SlotCell, const E: usize, const N: usize, const P: usize>(
         &self,
-        bucket: &BucketOf<C, E, N>,
+        bucket: &BucketOf<C, E, N, P>,
         tag: u64,
         gate: u128,
         now: u64,
@@ -167,9 +167,9 @@ impl Base {
     }
 
     /// The refusal `on_full="reject"` would give a new key in `bucket` now, if any.
-    pub fn preview_full<C: SlotCell, const E: usize, const N: usize>(
+    pub fn preview_full<C: SlotCell, const E: usize, const N: usize, const P: usize>(
         &self,
-        bucket: &BucketOf<C, E, N>,
+        bucket: &BucketOf<C, E, N, P>,
         now: u64,
         rate: Rate,
     ) -> Option<Decision> {
@@ -177,13 +177,16 @@ impl Base {
     }
 
     /// Forgets every state in the table (of every limiter sharing it).
-    pub fn clear<C: SlotCell, const E: usize, const N: usize>(&self, now: u64) {
-        for bucket in self.table::<C, E, N>().buckets() {
+    pub fn clear<C: SlotCell, const E: usize, const N: usize, const P: usize>(&self, now: u64) {
+        for bucket in self.table::<C, E, N, P>().buckets() {
             bucket.clear(now);
         }
     }
 
-    pub fn stats<C: SlotCell, const E: usize, const N: usize>(&self, now: u64) -> StoreStats {
+    pub fn stats<C: SlotCell, const E: usize, const N: usize, const P: usize>(
+        &self,
+        now: u64,
+    ) -> StoreStats {
         let c = &self.counters;
         StoreStats {
             allowed: c.allowed.load(Ordering::Relaxed),
@@ -191,7 +194,7 @@ impl Base {
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             active_keys: self
-                .table::<C, E, N>()
+                .table::<C, E, N, P>()
                 .buckets()
                 .iter()
                 .map(|b| b.live(now) as u64)
@@ -200,11 +203,11 @@ impl Base {
     }
 
     /// Checks every bucket's invariants (see [`BucketOf::check`]).
-    pub fn check_table<C: SlotCell, const E: usize, const N: usize>(
+    pub fn check_table<C: SlotCell, const E: usize, const N: usize, const P: usize>(
         &self,
         now: u64,
     ) -> Result<(), String> {
-        for (i, bucket) in self.table::<C, E, N>().buckets().iter().enumerate() {
+        for (i, bucket) in self.table::<C, E, N, P>().buckets().iter().enumerate() {
             bucket.check(now).map_err(|e| format!("bucket {i}: {e}"))?;
         }
         Ok(())
@@ -322,17 +325,17 @@ where
 
     /// Forgets every state in the region (of every limiter sharing it).
     pub fn clear(&self, now: u64) {
-        self.base.clear::<Cell, 0, { super::table::SLOTS }>(now);
+        self.base.clear::<Cell, 0, { super::table::SLOTS }, 0>(now);
     }
 
     pub fn stats(&self, now: u64) -> StoreStats {
-        self.base.stats::<Cell, 0, { super::table::SLOTS }>(now)
+        self.base.stats::<Cell, 0, { super::table::SLOTS }, 0>(now)
     }
 
     /// Checks every bucket's invariants (see [`BucketOf::check`]).
     pub fn check_table(&self, now: u64) -> Result<(), String> {
         self.base
-            .check_table::<Cell, 0, { super::table::SLOTS }>(now)
+            .check_table::<Cell, 0, { super::table::SLOTS }, 0>(now)
     }
 }
 

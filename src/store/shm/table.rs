@@ -38,7 +38,20 @@ pub const fn slots_for_rates(rates: u32) -> usize {
     if rates <= 1 {
         SLOTS
     } else {
-        (BUCKET_BYTES - 32) / (16 * (2 + rates as usize))
+        (BUCKET_BYTES - 32) / slot_bytes(rates)
+    }
+}
+
+const fn slot_bytes(rates: u32) -> usize {
+    16 * (2 + rates as usize)
+}
+
+/// The padding after the gate of a bucket for `rates` rates: what its slots leave over.
+pub const fn pad_for_rates(rates: u32) -> usize {
+    if rates <= 1 {
+        0
+    } else {
+        BUCKET_BYTES - 32 - slots_for_rates(rates) * slot_bytes(rates)
     }
 }
 
@@ -47,17 +60,19 @@ pub const LOAD_FACTOR: f64 = 0.75;
 
 /// A bucket of `N` slots whose first word is a `C` (a [`Cell`], or a control word for
 /// several rates) followed by `E` more words (the rates' states), which the membership
-/// protocol never touches.
+/// protocol never touches; `P` bytes of padding after the gate put the slots at the end of
+/// the bucket (so 64-byte slots sit each in one cache line).
 #[repr(C, align(512))]
-pub struct BucketOf<C, const E: usize, const N: usize> {
+pub struct BucketOf<C, const E: usize, const N: usize, const P: usize> {
     gate: Unit,
     _spare: [u8; 16],
+    _pad: [u8; P],
     slots: [Slot<E>; N],
     cell: PhantomData<C>,
 }
 
 /// The bucket of a table of one rate.
-pub type Bucket = BucketOf<Cell, 0, SLOTS>;
+pub type Bucket = BucketOf<Cell, 0, SLOTS, 0>;
 
 #[repr(C)]
 struct Slot<const E: usize> {
@@ -99,7 +114,7 @@ fn reusable<C: SlotCell>(ident: Ident, cell: C, now: u64) -> bool {
     ident.tag == 0 || !cell.belongs_to(ident.version) || cell.expires_at() <= now
 }
 
-impl<C: SlotCell, const E: usize, const N: usize> BucketOf<C, E, N> {
+impl<C: SlotCell, const E: usize, const N: usize, const P: usize> BucketOf<C, E, N, P> {
     /// Fails to build unless the bucket takes exactly [`BUCKET_BYTES`].
     const SIZED: () = assert!(std::mem::size_of::<Self>() == BUCKET_BYTES);
 
@@ -379,13 +394,15 @@ pub struct Table<'a, B = Bucket> {
     buckets: &'a [B],
 }
 
-impl<'a, C: SlotCell, const E: usize, const N: usize> Table<'a, BucketOf<C, E, N>> {
+impl<'a, C: SlotCell, const E: usize, const N: usize, const P: usize>
+    Table<'a, BucketOf<C, E, N, P>>
+{
     /// The buckets in `bytes` (512-aligned, a whole number of buckets, all-zero when new).
     ///
     /// # Safety
     /// `bytes` must stay mapped for `'a` and be accessed only through this table's atomics.
     pub unsafe fn new(base: *const u8, len: usize) -> Self {
-        let () = BucketOf::<C, E, N>::SIZED;
+        let () = BucketOf::<C, E, N, P>::SIZED;
         debug_assert_eq!(base as usize % BUCKET_BYTES, 0);
         debug_assert_eq!(len % BUCKET_BYTES, 0);
         Table {
@@ -394,12 +411,12 @@ impl<'a, C: SlotCell, const E: usize, const N: usize> Table<'a, BucketOf<C, E, N
     }
 
     #[inline(always)]
-    pub fn bucket(&self, hash: u64) -> &'a BucketOf<C, E, N> {
+    pub fn bucket(&self, hash: u64) -> &'a BucketOf<C, E, N, P> {
         let index = ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize;
         &self.buckets[index]
     }
 
-    pub fn buckets(&self) -> &'a [BucketOf<C, E, N>] {
+    pub fn buckets(&self) -> &'a [BucketOf<C, E, N, P>] {
         self.buckets
     }
 }

@@ -290,27 +290,27 @@ pub fn expiry_code(lifetime_ns: u64) -> u8 {
 pub const SEQ_BITS: u32 = 22;
 const SEQ_MASK: u32 = (1 << SEQ_BITS) - 1;
 
-/// The first word of a slot of several rates: the key's control word.
+/// The first word of a slot of several rates: the key's control word, naming the last
+/// request made of its rates.
 ///
 /// ```text
 /// bits 0..8    the low 8 bits of the holder's version (the slot's identity is re-read
 ///              around every judgement, so telling neighbouring versions apart is enough)
 /// bit  8       present: the rates' words hold the key's states (or are being given them)
-/// bit  9       pending: a request is being applied to them
-/// bits 10..32  sequence: of the last request (the rates' words carry it once applied)
+/// bit  9       (0)
+/// bits 10..32  sequence: of the last request (each rate's word carries it once applied)
 /// bits 32..96  present: when the states stop mattering (the request's time plus the
 ///              limiter's longest lifetime); empty: the holder's whole version
 /// bits 96..128 the request's cost
 /// ```
-/// A request is installed by one compare-and-swap from the idle control its decision read,
-/// to the pending control holding its time and cost: that is where it takes effect. Anyone
-/// then applies it to each rate's word (a pure step of the old state) and swaps the control
-/// to idle. Sequences only grow in a slot, across holders too, so no word comes back.
+/// A request is installed by one compare-and-swap from the control its decision read (every
+/// rate's word applied) to the control naming it: that is where it takes effect. Anyone then
+/// applies it to each rate's word (a pure step of the old state) that does not carry its
+/// sequence yet. Sequences only grow in a slot, across holders too, so no word comes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Control(pub u128);
 
 const CONTROL_PRESENT: u128 = 1 << 8;
-const CONTROL_PENDING: u128 = 1 << 9;
 
 impl Control {
     #[inline(always)]
@@ -318,29 +318,17 @@ impl Control {
         u128::from(version as u8)
     }
 
-    /// A request of `cost` with sequence `seq`, whose states stop mattering at `expires_at`,
-    /// pending (being applied) for the holder at `version`.
+    /// The request of `cost` with sequence `seq`, whose states stop mattering at
+    /// `expires_at`, for the holder at `version`.
     #[inline(always)]
-    pub fn pending(version: u64, seq: u32, expires_at: u64, cost: u32) -> Control {
+    pub fn request(version: u64, seq: u32, expires_at: u64, cost: u32) -> Control {
         Control(
             Self::check8(version)
                 | CONTROL_PRESENT
-                | CONTROL_PENDING
                 | (u128::from(seq & SEQ_MASK) << 10)
                 | (u128::from(expires_at) << 32)
                 | (u128::from(cost) << 96),
         )
-    }
-
-    /// The same request, applied.
-    #[inline(always)]
-    pub fn applied(self) -> Control {
-        Control(self.0 & !CONTROL_PENDING)
-    }
-
-    #[inline(always)]
-    pub fn is_pending(self) -> bool {
-        self.0 & CONTROL_PENDING != 0
     }
 
     #[inline(always)]
@@ -383,8 +371,8 @@ impl SlotCell for Control {
     fn word(self) -> u128 {
         self.0
     }
-    /// Past the sequence of a request that may still be being applied: its late writes to
-    /// the rates' words then never pass for the new holder's states.
+    /// Past the sequence of a request that may still be being applied (whose words carry its
+    /// sequence, or the one before): its late writes then never pass for the new states.
     #[inline(always)]
     fn emptied(self, version: u64) -> Self {
         Control::empty(version, self.seq().wrapping_add(2))
