@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 
 use super::*;
-use crate::algorithm::{AlgorithmKind, FixedWindow};
+use crate::algorithm::{AlgorithmKind, FixedWindow, SlidingWindow};
 use crate::clock::{Clock, ManualClock};
 use crate::config::LimiterConfig;
 use crate::limiter::Limiter;
@@ -12,6 +12,7 @@ use crate::rate::{Rate, NANOS_PER_SECOND};
 use crate::store::shm::open::open_table;
 use crate::store::shm::test_dir::TempDir;
 use crate::store::shm::test_rng::Rng;
+use crate::store::shm::units::Gate;
 
 const START: u64 = 1_000_000 * NANOS_PER_SECOND;
 const HOUR: u64 = 3600 * NANOS_PER_SECOND;
@@ -401,4 +402,378 @@ fn processes_on_one_key_admit_exactly_the_tightest_rate() {
             "{algorithm}: 4 processes x 4 threads x 300 tries"
         );
     }
+}
+
+// ---------- membership changes at a version the control's 8-bit check cannot tell apart
+
+/// Two fixed windows (5 a 100 ns, 8 a 1000 ns) over a table of one bucket of 7 slots.
+fn one_bucket(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7> {
+    let region = open_table(&dir.0, name, Some(5), 2).unwrap();
+    let rates = vec![
+        FixedWindow::new(Rate {
+            limit: 5,
+            period_ns: 100,
+        }),
+        FixedWindow::new(Rate {
+            limit: 8,
+            period_ns: 1000,
+        }),
+    ];
+    RatesStore::new(rates, "test", region, OnFull::Reject)
+}
+
+/// Runs `f` on another thread: its result, or None when it has not returned in 5 s (the
+/// thread is then left spinning).
+fn returns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+}
+
+#[test]
+fn a_change_at_a_version_256_past_the_holders_leaves_no_stale_reset_spinning_its_lookups() {
+    let dir = TempDir::new();
+    let store = Arc::new(one_bucket(&dir, "stale-reset"));
+    let tag = store.base.tag(b"k");
+    let bucket = store.bucket(tag);
+    let absent = store.base.tag(b"nobody");
+    let gate_version = |now| match bucket.lookup(absent, now) {
+        Lookup::Absent { gate } => Gate::decode(gate).version,
+        Lookup::Held { .. } => panic!("nobody holds no slot"),
+    };
+    // k counts at 10 (live until 1010) and holds its slot at version v
+    assert!(store.decide(b"k", 1, 10).allowed);
+    let Lookup::Held { held, .. } = bucket.lookup(tag, 10) else {
+        panic!("k holds a slot");
+    };
+    let v = held.ident.version;
+    // five keys live until 1500, then keys come and go in the last free slot until the
+    // bucket's version is v - 2 (mod 256), and one more stays (live until 1500): the next
+    // change is at v + 256 (mod 256: k's own version, as the control's check sees it)
+    for i in 0..5 {
+        assert!(store.decide(format!("live{i}").as_bytes(), 1, 500).allowed);
+    }
+    let mut churn = 0;
+    while (gate_version(500) + 2) % 256 != v % 256 {
+        let key = format!("churn{churn}");
+        assert!(store.decide(key.as_bytes(), 1, 500).allowed);
+        assert!(store.reset(key.as_bytes(), 500));
+        churn += 1;
+    }
+    assert!(store.decide(b"last", 1, 500).allowed);
+    let now = 1200;
+    // A reset of k (or a clear) reads k's slot, and stalls before its swap.
+    let Lookup::Held { held, cell } = bucket.lookup(tag, now) else {
+        panic!("k holds a slot");
+    };
+    assert!(cell.is_present());
+    // A new key claims k's expired slot, the only free one.
+    let new = store.base.tag(b"new");
+    let Lookup::Absent { gate } = bucket.lookup(new, now) else {
+        panic!("new holds no slot");
+    };
+    bucket.claim(new, gate, now, OnFull::Reject);
+    // The reset resumes: it empties the control it read, for the version it read.
+    bucket.update(held, cell, cell.emptied(held.ident.version));
+    // k's next call returns, and every slot's control is its holder's.
+    let shared = store.clone();
+    let peek = returns(move || shared.peek(b"k", now));
+    assert!(
+        peek.is_some(),
+        "k's lookup spins: its control is emptied for a version its slot no longer has"
+    );
+    store.check_table(now).unwrap();
+    assert_eq!(store.peek(b"k", now).remaining, 5);
+    assert!(store.decide(b"new", 1, now).allowed);
+}
+
+// ---------- a fuzz of killed authors, stalled deciders and resets, and late helpers
+
+/// A request read (`view`) by a decider that then stalls before installing it.
+struct StaleDecide<S> {
+    key: usize,
+    held: Held,
+    control: Control,
+    states: [Option<S>; 2],
+    now: u64,
+    cost: u64,
+}
+
+/// The key's states as a store that never loses one keeps them: decisions on them are what
+/// the shared table must give (an expired state decides as no state).
+type Model<S> = std::collections::HashMap<usize, [Option<S>; 2]>;
+
+/// Installs `pending` (already swapped in) and applies it to the first `words` rates' words
+/// only, as an author killed part-way would.
+fn apply_part<A>(store: &RatesStore<A, 2, 7>, held: Held, pending: Control, words: usize)
+where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    let bucket = &store.base.table::<Control, 2, 7>().buckets()[0];
+    let now = pending.expires_at() - store.bound;
+    for (i, rate) in store.rates.iter().enumerate().take(words) {
+        let word = bucket.word(held, i);
+        let current = word.load();
+        let (stamp, state) = read_rate_word(current);
+        if stamp == pending.seq() || bucket.cell(held) != pending {
+            continue;
+        }
+        let old = (next_seq(stamp) == pending.seq()).then(|| PackedState::unpack(state));
+        let next = rate.decide(old, now, u64::from(pending.cost())).1.unwrap();
+        word.swap(current, rate_word(pending.seq(), next.pack()));
+    }
+}
+
+fn model_decide<A: Algorithm>(
+    rates: &[A; 2],
+    model: &mut Model<A::State>,
+    key: usize,
+    cost: u64,
+    now: u64,
+) -> Decision {
+    let states = model.get(&key).copied().unwrap_or([None; 2]);
+    let decisions: Vec<_> = rates
+        .iter()
+        .zip(states)
+        .map(|(rate, state)| rate.decide(state, now, cost))
+        .collect();
+    let decision = decisions
+        .iter()
+        .map(|d| d.0)
+        .reduce(Decision::most_restrictive)
+        .unwrap();
+    if decision.allowed {
+        let next = [decisions[0].1, decisions[1].1];
+        model.insert(key, next);
+    }
+    decision
+}
+
+fn model_peek<A: Algorithm>(
+    rates: &[A; 2],
+    model: &Model<A::State>,
+    key: usize,
+    now: u64,
+) -> Decision {
+    let states = model.get(&key).copied().unwrap_or([None; 2]);
+    rates
+        .iter()
+        .zip(states)
+        .map(|(rate, state)| rate.peek(state, now))
+        .reduce(Decision::most_restrictive)
+        .unwrap()
+}
+
+/// 16 keys over one bucket of 7 slots (so slots change hands as states expire), with authors
+/// killed after installing their request, deciders and resets stalled between their read and
+/// their swap, and late helpers of any request ever installed, each at random. After every
+/// step every slot's words are its holder's, and every decision and peek is the one a store
+/// that never loses a state gives.
+fn fuzz_killed_and_stalled<A>(rates: [A; 2], name: &str, seeds: std::ops::Range<u64>)
+where
+    A: Algorithm + Lifetime + Clone,
+    A::State: PackedState,
+{
+    let dir = TempDir::new();
+    for seed in seeds {
+        let region = open_table(&dir.0, &format!("{name}-{seed}"), Some(5), 2).unwrap();
+        let store = RatesStore::<A, 2, 7>::new(rates.to_vec(), "fuzz", region, OnFull::Reject);
+        let bucket = &store.base.table::<Control, 2, 7>().buckets()[0];
+        let mut rng = Rng(seed * 7919 + 1);
+        let mut model: Model<A::State> = Model::new();
+        let mut stale_decides: Vec<StaleDecide<A::State>> = vec![];
+        let mut stale_resets: Vec<(usize, Held, Control)> = vec![];
+        let mut installed: Vec<(Held, Control)> = vec![];
+        let mut now = START;
+        let key_name = |k: usize| format!("key{k}");
+        for step in 0..5000 {
+            let context = format!("{name} seed {seed} step {step}");
+            if let Err(e) = store.check_table(now) {
+                panic!("{context}: {e}");
+            }
+            now += rng.below(store.bound / 4 + 1);
+            let k = rng.below(16) as usize;
+            let key = key_name(k);
+            let tag = store.base.tag(key.as_bytes());
+            match rng.below(14) {
+                0..=3 => {
+                    let cost = rng.below(3);
+                    let full = store.stats(now).rejected_full;
+                    let got = store.decide(key.as_bytes(), cost, now);
+                    if store.stats(now).rejected_full == full {
+                        let want = model_decide(&store.rates, &mut model, k, cost, now);
+                        assert_eq!(got, want, "decide: {context}");
+                    }
+                }
+                4 => {
+                    let want = model_peek(&store.rates, &model, k, now);
+                    assert_eq!(store.peek(key.as_bytes(), now), want, "peek: {context}");
+                }
+                5 | 6 => {
+                    // a decider reads the key's states; it installs now (and is killed after
+                    // applying part of it), or stalls
+                    let View::Held {
+                        held,
+                        control,
+                        states,
+                    } = store.view(bucket, tag, now)
+                    else {
+                        continue;
+                    };
+                    let cost = 1 + rng.below(2);
+                    let stale = StaleDecide {
+                        key: k,
+                        held,
+                        control,
+                        states,
+                        now,
+                        cost,
+                    };
+                    stale_decides.push(stale);
+                    if rng.below(2) == 0 {
+                        let i = stale_decides.len() - 1;
+                        resume_decide(
+                            &store,
+                            &mut model,
+                            &mut installed,
+                            stale_decides.swap_remove(i),
+                            &mut rng,
+                            &context,
+                        );
+                    }
+                }
+                7 if !stale_decides.is_empty() => {
+                    let i = rng.below(stale_decides.len() as u64) as usize;
+                    let stale = stale_decides.swap_remove(i);
+                    resume_decide(
+                        &store,
+                        &mut model,
+                        &mut installed,
+                        stale,
+                        &mut rng,
+                        &context,
+                    );
+                }
+                8 => {
+                    if let Lookup::Held { held, cell } = bucket.lookup(tag, now) {
+                        stale_resets.push((k, held, cell));
+                    }
+                }
+                9 if !stale_resets.is_empty() => {
+                    let i = rng.below(stale_resets.len() as u64) as usize;
+                    let (k, held, cell) = stale_resets.swap_remove(i);
+                    // the rest of `reset`: the swap from what its lookup read
+                    if cell.is_present()
+                        && bucket.update(held, cell, cell.emptied(held.ident.version))
+                    {
+                        model.remove(&k);
+                    }
+                }
+                10 if !installed.is_empty() => {
+                    // a late helper of any request ever installed
+                    let (held, pending) = installed[rng.below(installed.len() as u64) as usize];
+                    store.apply(bucket, held, pending);
+                }
+                11 => {
+                    store.reset(key.as_bytes(), now);
+                    model.remove(&k);
+                }
+                12 if rng.below(20) == 0 => {
+                    store.clear(now);
+                    model.clear();
+                }
+                _ => {
+                    let cost = rng.below(3);
+                    let want = {
+                        let mut copy = model.clone();
+                        model_decide(&store.rates, &mut copy, k, cost, now)
+                    };
+                    let got = store.preview(key.as_bytes(), cost, now);
+                    // (a full bucket's refusal of a new key is the only difference allowed)
+                    if got != Decision::no_room(store.primary()) || !want.allowed {
+                        assert_eq!(got, want, "preview: {context}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The rest of a decision that read `stale` (maybe long ago): install its request if the
+/// control is still the one it read, then apply all, part (killed) or none of it.
+fn resume_decide<A>(
+    store: &RatesStore<A, 2, 7>,
+    model: &mut Model<A::State>,
+    installed: &mut Vec<(Held, Control)>,
+    stale: StaleDecide<A::State>,
+    rng: &mut Rng,
+    context: &str,
+) where
+    A: Algorithm + Lifetime,
+    A::State: PackedState,
+{
+    let bucket = &store.base.table::<Control, 2, 7>().buckets()[0];
+    let decision = store.evaluate(&stale.states, stale.now, stale.cost);
+    if !decision.allowed {
+        return;
+    }
+    let pending = Control::pending(
+        stale.held.ident.version,
+        next_seq(stale.control.seq()),
+        stale.now + store.bound,
+        stale.cost as u32,
+    );
+    if !bucket.update(stale.held, stale.control, pending) {
+        return;
+    }
+    // It takes effect here: on the states the model has had since the decider read them.
+    let want = model_decide(&store.rates, model, stale.key, stale.cost, stale.now);
+    assert!(
+        want.allowed,
+        "installed a request the model refuses: {context}"
+    );
+    installed.push((stale.held, pending));
+    match rng.below(3) {
+        0 => store.apply(bucket, stale.held, pending),
+        words => apply_part(store, stale.held, pending, words as usize - 1),
+    }
+}
+
+#[test]
+fn killed_authors_stalled_deciders_and_resets_and_late_helpers_at_random_lose_nothing() {
+    let second = NANOS_PER_SECOND;
+    let (short, long) = (
+        Rate {
+            limit: 3,
+            period_ns: second,
+        },
+        Rate {
+            limit: 7,
+            period_ns: 5 * second,
+        },
+    );
+    fuzz_killed_and_stalled(
+        [FixedWindow::new(short), FixedWindow::new(long)],
+        "fixed",
+        1..20,
+    );
+    fuzz_killed_and_stalled(
+        [
+            SlidingWindow::<u16>::new(short),
+            SlidingWindow::<u16>::new(long),
+        ],
+        "sliding",
+        1..20,
+    );
+    fuzz_killed_and_stalled(
+        [
+            crate::algorithm::Bucket::new(short, 3).unwrap(),
+            crate::algorithm::Bucket::new(long, 7).unwrap(),
+        ],
+        "gcra",
+        1..20,
+    );
 }

@@ -10,8 +10,9 @@
 //!
 //! **Membership** (which keys a bucket holds) changes only through the gate, one change at a
 //! time: a process that found the key absent (a scan of the bucket between two equal reads of
-//! the gate) swaps the gate to "slot j goes to tag T, version v+1". That change is then carried
-//! out by whoever sees it, its author or anyone else: (b) the cell is emptied and stamped for
+//! the gate) swaps the gate to "slot j goes to tag T, version v+1" (v+2 when v+1 has the low
+//! bits of the slot's holder's version, which its cell's stamp keeps: the holder's state would
+//! pass for one the change restamped). That change is then carried out by whoever sees it, its author or anyone else: (b) the cell is emptied and stamped for
 //! v+1, if its state is still reusable, or else (b') the old holder's live state is restamped
 //! for v+1 (the change is dropped); (a) the identity becomes (T, v+1), or (a') the old holder's
 //! tag at v+1; then the gate is closed. A drop moves the slot to v+1 too, so no late helper
@@ -210,8 +211,20 @@ impl<C: SlotCell, const E: usize, const N: usize, const P: usize> BucketOf<C, E,
             (None, OnFull::Evict) => (oldest.expect("a bucket has slots").0, true),
             (None, OnFull::Reject) => return Claim::Full,
         };
+        // The change's version, one whose stamp the slot's holder's cannot be taken for (a
+        // cell keeps only the low bits of a version: 24 in a `Cell`, 8 in a `Control`).
+        // Otherwise the holder's present cell would already look restamped for the change,
+        // (b') done, and (a') would move the identity while the cell stays as it was: a
+        // reset or clear that read the slot before would then empty the cell for the
+        // version the slot no longer has, and the holder's lookups would spin. The holder
+        // read here is the slot's while the gate stays `gate` (the swap below checks).
+        let mut next = version + 1;
+        let holder = Ident::decode(self.slots[slot].ident.load()).version;
+        if C::stamps_alike(holder, next) {
+            next += 1;
+        }
         let intent = Gate {
-            version: version + 1,
+            version: next,
             intent: Some(Intent { slot, evict, tag }),
         }
         .encode();

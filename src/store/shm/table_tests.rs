@@ -475,3 +475,43 @@ fn late_and_killed_helpers_at_random_keep_every_invariant() {
         }
     }
 }
+
+#[test]
+fn a_change_at_a_version_2_24_past_the_holders_leaves_no_stale_reset_spinning_its_lookups() {
+    let b: Arc<Bucket> = Arc::from(bucket());
+    crate::store::shm::units::lock_free();
+    // every state expired at 128; slot 0 is tag 100's, at version 1
+    fill(&b, 0);
+    // the bucket's version is 2^24: the next change would be at 1 + 2^24, whose 24-bit check
+    // is the one slot 0's state carries
+    set_gate(
+        &b,
+        Gate {
+            version: 1 << 24,
+            intent: None,
+        },
+    );
+    let now = 1_000;
+    // a reset of 100 (or a clear) reads its slot, and stalls before its swap
+    let Lookup::Held { held, cell } = b.lookup(100, now) else {
+        panic!()
+    };
+    assert_eq!(held.slot, 0);
+    // tag 7 claims slot 0, expired first
+    let Lookup::Absent { gate } = b.lookup(7, now) else {
+        panic!()
+    };
+    b.claim(7, gate, now, OnFull::Reject);
+    // the reset resumes: it empties the cell it read, for the version it read
+    b.update(held, cell, Cell::empty(held.ident.version));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let b2 = b.clone();
+    std::thread::spawn(move || {
+        let r = b2.lookup(100, now);
+        let _ = tx.send(format!("{r:?}"));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .expect("100's lookup spins: its cell is emptied for a version its slot no longer has");
+    b.check(now).unwrap();
+    assert!(matches!(b.lookup(7, now), Lookup::Held { held, .. } if held.slot == 0));
+}

@@ -161,6 +161,9 @@ pub trait SlotCell: Copy + Eq + std::fmt::Debug {
     fn restamp(self, version: u64) -> Self;
     /// When the state stops mattering to any limiter (0 for no state).
     fn expires_at(self) -> u64;
+    /// Whether a state stamped for the holder at `a` passes for one stamped for `b` (the
+    /// stamp keeps only a version's low bits).
+    fn stamps_alike(a: u64, b: u64) -> bool;
 
     /// Whether this word is the holder's at `version`: a state stamped for it, or no state
     /// for exactly that version.
@@ -210,6 +213,10 @@ impl SlotCell for Cell {
     #[inline]
     fn expires_at(self) -> u64 {
         Cell::expires_at(self)
+    }
+    #[inline]
+    fn stamps_alike(a: u64, b: u64) -> bool {
+        check_of(a) == check_of(b)
     }
 }
 
@@ -295,7 +302,8 @@ const SEQ_MASK: u32 = (1 << SEQ_BITS) - 1;
 ///
 /// ```text
 /// bits 0..8    the low 8 bits of the holder's version (the slot's identity is re-read
-///              around every judgement, so telling neighbouring versions apart is enough)
+///              around every judgement, and a change of membership never takes a slot to a
+///              version with its holder's low bits: see `BucketOf::claim`)
 /// bit  8       present: the rates' words hold the key's states (or are being given them)
 /// bit  9       (0)
 /// bits 10..32  sequence: of the last request (each rate's word carries it once applied)
@@ -400,6 +408,10 @@ impl SlotCell for Control {
         } else {
             0
         }
+    }
+    #[inline]
+    fn stamps_alike(a: u64, b: u64) -> bool {
+        Self::check8(a) == Self::check8(b)
     }
 }
 
