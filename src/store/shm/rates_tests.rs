@@ -182,13 +182,13 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
             panic!("k holds a slot");
         };
         // A process installs a request of cost 2, then dies part-way through applying it.
-        let pending = Control::request(
+        let request = Control::request(
             held.ident.version,
             next_seq(control.seq()),
             now + store.bound,
             2,
         );
-        assert!(bucket.update(held, control, pending));
+        assert!(bucket.update(held, control, request));
         for (i, rate) in store.rates.iter().enumerate().take(applied) {
             let (_, old) = read_rate_word(bucket.word(held, i).load());
             let next = rate
@@ -196,13 +196,13 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
                 .1
                 .unwrap();
             let word = bucket.word(held, i);
-            assert!(word.swap(word.load(), rate_word(pending.seq(), next.pack())));
+            assert!(word.swap(word.load(), rate_word(request.seq(), next.pack())));
         }
         // The next visitor applies it (once) before deciding: 1 + 2 of the 5 and of the 8.
         let peek = store.peek(b"k", now);
         assert_eq!(peek.remaining, 2, "applied {applied}");
         for i in 0..2 {
-            assert_eq!(read_rate_word(bucket.word(held, i).load()).0, pending.seq());
+            assert_eq!(read_rate_word(bucket.word(held, i).load()).0, request.seq());
         }
         // Two rates' slots are 64 bytes, each in one cache line: identity, control, words.
         assert_eq!(bucket.word(held, 0) as *const _ as usize % 64, 32);
@@ -210,7 +210,7 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
         assert!(store.decide(b"k", 1, now).allowed);
         assert!(!store.decide(b"k", 1, now).allowed, "5 of the short window");
         // A late helper of the old request changes nothing.
-        store.apply(bucket, held, pending);
+        store.apply(bucket, held, request);
         assert!(!store.decide(b"k", 1, now).allowed);
         assert_eq!(
             store.peek(b"k", now + 100).remaining,
@@ -270,13 +270,13 @@ fn a_reset_while_a_request_is_being_applied_forgets_it_whole() {
     let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
         panic!("k holds a slot");
     };
-    let pending = Control::request(
+    let request = Control::request(
         held.ident.version,
         next_seq(control.seq()),
         now + store.bound,
         1,
     );
-    assert!(bucket.update(held, control, pending));
+    assert!(bucket.update(held, control, request));
     // The first rate gets the request, then the key is reset, then the rest is applied late.
     let (_, old) = read_rate_word(bucket.word(held, 0).load());
     let next = store.rates[0]
@@ -284,9 +284,9 @@ fn a_reset_while_a_request_is_being_applied_forgets_it_whole() {
         .1
         .unwrap();
     let word = bucket.word(held, 0);
-    assert!(word.swap(word.load(), rate_word(pending.seq(), next.pack())));
+    assert!(word.swap(word.load(), rate_word(request.seq(), next.pack())));
     assert!(store.reset(b"k", now));
-    store.apply(bucket, held, pending);
+    store.apply(bucket, held, request);
     // Nothing of the old states shows through: every rate starts again.
     assert_eq!(store.peek(b"k", now).remaining, 5);
     for _ in 0..5 {
@@ -407,7 +407,7 @@ fn processes_on_one_key_admit_exactly_the_tightest_rate() {
 // ---------- membership changes at a version the control's 8-bit check cannot tell apart
 
 /// Two fixed windows (5 a 100 ns, 8 a 1000 ns) over a table of one bucket of 7 slots.
-fn one_bucket(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7> {
+fn one_bucket(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7, 32> {
     let region = open_table(&dir.0, name, Some(5), 2).unwrap();
     let rates = vec![
         FixedWindow::new(Rate {
@@ -505,25 +505,25 @@ struct StaleDecide<S> {
 /// the shared table must give (an expired state decides as no state).
 type Model<S> = std::collections::HashMap<usize, [Option<S>; 2]>;
 
-/// Installs `pending` (already swapped in) and applies it to the first `words` rates' words
+/// Takes `request` (already installed) and applies it to the first `words` rates' words
 /// only, as an author killed part-way would.
-fn apply_part<A>(store: &RatesStore<A, 2, 7>, held: Held, pending: Control, words: usize)
+fn apply_part<A>(store: &RatesStore<A, 2, 7, 32>, held: Held, request: Control, words: usize)
 where
     A: Algorithm + Lifetime,
     A::State: PackedState,
 {
-    let bucket = &store.base.table::<Control, 2, 7>().buckets()[0];
-    let now = pending.expires_at() - store.bound;
+    let bucket = &store.base.table::<Control, 2, 7, 32>().buckets()[0];
+    let now = request.expires_at() - store.bound;
     for (i, rate) in store.rates.iter().enumerate().take(words) {
         let word = bucket.word(held, i);
         let current = word.load();
         let (stamp, state) = read_rate_word(current);
-        if stamp == pending.seq() || bucket.cell(held) != pending {
+        if stamp == request.seq() || bucket.cell(held) != request {
             continue;
         }
-        let old = (next_seq(stamp) == pending.seq()).then(|| PackedState::unpack(state));
-        let next = rate.decide(old, now, u64::from(pending.cost())).1.unwrap();
-        word.swap(current, rate_word(pending.seq(), next.pack()));
+        let old = (next_seq(stamp) == request.seq()).then(|| PackedState::unpack(state));
+        let next = rate.decide(old, now, u64::from(request.cost())).1.unwrap();
+        word.swap(current, rate_word(request.seq(), next.pack()));
     }
 }
 
@@ -580,8 +580,8 @@ where
     let dir = TempDir::new();
     for seed in seeds {
         let region = open_table(&dir.0, &format!("{name}-{seed}"), Some(5), 2).unwrap();
-        let store = RatesStore::<A, 2, 7>::new(rates.to_vec(), "fuzz", region, OnFull::Reject);
-        let bucket = &store.base.table::<Control, 2, 7>().buckets()[0];
+        let store = RatesStore::<A, 2, 7, 32>::new(rates.to_vec(), "fuzz", region, OnFull::Reject);
+        let bucket = &store.base.table::<Control, 2, 7, 32>().buckets()[0];
         let mut rng = Rng(seed * 7919 + 1);
         let mut model: Model<A::State> = Model::new();
         let mut stale_decides: Vec<StaleDecide<A::State>> = vec![];
@@ -619,6 +619,7 @@ where
                         held,
                         control,
                         states,
+                        ..
                     } = store.view(bucket, tag, now)
                     else {
                         continue;
@@ -674,8 +675,8 @@ where
                 }
                 10 if !installed.is_empty() => {
                     // a late helper of any request ever installed
-                    let (held, pending) = installed[rng.below(installed.len() as u64) as usize];
-                    store.apply(bucket, held, pending);
+                    let (held, request) = installed[rng.below(installed.len() as u64) as usize];
+                    store.apply(bucket, held, request);
                 }
                 11 => {
                     store.reset(key.as_bytes(), now);
@@ -705,7 +706,7 @@ where
 /// The rest of a decision that read `stale` (maybe long ago): install its request if the
 /// control is still the one it read, then apply all, part (killed) or none of it.
 fn resume_decide<A>(
-    store: &RatesStore<A, 2, 7>,
+    store: &RatesStore<A, 2, 7, 32>,
     model: &mut Model<A::State>,
     installed: &mut Vec<(Held, Control)>,
     stale: StaleDecide<A::State>,
@@ -715,18 +716,18 @@ fn resume_decide<A>(
     A: Algorithm + Lifetime,
     A::State: PackedState,
 {
-    let bucket = &store.base.table::<Control, 2, 7>().buckets()[0];
+    let bucket = &store.base.table::<Control, 2, 7, 32>().buckets()[0];
     let decision = store.evaluate(&stale.states, stale.now, stale.cost);
     if !decision.allowed {
         return;
     }
-    let pending = Control::pending(
+    let request = Control::request(
         stale.held.ident.version,
         next_seq(stale.control.seq()),
         stale.now + store.bound,
         stale.cost as u32,
     );
-    if !bucket.update(stale.held, stale.control, pending) {
+    if !bucket.update(stale.held, stale.control, request) {
         return;
     }
     // It takes effect here: on the states the model has had since the decider read them.
@@ -735,10 +736,10 @@ fn resume_decide<A>(
         want.allowed,
         "installed a request the model refuses: {context}"
     );
-    installed.push((stale.held, pending));
+    installed.push((stale.held, request));
     match rng.below(3) {
-        0 => store.apply(bucket, stale.held, pending),
-        words => apply_part(store, stale.held, pending, words as usize - 1),
+        0 => store.apply(bucket, stale.held, request),
+        words => apply_part(store, stale.held, request, words as usize - 1),
     }
 }
 
