@@ -212,7 +212,7 @@ class RateLimiter:
     @staticmethod
     def destroy_shared(name: str) -> bool:
         """Removes the shared table ``name`` (or the one an ``shm://`` URL names), with its
-        tables of several rates: True if there was one. Limiters made afterwards get a new,
+        wider tables (several rates): True if there was one. Limiters made afterwards get a new,
         empty table."""
     def _noop(self, key: str) -> bool: ...
     def _check_shared_table(self) -> None: ...

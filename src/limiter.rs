@@ -131,9 +131,9 @@ impl Limiter {
         })
     }
 
-    /// A limiter whose states live in the shared `region` (one rate; a sliding window's limit
-    /// at most 65,535): every process that opens the region with the same settings shares
-    /// them. `on_full` says what a new key gets when its bucket of the table is full.
+    /// A limiter whose states live in the shared `region` (a table whose slots hold
+    /// `SharedStore::words(&config)` words of state): every process that opens the region
+    /// with the same settings shares them. `on_full` says what a new key gets when its bucket of the table is full.
     #[cfg(unix)]
     pub fn shared(
         config: LimiterConfig,

@@ -154,6 +154,29 @@ def test_several_rates_in_shared_memory_decide_as_in_memory(
     RateLimiter.destroy_shared(where)
 
 
+@pytest.mark.parametrize("rate", ["70000/2 seconds", "100000/second; 70000/3 seconds"])
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["decide", "peek", "advance", "reset"]),
+            st.integers(0, 2),
+            st.integers(1, 40_000),
+        ),
+        max_size=40,
+    )
+)
+def test_sliding_windows_counting_past_65535_in_shared_memory_decide_as_in_memory(
+    tmp_path_factory: pytest.TempPathFactory, rate: str, steps: list[tuple[str, int, int]]
+) -> None:
+    where = url(tmp_path_factory.mktemp("shm"), "wide")
+    clock = ManualClock(1000)
+    memory = RateLimiter.from_rate(rate, "sliding", clock=clock)
+    shared = RateLimiter.from_rate(rate, "sliding", clock=clock, storage=where)
+    replay(memory, shared, clock, steps, 1 / 40_000)
+    RateLimiter.destroy_shared(where)
+
+
 def hammer_from_four_processes(where: str, rate: str, algorithm: str, start_method: str) -> int:
     """4 processes started with ``start_method``, 4 threads each, 100 tries each on one key:
     the admissions in all."""
@@ -279,14 +302,14 @@ def test_settings_that_do_not_apply_and_bad_urls_are_refused_by_name(shm_dir: pa
         RateLimiter.from_rate("3/minute", storage=where, on_full=1)
     with pytest.raises(ValueError, match="at most 4 rates, got 5"):
         RateLimiter.from_rate("1/second; 2/minute; 3/hour; 4/day; 5/month", storage=where)
-    with pytest.raises(ValueError, match="65535"):
-        RateLimiter.from_rate("70000/minute", "sliding", storage=where)
     assert not (shm_dir / "rprl-refused").exists(), "settings are checked before a table is made"
     assert RateLimiter.from_rate("3/minute", storage=where).allow("k")
     with pytest.raises(
         StorageError, match=f"{shm_dir}/rprl-refused: it exists with room for 101 keys, not 5000"
     ):
         RateLimiter.from_rate("3/minute", storage=url(shm_dir, "refused", capacity=5000))
+    wide = RateLimiter.from_rate("70000/minute", "sliding", storage=where)
+    assert wide.allow("k", 70_000) and not wide.allow("k"), "a sliding window past 65,535"
     assert RateLimiter.from_rate("3/minute", storage=where, max_keys=100).allow("k")
     assert RateLimiter.from_rate("3/minute", storage=url(shm_dir, "sized"), max_keys=50).allow("k")
 
@@ -327,11 +350,11 @@ def test_destroy_shared_removes_a_table_and_limiters_made_later_start_afresh(
     first = RateLimiter.from_rate("1/minute", storage=where)
     assert first.allow("k")
     assert RateLimiter.from_rate("1/minute; 5/hour", storage=where).allow("k")
-    assert (shm_dir / "rprl-gone+2rates").exists()
+    assert (shm_dir / "rprl-gone+2words").exists()
     assert RateLimiter.destroy_shared(where) is True
     assert RateLimiter.destroy_shared(where) is False
     assert not (shm_dir / "rprl-gone").exists()
-    assert not (shm_dir / "rprl-gone+2rates").exists()
+    assert not (shm_dir / "rprl-gone+2words").exists()
     assert RateLimiter.from_rate("1/minute", storage=where).allow("k"), "a new, empty table"
     with pytest.raises(ValueError, match="region name"):
         RateLimiter.destroy_shared("../etc")

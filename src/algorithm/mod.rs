@@ -51,6 +51,32 @@ pub trait PackedState: Copy {
     fn unpack(words: [u32; 3]) -> Self;
 }
 
+/// A state kept in a shared table as one or two 12-byte words (a slot of several rates, see
+/// `store::shm::rates`), written one word at a time, in order, by whoever applies a request.
+/// So word `j`'s next value must follow from the old values of words `j..` alone: a helper
+/// that finds word 0 applied and word 1 not knows only the old word 1.
+pub trait WordsState: Copy {
+    /// 1 or 2.
+    const WORDS: usize;
+    /// The state's words (the second unused when [`Self::WORDS`] is 1).
+    fn to_words(self) -> [[u32; 3]; 2];
+    /// A state built from words `from..` (the earlier ones, already replaced, are ignored)
+    /// whose admitted step gives the same words `from..` as the whole old state's.
+    fn from_words(words: &[[u32; 3]; 2], from: usize) -> Self;
+}
+
+impl<S: PackedState> WordsState for S {
+    const WORDS: usize = 1;
+    #[inline(always)]
+    fn to_words(self) -> [[u32; 3]; 2] {
+        [self.pack(), [0; 3]]
+    }
+    #[inline(always)]
+    fn from_words(words: &[[u32; 3]; 2], _from: usize) -> Self {
+        S::unpack(words[0])
+    }
+}
+
 /// The algorithm names users choose from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AlgorithmKind {

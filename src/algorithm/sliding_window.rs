@@ -77,6 +77,32 @@ impl PackedState for SlidingState<u16> {
     }
 }
 
+/// Counts of up to `u32::MAX` take two words in a shared table: word 0 the start and the
+/// previous count, word 1 the start and the current count. A request's new start and current
+/// count follow from the old start and current count alone (the previous count only weighs
+/// whether it is admitted, and it was), so word 1 can be applied after word 0 is replaced.
+impl super::WordsState for SlidingState<u32> {
+    const WORDS: usize = 2;
+
+    #[inline]
+    fn to_words(self) -> [[u32; 3]; 2] {
+        let [lo, hi] = self.start.0;
+        [[lo, hi, self.prev], [lo, hi, self.cur]]
+    }
+
+    #[inline]
+    fn from_words(words: &[[u32; 3]; 2], from: usize) -> Self {
+        let [lo, hi, cur] = words[1];
+        SlidingState {
+            start: PackedNs([lo, hi]),
+            cur,
+            // Word 1 alone: no previous count, which admits whatever the whole state admitted
+            // and gives the same start and current count.
+            prev: if from == 0 { words[0][2] } else { 0 },
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SlidingWindow<C: Count = u32> {
     limit: u64,

@@ -739,9 +739,9 @@ impl RateLimiter {
         }
     }
 
-    /// Removes the shared table `name` (or the one an `shm://` URL names), with its tables of
-    /// several rates: True if there was one. Processes using it keep it until they make their limiters again; limiters made
-    /// afterwards get a new, empty table.
+    /// Removes the shared table `name` (or the one an `shm://` URL names), with its wider
+    /// tables (several rates): True if there was one. Processes using it keep it until they
+    /// make their limiters again; limiters made afterwards get a new, empty table.
     #[staticmethod]
     fn destroy_shared(name: &Bound<'_, PyAny>) -> PyResult<bool> {
         let text = name

@@ -91,8 +91,8 @@ pub fn shared_limiter(
     };
     config.validate().map_err(config_error)?;
     SharedStore::check(&config).map_err(config_error)?;
-    let rates = config.rates.len() as u32;
-    let region = open_table(&parsed.dir, &parsed.name, capacity, rates).map_err(region_error)?;
+    let words = SharedStore::words(&config);
+    let region = open_table(&parsed.dir, &parsed.name, capacity, words).map_err(region_error)?;
     let clock = clock.unwrap_or(Clock::Shared(*region.clock()));
     Limiter::shared(config, clock, Arc::clone(&region)).map_err(config_error)
 }

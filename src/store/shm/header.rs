@@ -9,7 +9,7 @@
 //!     24     8  capacity         slots in the table
 //!     32     8  slot_size        bytes a slot takes
 //!     40     4  creator_uid      the effective uid that made it; another uid is refused
-//!     44     4  rates            of the limiters it serves (0 or 1: one rate; see region.rs)
+//!     44     4  words            of state in a slot (0 or 1: a one-rate table; see region.rs)
 //!     48    16  hash_seed        random per region: keys are hashed with it
 //!     64    16  boot_id          /proc/sys/kernel/random/boot_id at creation: a region made
 //!                                before a reboot is rebuilt, never trusted
@@ -32,9 +32,9 @@ pub struct Header {
     pub file_size: u64,
     pub capacity: u64,
     pub slot_size: u64,
-    /// The rates of the limiters whose states it holds (one-rate tables made before this
-    /// field existed say 0, the same as 1).
-    pub rates: u32,
+    /// The words of state its slots hold (one-rate tables made before this field existed say
+    /// 0, the same as 1).
+    pub words: u32,
     pub creator_uid: u32,
     pub hash_seed: [u8; 16],
     pub boot_id: [u8; 16],
@@ -93,7 +93,7 @@ impl Header {
         page[24..32].copy_from_slice(&self.capacity.to_le_bytes());
         page[32..40].copy_from_slice(&self.slot_size.to_le_bytes());
         page[40..44].copy_from_slice(&self.creator_uid.to_le_bytes());
-        page[44..48].copy_from_slice(&self.rates.max(1).to_le_bytes());
+        page[44..48].copy_from_slice(&self.words.max(1).to_le_bytes());
         page[48..64].copy_from_slice(&self.hash_seed);
         page[64..80].copy_from_slice(&self.boot_id);
         page[80..144].copy_from_slice(&self.clock);
@@ -125,7 +125,7 @@ impl Header {
             capacity: u64_at(24),
             slot_size: u64_at(32),
             creator_uid: u32_at(40),
-            rates: u32_at(44).max(1),
+            words: u32_at(44).max(1),
             hash_seed: bytes[48..64].try_into().expect("16 bytes"),
             boot_id: bytes[64..80].try_into().expect("16 bytes"),
             clock: bytes[80..144].try_into().expect("64 bytes"),
@@ -160,7 +160,7 @@ mod tests {
             file_size: HEADER_SIZE as u64 + 64 * 32,
             capacity: 64,
             slot_size: 32,
-            rates: 1,
+            words: 1,
             creator_uid: 1000,
             hash_seed: [7; 16],
             boot_id: [9; 16],

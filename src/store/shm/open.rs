@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::region::{file_name, Region, RegionError, RegionSpec};
 use super::store::{key_tag, region_hasher};
-use super::table::{buckets_for, slots_for_rates, BUCKET_BYTES, LOAD_FACTOR, MAX_RATES};
+use super::table::{buckets_for, slots_for_words, BUCKET_BYTES, LOAD_FACTOR, MAX_WORDS};
 use super::units::lock_free;
 use std::sync::atomic::Ordering;
 
@@ -17,30 +17,30 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// The most keys a region may be made for: 2^32 (about 190 GB of table).
 pub const MAX_CAPACITY: u64 = 1 << 32;
 
-/// The keys a table of `buckets` for limiters of `rates` rates holds at the load factor (what
-/// `capacity=` asked for, give or take the rounding up to whole buckets).
-pub fn capacity_of(buckets: u64, rates: u32) -> u64 {
-    (buckets as f64 * slots_for_rates(rates) as f64 * LOAD_FACTOR) as u64
+/// The keys a table of `buckets` whose slots hold `words` words of state holds at the load
+/// factor (what `capacity=` asked for, give or take the rounding up to whole buckets).
+pub fn capacity_of(buckets: u64, words: u32) -> u64 {
+    (buckets as f64 * slots_for_words(words) as f64 * LOAD_FACTOR) as u64
 }
 
-/// Bytes of table per key at `capacity`, for limiters of `rates` rates.
-pub fn bytes_per_key(capacity: u64, rates: u32) -> f64 {
-    (buckets_for(capacity, slots_for_rates(rates)) * BUCKET_BYTES as u64) as f64 / capacity as f64
+/// Bytes of table per key at `capacity`, for slots of `words` words of state.
+pub fn bytes_per_key(capacity: u64, words: u32) -> f64 {
+    (buckets_for(capacity, slots_for_words(words)) * BUCKET_BYTES as u64) as f64 / capacity as f64
 }
 
 static OPEN: Mutex<Option<HashMap<PathBuf, Weak<Region>>>> = Mutex::new(None);
 
-/// Opens (or creates) the table `name` in `dir` for limiters of `rates` rates (each count of
-/// rates has its own file, see [`file_name`]). `capacity` is the keys a new table is made
+/// Opens (or creates) the table `name` in `dir` whose slots hold `words` words of state (each
+/// width has its own file, see [`file_name`]). `capacity` is the keys a new table is made
 /// for (default [`DEFAULT_CAPACITY`]); an existing table must match it when it is given, and is
 /// taken as it is when not.
 pub fn open_table(
     dir: &Path,
     name: &str,
     capacity: Option<u64>,
-    rates: u32,
+    words: u32,
 ) -> Result<Arc<Region>, RegionError> {
-    let path = dir.join(file_name(name, rates));
+    let path = dir.join(file_name(name, words));
     let error = |message: String| RegionError {
         path: path.clone(),
         message,
@@ -56,7 +56,7 @@ pub fn open_table(
             "capacity must be 1 to {MAX_CAPACITY} keys, got {wanted}"
         )));
     }
-    let buckets = buckets_for(wanted, slots_for_rates(rates));
+    let buckets = buckets_for(wanted, slots_for_words(words));
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     let open = open.get_or_insert_with(HashMap::new);
     let region = match open.get(&path).and_then(Weak::upgrade) {
@@ -67,7 +67,7 @@ pub fn open_table(
                 name: name.to_string(),
                 capacity: buckets,
                 slot_size: BUCKET_BYTES as u64,
-                rates,
+                words,
                 capacity_given: false,
             };
             let region = Arc::new(Region::open(&spec)?);
@@ -82,8 +82,8 @@ pub fn open_table(
         return Err(error(format!(
             "it exists with room for {} keys, not {wanted}: open it without capacity=, with \
              capacity={}, or remove it first (RateLimiter.destroy_shared)",
-            capacity_of(existing, rates),
-            capacity_of(existing, rates)
+            capacity_of(existing, words),
+            capacity_of(existing, words)
         )));
     }
     Ok(region)
@@ -110,17 +110,17 @@ fn check_hashing(region: &Region) -> Result<(), String> {
     }
 }
 
-/// Removes the table `name` in `dir`, with its tables for several rates (see
+/// Removes the table `name` in `dir`, with its wider tables (several rates; see
 /// [`Region::destroy`]): false if there was none. This process's limiters on it keep their
 /// mapping; limiters made later get a new table.
 pub fn destroy_table(dir: &Path, name: &str) -> Result<bool, RegionError> {
     let mut removed = false;
-    for rates in 1..=MAX_RATES {
-        let path = dir.join(file_name(name, rates));
+    for words in 1..=MAX_WORDS {
+        let path = dir.join(file_name(name, words));
         if let Some(open) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             open.remove(&path);
         }
-        removed |= Region::destroy(dir, name, rates)?;
+        removed |= Region::destroy(dir, name, words)?;
     }
     Ok(removed)
 }

@@ -28,27 +28,29 @@ use super::region::Region;
 use super::store::{Base, Lifetime};
 use super::table::{BucketOf, Held, Lookup, OnFull};
 use super::units::{next_seq, rate_word, read_rate_word, Control, SlotCell};
-use crate::algorithm::{Algorithm, PackedState};
+use crate::algorithm::{Algorithm, WordsState};
 use crate::decision::Decision;
 use crate::store::StoreStats;
 
 /// A key's standing as a decision reads it.
-enum View<S, const R: usize> {
-    /// The key holds a slot: its control (every rate's word applied), and each rate's word
-    /// as read and state under it.
+enum View<S, const R: usize, const E: usize> {
+    /// The key holds a slot: its control (every rate's words applied), the words as read, and
+    /// each rate's state under them.
     Held {
         held: Held,
         control: Control,
-        words: [u128; R],
+        words: [u128; E],
         states: [Option<S>; R],
     },
     /// The key holds no slot; the gate read then.
     Absent { gate: u128 },
 }
 
-/// `R` rates of `A` over a table whose buckets hold `N` slots of `R + 2` words after `P`
-/// bytes of padding.
-pub struct RatesStore<A: Algorithm, const R: usize, const N: usize, const P: usize> {
+/// `R` rates of `A` over a table whose slots hold `E` words of state (`R` times the words of
+/// a state: 1, or 2 for a sliding window counting past 65,535), `N` slots a bucket after `P`
+/// bytes of padding. Rate `i`'s words are `i * W .. (i + 1) * W`.
+pub struct RatesStore<A: Algorithm, const R: usize, const E: usize, const N: usize, const P: usize>
+{
     rates: [A; R],
     base: Base,
     /// How long after a request its states matter at most: the longest of the rates'. The
@@ -57,20 +59,34 @@ pub struct RatesStore<A: Algorithm, const R: usize, const N: usize, const P: usi
     bound: u64,
 }
 
-type Slots<const R: usize, const N: usize, const P: usize> = BucketOf<Control, R, N, P>;
+type Slots<const E: usize, const N: usize, const P: usize> = BucketOf<Control, E, N, P>;
 
-impl<A, const R: usize, const N: usize, const P: usize> RatesStore<A, R, N, P>
+/// The state words `words` give rate `rate` (each `W` long).
+#[inline(always)]
+fn state_words<const E: usize>(words: &[u128; E], rate: usize, w: usize) -> [[u32; 3]; 2] {
+    let mut out = [[0; 3]; 2];
+    for (j, slot) in out.iter_mut().enumerate().take(w) {
+        *slot = read_rate_word(words[rate * w + j]).1;
+    }
+    out
+}
+
+impl<A, const R: usize, const E: usize, const N: usize, const P: usize> RatesStore<A, R, E, N, P>
 where
     A: Algorithm + Lifetime,
-    A::State: PackedState,
+    A::State: WordsState,
 {
+    /// The words of one rate's state.
+    const W: usize = <A::State as WordsState>::WORDS;
+
     /// A store of `rates` (exactly `R`, each admitting costs of at most `u32::MAX`) in
     /// `region`, a table made for `R` rates.
     pub fn new(rates: Vec<A>, settings: &str, region: Arc<Region>, on_full: OnFull) -> Self {
         let bound = rates.iter().map(Lifetime::bound_ns).max().unwrap_or(0);
         debug_assert!(rates.iter().all(|r| r.max_cost() <= u64::from(u32::MAX)));
+        assert_eq!(E, R * Self::W, "a RatesStore's slots hold its rates' words");
         let Ok(rates) = <[A; R]>::try_from(rates) else {
-            panic!("a RatesStore<_, {R}, _, _> is given {R} rates");
+            panic!("a RatesStore<_, {R}, ..> is given {R} rates");
         };
         RatesStore {
             rates,
@@ -80,20 +96,20 @@ where
     }
 
     #[inline(always)]
-    fn bucket(&self, tag: u64) -> &Slots<R, N, P> {
+    fn bucket(&self, tag: u64) -> &Slots<E, N, P> {
         self.base.table().bucket(tag)
     }
 
     /// Reads `tag`'s control and states consistently, applying first a request not applied
     /// to every rate yet.
     #[inline]
-    fn view(&self, bucket: &Slots<R, N, P>, tag: u64, now: u64) -> View<A::State, R> {
+    fn view(&self, bucket: &Slots<E, N, P>, tag: u64, now: u64) -> View<A::State, R, E> {
         loop {
             let (held, control) = match bucket.lookup(tag, now) {
                 Lookup::Absent { gate } => return View::Absent { gate },
                 Lookup::Held { held, cell } => (held, cell),
             };
-            let words: [u128; R] = std::array::from_fn(|i| bucket.word(held, i).load());
+            let words: [u128; E] = std::array::from_fn(|i| bucket.word(held, i).load());
             let present = control.is_present();
             if present && words.iter().any(|w| read_rate_word(*w).0 != control.seq()) {
                 self.apply(bucket, held, control);
@@ -102,7 +118,9 @@ where
             if bucket.cell(held) != control {
                 continue;
             }
-            let states = words.map(|w| present.then(|| A::State::unpack(read_rate_word(w).1)));
+            let states = std::array::from_fn(|i| {
+                present.then(|| A::State::from_words(&state_words(&words, i, Self::W), 0))
+            });
             return View::Held {
                 held,
                 control,
@@ -112,35 +130,50 @@ where
         }
     }
 
-    /// Applies the installed request `request` to each rate's word that does not carry its
-    /// sequence yet. Anyone may, any number of times: every helper computes the same new
-    /// state from the old.
-    fn apply(&self, bucket: &Slots<R, N, P>, held: Held, request: Control) {
+    /// Applies the installed request `request` to each word that does not carry its sequence
+    /// yet, a rate's words in order. Anyone may, any number of times: every helper computes
+    /// the same new word from the old ones (word `j` of a rate from its words `j..`, which
+    /// are still old while word `j` is: they are written after it).
+    fn apply(&self, bucket: &Slots<E, N, P>, held: Held, request: Control) {
         let seq = request.seq();
         let now = request.expires_at() - self.bound;
         let cost = u64::from(request.cost());
         for (i, rate) in self.rates.iter().enumerate() {
-            let word = bucket.word(held, i);
-            loop {
-                let current = word.load();
-                let (stamp, state) = read_rate_word(current);
-                if stamp == seq {
-                    break;
-                }
-                // Read while the request was still the key's last: a helper that read the
-                // control long ago must not write over a later request's state (from here, a
-                // later request changes the word first, and the swap below fails).
-                if bucket.cell(held) != request {
-                    return;
-                }
-                // The request was installed over a control whose words all carried the
-                // sequence before it, or over an empty one (then no word does).
-                let old = (next_seq(stamp) == seq).then(|| A::State::unpack(state));
-                let Some(next) = rate.decide(old, now, cost).1 else {
-                    return;
-                };
-                if word.swap(current, rate_word(seq, next.pack())) {
-                    break;
+            for j in 0..Self::W {
+                let word = bucket.word(held, i * Self::W + j);
+                loop {
+                    let current = word.load();
+                    let (stamp, _) = read_rate_word(current);
+                    if stamp == seq {
+                        break;
+                    }
+                    // Read while the request was still the key's last: a helper that read the
+                    // control long ago must not write over a later request's state (from
+                    // here, a later request changes the word first, and the swap fails).
+                    if bucket.cell(held) != request {
+                        return;
+                    }
+                    let mut olds = [0u128; E];
+                    olds[i * Self::W + j] = current;
+                    let mut later_applied = false;
+                    for k in j + 1..Self::W {
+                        olds[i * Self::W + k] = bucket.word(held, i * Self::W + k).load();
+                        later_applied |= read_rate_word(olds[i * Self::W + k]).0 == seq;
+                    }
+                    if later_applied {
+                        // then this word was applied too: look again
+                        continue;
+                    }
+                    // The request was installed over a control whose words all carried the
+                    // sequence before it, or over an empty one (then no word does).
+                    let old = (next_seq(stamp) == seq)
+                        .then(|| A::State::from_words(&state_words(&olds, i, Self::W), j));
+                    let Some(next) = rate.decide(old, now, cost).1 else {
+                        return;
+                    };
+                    if word.swap(current, rate_word(seq, next.to_words()[j])) {
+                        break;
+                    }
                 }
             }
         }
@@ -174,12 +207,14 @@ where
                     let request =
                         Control::request(held.ident.version, seq, now + self.bound, cost as u32);
                     if bucket.update(held, control, request) {
-                        // Each word from the value read to the state computed: a swap that
-                        // fails found the word applied by a helper (or the key gone since).
+                        // Each word from the value read to the state computed, in order: a swap
+                        // that fails found the word applied by a helper (or the key gone).
                         for (i, (_, next)) in steps.iter().enumerate() {
                             if let Some(next) = next {
-                                let word = rate_word(seq, next.pack());
-                                bucket.word(held, i).swap(words[i], word);
+                                for (j, new) in next.to_words().iter().take(Self::W).enumerate() {
+                                    let at = i * Self::W + j;
+                                    bucket.word(held, at).swap(words[at], rate_word(seq, *new));
+                                }
                             }
                         }
                         self.base.record(&decision);
@@ -260,16 +295,16 @@ where
 
     /// Forgets every state in the table (of every limiter of `R` rates sharing it).
     pub fn clear(&self, now: u64) {
-        self.base.clear::<Control, R, N, P>(now);
+        self.base.clear::<Control, E, N, P>(now);
     }
 
     pub fn stats(&self, now: u64) -> StoreStats {
-        self.base.stats::<Control, R, N, P>(now)
+        self.base.stats::<Control, E, N, P>(now)
     }
 
     /// Checks every bucket's invariants (see [`BucketOf::check`]).
     pub fn check_table(&self, now: u64) -> Result<(), String> {
-        self.base.check_table::<Control, R, N, P>(now)
+        self.base.check_table::<Control, E, N, P>(now)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 
 use super::*;
-use crate::algorithm::{AlgorithmKind, FixedWindow, SlidingWindow};
+use crate::algorithm::{AlgorithmKind, FixedWindow, PackedState, SlidingWindow, WordsState};
 use crate::clock::{Clock, ManualClock};
 use crate::config::LimiterConfig;
 use crate::limiter::Limiter;
@@ -37,13 +37,13 @@ fn shared(
     config: LimiterConfig,
     clock: &ManualClock,
 ) -> Limiter {
-    let rates = config.rates.len() as u32;
-    let region = open_table(&dir.0, name, Some(capacity), rates).unwrap();
+    let words = crate::store::shm::SharedStore::words(&config);
+    let region = open_table(&dir.0, name, Some(capacity), words).unwrap();
     Limiter::shared(config, Clock::Manual(clock.clone()), region).unwrap()
 }
 
 /// Two fixed windows over a table of two rates, driven directly (no limiter).
-fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7, 32> {
+fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 2, 7, 32> {
     let region = open_table(&dir.0, name, Some(100), 2).unwrap();
     let rates = vec![
         FixedWindow::new(Rate {
@@ -58,6 +58,49 @@ fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7, 32> {
     RatesStore::new(rates, "test", region, OnFull::Reject)
 }
 
+/// Runs 400 random steps (decide, peek, preview, reset, the clock moving) on `config` in
+/// memory and over the shared table, asserting every answer and the counts agree. Costs are
+/// mostly 1, else up to `most`.
+fn compare_with_memory(dir: &TempDir, name: &str, config: LimiterConfig, rng: &mut Rng, most: u64) {
+    let longest = config.rates.iter().map(|r| r.period_ns).max().unwrap();
+    let clock = ManualClock::new(START);
+    let memory = Limiter::new(config.clone(), Clock::Manual(clock.clone())).unwrap();
+    let context = format!("{name} {:?}", config.rates);
+    let shm = shared(dir, name, 1000, config, &clock);
+    for step in 0..400 {
+        let key = format!("k{}", rng.below(6));
+        let context = format!("{context} step {step}");
+        let cost = if rng.below(5) == 0 {
+            rng.below(most + 1)
+        } else {
+            1
+        };
+        match rng.below(10) {
+            0 => {
+                clock.advance_ns(rng.below(longest * 2)).unwrap();
+            }
+            1 => assert_eq!(shm.peek(&key), memory.peek(&key), "peek: {context}"),
+            2 => assert_eq!(
+                shm.preview(&key, cost),
+                memory.preview(&key, cost),
+                "preview: {context}"
+            ),
+            3 if rng.below(4) == 0 => {
+                shm.reset(&key);
+                memory.reset(&key);
+            }
+            _ => assert_eq!(
+                shm.decide(&key, cost),
+                memory.decide(&key, cost),
+                "decide: {context}"
+            ),
+        }
+    }
+    let (s, m) = (shm.stats(), memory.stats());
+    assert_eq!((s.allowed, s.blocked), (m.allowed, m.blocked), "{context}");
+    shm.check_shared_table().unwrap().unwrap();
+}
+
 #[test]
 fn several_rates_decide_as_in_memory_on_random_sequences() {
     let dir = TempDir::new();
@@ -68,54 +111,32 @@ fn several_rates_decide_as_in_memory_on_random_sequences() {
             let rates: Vec<(u64, u64)> = (0..count)
                 .map(|_| (1 + rng.below(20), 1 + rng.below(5 * NANOS_PER_SECOND)))
                 .collect();
-            let longest = rates.iter().map(|r| r.1).max().unwrap();
-            let clock = ManualClock::new(START);
-            let config = config(algorithm, &rates);
-            let memory = Limiter::new(config.clone(), Clock::Manual(clock.clone())).unwrap();
-            let shm = shared(
-                &dir,
-                &format!("model-{seed}-{algorithm}"),
-                1000,
-                config,
-                &clock,
-            );
-            for step in 0..400 {
-                let key = format!("k{}", rng.below(6));
-                let context = format!("seed {seed} {algorithm} {rates:?} step {step}");
-                match rng.below(10) {
-                    0 => {
-                        clock.advance_ns(rng.below(longest * 2)).unwrap();
-                    }
-                    1 => assert_eq!(shm.peek(&key), memory.peek(&key), "peek: {context}"),
-                    2 => {
-                        let cost = rng.below(22);
-                        assert_eq!(
-                            shm.preview(&key, cost),
-                            memory.preview(&key, cost),
-                            "preview: {context}"
-                        );
-                    }
-                    3 if rng.below(4) == 0 => {
-                        shm.reset(&key);
-                        memory.reset(&key);
-                    }
-                    _ => {
-                        let cost = if rng.below(5) == 0 { rng.below(22) } else { 1 };
-                        assert_eq!(
-                            shm.decide(&key, cost),
-                            memory.decide(&key, cost),
-                            "decide: {context}"
-                        );
-                    }
-                }
-            }
-            let (s, m) = (shm.stats(), memory.stats());
-            assert_eq!(
-                (s.allowed, s.blocked),
-                (m.allowed, m.blocked),
-                "{algorithm}"
-            );
+            let name = format!("model-{seed}-{algorithm}");
+            compare_with_memory(&dir, &name, config(algorithm, &rates), &mut rng, 21);
         }
+    }
+}
+
+#[test]
+fn sliding_windows_counting_past_65535_decide_as_in_memory_on_random_sequences() {
+    let dir = TempDir::new();
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed * 7_727);
+        let count = 1 + rng.below(4) as usize;
+        // the first past 65,535 (so all take two words), the others any size
+        let rates: Vec<(u64, u64)> = (0..count)
+            .map(|i| {
+                let limit = if i == 0 { 65_536 } else { 1_000 } + rng.below(200_000);
+                (limit, 1 + rng.below(5 * NANOS_PER_SECOND))
+            })
+            .collect();
+        let name = format!("wide-{seed}");
+        let config = config(AlgorithmKind::Sliding, &rates);
+        assert_eq!(
+            crate::store::shm::SharedStore::words(&config),
+            2 * count as u32
+        );
+        compare_with_memory(&dir, &name, config, &mut rng, 40_000);
     }
 }
 
@@ -407,7 +428,7 @@ fn processes_on_one_key_admit_exactly_the_tightest_rate() {
 // ---------- membership changes at a version the control's 8-bit check cannot tell apart
 
 /// Two fixed windows (5 a 100 ns, 8 a 1000 ns) over a table of one bucket of 7 slots.
-fn one_bucket(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 7, 32> {
+fn one_bucket(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 2, 7, 32> {
     let region = open_table(&dir.0, name, Some(5), 2).unwrap();
     let rates = vec![
         FixedWindow::new(Rate {
@@ -507,7 +528,7 @@ type Model<S> = std::collections::HashMap<usize, [Option<S>; 2]>;
 
 /// Takes `request` (already installed) and applies it to the first `words` rates' words
 /// only, as an author killed part-way would.
-fn apply_part<A>(store: &RatesStore<A, 2, 7, 32>, held: Held, request: Control, words: usize)
+fn apply_part<A>(store: &RatesStore<A, 2, 2, 7, 32>, held: Held, request: Control, words: usize)
 where
     A: Algorithm + Lifetime,
     A::State: PackedState,
@@ -580,7 +601,8 @@ where
     let dir = TempDir::new();
     for seed in seeds {
         let region = open_table(&dir.0, &format!("{name}-{seed}"), Some(5), 2).unwrap();
-        let store = RatesStore::<A, 2, 7, 32>::new(rates.to_vec(), "fuzz", region, OnFull::Reject);
+        let store =
+            RatesStore::<A, 2, 2, 7, 32>::new(rates.to_vec(), "fuzz", region, OnFull::Reject);
         let bucket = &store.base.table::<Control, 2, 7, 32>().buckets()[0];
         let mut rng = Rng(seed * 7919 + 1);
         let mut model: Model<A::State> = Model::new();
@@ -706,7 +728,7 @@ where
 /// The rest of a decision that read `stale` (maybe long ago): install its request if the
 /// control is still the one it read, then apply all, part (killed) or none of it.
 fn resume_decide<A>(
-    store: &RatesStore<A, 2, 7, 32>,
+    store: &RatesStore<A, 2, 2, 7, 32>,
     model: &mut Model<A::State>,
     installed: &mut Vec<(Held, Control)>,
     stale: StaleDecide<A::State>,
@@ -777,4 +799,75 @@ fn killed_authors_stalled_deciders_and_resets_and_late_helpers_at_random_lose_no
         "gcra",
         1..20,
     );
+}
+
+#[test]
+fn a_wide_sliding_window_left_half_written_by_a_dead_author_is_finished_as_memory_decides() {
+    // A sliding window counting past 65,535 keeps its state in two words: a helper that finds
+    // the first written and the second not must take the second from its old value alone.
+    let dir = TempDir::new();
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed * 31_337);
+        let limit = 65_536 + rng.below(100_000);
+        let window = 1_000 + rng.below(1_000_000);
+        let rate = Rate {
+            limit,
+            period_ns: window,
+        };
+        let region = open_table(&dir.0, &format!("wide-dead-{seed}"), Some(100), 2).unwrap();
+        let store = RatesStore::<SlidingWindow<u32>, 1, 2, 7, 32>::new(
+            vec![SlidingWindow::new(rate)],
+            "wide",
+            region,
+            OnFull::Reject,
+        );
+        let clock = ManualClock::new(START);
+        let memory = Limiter::new(
+            config(AlgorithmKind::Sliding, &[(limit, window)]),
+            Clock::Manual(clock.clone()),
+        )
+        .unwrap();
+        let mut now = START;
+        let mut dead = 0;
+        for step in 0..300 {
+            let context = format!("seed {seed} step {step}");
+            let delta = rng.below(window / 2);
+            now += delta;
+            clock.advance_ns(delta).unwrap();
+            let cost = 1 + rng.below(limit / 3);
+            let tag = store.base.tag(b"k");
+            let bucket = store.bucket(tag);
+            let view = store.view(bucket, tag, now);
+            match view {
+                View::Held {
+                    held,
+                    control,
+                    words,
+                    states,
+                } if rng.below(2) == 0 => {
+                    // an author installs, writes `written` of the two words, and dies
+                    let (decision, next) = store.rates[0].decide(states[0], now, cost);
+                    assert_eq!(decision, memory.decide("k", cost), "{context}");
+                    let Some(next) = next else { continue };
+                    let seq = next_seq(control.seq());
+                    let request =
+                        Control::request(held.ident.version, seq, now + store.bound, cost as u32);
+                    assert!(bucket.update(held, control, request));
+                    let written = rng.below(2) as usize;
+                    for (j, new) in next.to_words().iter().enumerate().take(written) {
+                        bucket.word(held, j).swap(words[j], rate_word(seq, *new));
+                    }
+                    dead += 1;
+                }
+                _ => assert_eq!(
+                    store.decide(b"k", cost, now),
+                    memory.decide("k", cost),
+                    "{context}"
+                ),
+            }
+            assert_eq!(store.peek(b"k", now), memory.peek("k"), "peek: {context}");
+        }
+        assert!(dead > 50, "{dead} dead authors");
+        store.check_table(now).unwrap();
+    }
 }

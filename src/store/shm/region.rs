@@ -24,14 +24,15 @@ use super::header::{Header, HEADER_SIZE};
 /// Files of this store are named `rprl-<name>`, so a name cannot clobber anything else there.
 pub const FILE_PREFIX: &str = "rprl-";
 
-/// The file of the table `name` for limiters of `rates` rates (1 for one rate): a table of
-/// several rates has wider slots, so each count of rates has a file of its own beside the
-/// one-rate table, named with a `+` that no region name can hold.
-pub fn file_name(name: &str, rates: u32) -> String {
-    if rates <= 1 {
+/// The file of the table `name` whose slots hold `words` words of state (1: a one-rate
+/// table): a table of several rates (or of a wide sliding window) has wider slots, so each
+/// width has a file of its own beside the one-rate table, named with a `+` that no region
+/// name can hold.
+pub fn file_name(name: &str, words: u32) -> String {
+    if words <= 1 {
         format!("{FILE_PREFIX}{name}")
     } else {
-        format!("{FILE_PREFIX}{name}+{rates}rates")
+        format!("{FILE_PREFIX}{name}+{words}words")
     }
 }
 
@@ -49,8 +50,8 @@ pub struct RegionSpec {
     /// Slots of a new region (what `slot_size` calls a slot is the table's unit).
     pub capacity: u64,
     pub slot_size: u64,
-    /// The rates of the limiters whose states it holds (1: one rate; see [`file_name`]).
-    pub rates: u32,
+    /// The words of state its slots hold (1: a one-rate table; see [`file_name`]).
+    pub words: u32,
     /// Whether an existing region must have exactly `capacity` (the user asked for it), or
     /// is taken as it is.
     pub capacity_given: bool,
@@ -130,7 +131,7 @@ impl Region {
             file_size: HEADER_SIZE as u64 + spec.capacity * spec.slot_size,
             capacity: spec.capacity,
             slot_size: spec.slot_size,
-            rates: spec.rates,
+            words: spec.words,
             creator_uid: effective_uid(),
             hash_seed: random_seed(),
             boot_id,
@@ -177,7 +178,7 @@ impl Region {
         make_header: impl Fn() -> Header,
         uid: u32,
     ) -> Result<Region, RegionError> {
-        let path = spec.dir.join(file_name(&spec.name, spec.rates));
+        let path = spec.dir.join(file_name(&spec.name, spec.words));
         let error = |message: String| RegionError {
             path: path.clone(),
             message,
@@ -195,11 +196,11 @@ impl Region {
                         continue;
                     }
                     let header = &region.header;
-                    if header.rates != spec.rates {
+                    if header.words != spec.words {
                         return Err(error(format!(
-                            "it holds the states of limiters of {} rates, not {}: corrupted \
-                             or renamed; remove it",
-                            header.rates, spec.rates
+                            "its slots hold {} words of state, not {}: corrupted or renamed; \
+                             remove it",
+                            header.words, spec.words
                         )));
                     }
                     if header.slot_size != spec.slot_size
@@ -233,8 +234,8 @@ impl Region {
 
     /// Removes the region `name` in `dir`: false if there was none. Processes that have it
     /// open keep their mapping; the next to open the name makes a new region.
-    pub fn destroy(dir: &Path, name: &str, rates: u32) -> Result<bool, RegionError> {
-        let path = dir.join(file_name(name, rates));
+    pub fn destroy(dir: &Path, name: &str, words: u32) -> Result<bool, RegionError> {
+        let path = dir.join(file_name(name, words));
         check_name(name).map_err(|message| RegionError {
             path: path.clone(),
             message,
@@ -303,7 +304,7 @@ fn create(
     };
     let temp = spec.dir.join(format!(
         ".{}.{}.{:x}",
-        file_name(&spec.name, spec.rates),
+        file_name(&spec.name, spec.words),
         std::process::id(),
         u64::from_le_bytes(header.hash_seed[..8].try_into().expect("8 bytes"))
     ));

@@ -17,7 +17,7 @@ impl Specs for TempDir {
             name: name.into(),
             capacity: 64,
             slot_size: 32,
-            rates: 1,
+            words: 1,
             capacity_given: true,
         }
     }
@@ -30,7 +30,7 @@ fn header_with_seed(spec: &RegionSpec, seed: u8) -> Header {
         file_size: HEADER_SIZE as u64 + spec.capacity * spec.slot_size,
         capacity: spec.capacity,
         slot_size: spec.slot_size,
-        rates: spec.rates,
+        words: spec.words,
         creator_uid: effective_uid(),
         hash_seed: [seed; 16],
         boot_id: BOOT,
@@ -255,7 +255,7 @@ fn child_opens_the_region_and_counts_itself() {
         name: "procs".into(),
         capacity: 64,
         slot_size: 32,
-        rates: 1,
+        words: 1,
         capacity_given: true,
     };
     let region = Region::open(&spec).unwrap();

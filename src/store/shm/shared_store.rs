@@ -8,40 +8,44 @@ use std::sync::Arc;
 use super::rates::RatesStore;
 use super::region::Region;
 use super::store::{Lifetime, ShmStore};
-use super::table::{pad_for_rates, slots_for_rates, OnFull, MAX_RATES};
-use crate::algorithm::{Algorithm, AlgorithmKind, Bucket, FixedWindow, PackedState, SlidingWindow};
+use super::table::{pad_for_words, slots_for_words, OnFull, MAX_RATES};
+use crate::algorithm::{Algorithm, AlgorithmKind, Bucket, FixedWindow, SlidingWindow, WordsState};
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::Decision;
 use crate::store::{Store, StoreStats};
 
 pub enum SharedStore {
     Fixed(ShmStore<FixedWindow>),
-    /// Limits up to 65,535: the narrow state fits the table's cell.
+    /// Limits up to 65,535: the narrow state fits the table's cell (wider ones are `Rates`).
     Sliding(ShmStore<SlidingWindow<u16>>),
     Bucket(ShmStore<Bucket>),
-    /// Several rates, in a table of wider slots (see `rates.rs`).
+    /// Several rates, or a sliding window counting past 65,535, in a table of wider slots (see
+    /// `rates.rs`).
     Rates(Box<dyn SharedRates>),
 }
 
-/// A store of several rates, whatever their algorithm and number.
+/// A store of several rates (or of a wide sliding window), whatever their algorithm and
+/// number.
 pub trait SharedRates: Store + Send + Sync {
     fn check_table(&self, now: u64) -> Result<(), String>;
 }
 
-impl<A, const R: usize, const N: usize, const P: usize> SharedRates for RatesStore<A, R, N, P>
+impl<A, const R: usize, const E: usize, const N: usize, const P: usize> SharedRates
+    for RatesStore<A, R, E, N, P>
 where
     A: Algorithm + Lifetime,
-    A::State: PackedState,
+    A::State: WordsState,
 {
     fn check_table(&self, now: u64) -> Result<(), String> {
         RatesStore::check_table(self, now)
     }
 }
 
-impl<A, const R: usize, const N: usize, const P: usize> Store for RatesStore<A, R, N, P>
+impl<A, const R: usize, const E: usize, const N: usize, const P: usize> Store
+    for RatesStore<A, R, E, N, P>
 where
     A: Algorithm + Lifetime,
-    A::State: PackedState,
+    A::State: WordsState,
 {
     fn decide(&self, key: &[u8], cost: u64, now: u64) -> Decision {
         RatesStore::decide(self, key, cost, now)
@@ -84,9 +88,9 @@ fn refuse(message: String) -> ConfigError {
     }
 }
 
-/// The store of `R` rates of one algorithm, over a table of `R` rates (`N` slots a bucket,
-/// after `P` bytes of padding).
-fn rates_of<A, const R: usize, const N: usize, const P: usize>(
+/// The store of `R` rates of one algorithm whose states take `E` words in all, over a table
+/// of such slots (`N` a bucket, after `P` bytes of padding).
+fn rates_of<A, const R: usize, const E: usize, const N: usize, const P: usize>(
     rates: Vec<A>,
     settings: &str,
     region: Arc<Region>,
@@ -94,15 +98,15 @@ fn rates_of<A, const R: usize, const N: usize, const P: usize>(
 ) -> Box<dyn SharedRates>
 where
     A: Algorithm + Lifetime,
-    A::State: PackedState,
+    A::State: WordsState,
 {
-    Box::new(RatesStore::<A, R, N, P>::new(
+    Box::new(RatesStore::<A, R, E, N, P>::new(
         rates, settings, region, on_full,
     ))
 }
 
-/// The store of `rates` (2 to [`MAX_RATES`]) of one algorithm.
-fn rates_store<A>(
+/// The store of `rates` (2 to [`MAX_RATES`]) of an algorithm whose state takes one word.
+fn narrow_rates<A>(
     rates: Vec<A>,
     settings: &str,
     region: Arc<Region>,
@@ -110,56 +114,88 @@ fn rates_store<A>(
 ) -> Box<dyn SharedRates>
 where
     A: Algorithm + Lifetime,
-    A::State: PackedState,
+    A::State: WordsState,
 {
     match rates.len() {
-        2 => rates_of::<A, 2, { slots_for_rates(2) }, { pad_for_rates(2) }>(
+        2 => rates_of::<A, 2, 2, { slots_for_words(2) }, { pad_for_words(2) }>(
             rates, settings, region, on_full,
         ),
-        3 => rates_of::<A, 3, { slots_for_rates(3) }, { pad_for_rates(3) }>(
+        3 => rates_of::<A, 3, 3, { slots_for_words(3) }, { pad_for_words(3) }>(
             rates, settings, region, on_full,
         ),
-        _ => rates_of::<A, 4, { slots_for_rates(4) }, { pad_for_rates(4) }>(
+        _ => rates_of::<A, 4, 4, { slots_for_words(4) }, { pad_for_words(4) }>(
             rates, settings, region, on_full,
         ),
     }
 }
 
+/// The store of 1 to [`MAX_RATES`] sliding windows counting past 65,535 (two words each).
+fn wide_sliding(
+    rates: Vec<SlidingWindow<u32>>,
+    settings: &str,
+    region: Arc<Region>,
+    on_full: OnFull,
+) -> Box<dyn SharedRates> {
+    type S = SlidingWindow<u32>;
+    match rates.len() {
+        1 => rates_of::<S, 1, 2, { slots_for_words(2) }, { pad_for_words(2) }>(
+            rates, settings, region, on_full,
+        ),
+        2 => rates_of::<S, 2, 4, { slots_for_words(4) }, { pad_for_words(4) }>(
+            rates, settings, region, on_full,
+        ),
+        3 => rates_of::<S, 3, 6, { slots_for_words(6) }, { pad_for_words(6) }>(
+            rates, settings, region, on_full,
+        ),
+        _ => rates_of::<S, 4, 8, { slots_for_words(8) }, { pad_for_words(8) }>(
+            rates, settings, region, on_full,
+        ),
+    }
+}
+
+/// Whether `config` is a sliding window counting past 65,535 in some window: its counts then
+/// take 32 bits, and its state two words.
+fn wide_sliding_config(config: &LimiterConfig) -> bool {
+    config.algorithm == AlgorithmKind::Sliding
+        && config.rates.iter().any(|r| r.limit > u64::from(u16::MAX))
+}
+
 impl SharedStore {
-    /// Refuses what a shared table cannot hold: more than [`MAX_RATES`] rates, or a sliding
-    /// window over 65,535 a window. Checked before a table is opened. (The configuration
-    /// keeps limits and bursts within `u32::MAX`, so an admitted cost fits the 32 bits a
-    /// control word keeps of it.)
+    /// Refuses what a shared table cannot hold: more than [`MAX_RATES`] rates. Checked before
+    /// a table is opened. (The configuration keeps limits and bursts within `u32::MAX`, so an
+    /// admitted cost fits the 32 bits a control word keeps of it.)
     pub fn check(config: &LimiterConfig) -> Result<(), ConfigError> {
-        let rates = &config.rates;
-        if rates.len() > MAX_RATES as usize {
+        if config.rates.len() > MAX_RATES as usize {
             return Err(refuse(format!(
                 "a shared-memory limiter takes at most {MAX_RATES} rates, got {}",
-                rates.len()
+                config.rates.len()
             )));
-        }
-        for rate in rates {
-            if config.algorithm == AlgorithmKind::Sliding && rate.limit > u64::from(u16::MAX) {
-                return Err(refuse(format!(
-                    "a sliding window in shared memory counts up to 65535 a window, got a \
-                     limit of {}",
-                    rate.limit
-                )));
-            }
         }
         Ok(())
     }
 
-    /// The store `config` asks for in `region`, a table opened for `config.rates.len()`
-    /// rates (see [`Self::check`] for what is refused).
+    /// The words of state a slot of `config`'s table holds: 1 for one rate whose state fits a
+    /// cell (the one-rate table), else a word per rate (two for a sliding window counting past
+    /// 65,535).
+    pub fn words(config: &LimiterConfig) -> u32 {
+        let rates = config.rates.len() as u32;
+        match (rates, wide_sliding_config(config)) {
+            (_, true) => 2 * rates,
+            (1, false) => 1,
+            (_, false) => rates,
+        }
+    }
+
+    /// The store `config` asks for in `region`, a table opened for [`Self::words`] (see
+    /// [`Self::check`] for what is refused).
     pub fn new(config: &LimiterConfig, region: Arc<Region>) -> Result<Self, ConfigError> {
         Self::check(config)?;
-        let held = region.header().rates;
-        if held as usize != config.rates.len() {
+        let held = region.header().words;
+        if held != Self::words(config) {
             return Err(refuse(format!(
-                "the table {} holds the states of limiters of {held} rates, not {}",
+                "the table {} has slots of {held} words of state, not the {} these rates take",
                 region.path().display(),
-                config.rates.len()
+                Self::words(config)
             )));
         }
         let on_full = config.on_full;
@@ -176,7 +212,17 @@ impl SharedStore {
             rates.join(" "),
             config.burst
         );
-        if let [rate] = config.rates[..] {
+        let rates = &config.rates;
+        if wide_sliding_config(config) {
+            let windows = rates
+                .iter()
+                .map(|r| SlidingWindow::<u32>::new(*r))
+                .collect();
+            return Ok(SharedStore::Rates(wide_sliding(
+                windows, &settings, region, on_full,
+            )));
+        }
+        if let [rate] = rates[..] {
             return Ok(match config.algorithm {
                 AlgorithmKind::Fixed => SharedStore::Fixed(ShmStore::new(
                     FixedWindow::new(rate),
@@ -198,15 +244,14 @@ impl SharedStore {
                 )),
             });
         }
-        let rates = &config.rates;
         Ok(SharedStore::Rates(match config.algorithm {
-            AlgorithmKind::Fixed => rates_store(
+            AlgorithmKind::Fixed => narrow_rates(
                 rates.iter().map(|r| FixedWindow::new(*r)).collect(),
                 &settings,
                 region,
                 on_full,
             ),
-            AlgorithmKind::Sliding => rates_store(
+            AlgorithmKind::Sliding => narrow_rates(
                 rates
                     .iter()
                     .map(|r| SlidingWindow::<u16>::new(*r))
@@ -215,7 +260,7 @@ impl SharedStore {
                 region,
                 on_full,
             ),
-            _ => rates_store(
+            _ => narrow_rates(
                 rates
                     .iter()
                     .map(|r| config.bucket(*r))

@@ -69,7 +69,7 @@ impl Lifetime for crate::algorithm::FixedWindow {
     }
 }
 
-impl Lifetime for crate::algorithm::SlidingWindow<u16> {
+impl<C: crate::algorithm::Count> Lifetime for crate::algorithm::SlidingWindow<C> {
     fn lifetime_ns(&self) -> u64 {
         2 * self.rate().period_ns
     }

@@ -255,7 +255,7 @@ fn a_table_made_by_a_build_that_hashes_differently_is_refused() {
 }
 
 #[test]
-fn five_rates_a_table_of_other_rates_and_wide_sliding_windows_are_refused_by_name() {
+fn five_rates_and_a_table_of_other_slots_are_refused_by_name() {
     let dir = TempDir::new();
     let clock = ManualClock::new(START);
     let region = open_table(&dir.0, "refused", None, 1).unwrap();
@@ -267,7 +267,13 @@ fn five_rates_a_table_of_other_rates_and_wide_sliding_windows_are_refused_by_nam
     let error = Limiter::shared(two.clone(), Clock::Manual(clock.clone()), region.clone())
         .err()
         .unwrap();
-    assert!(error.message.contains("of 1 rates"), "{}", error.message);
+    assert!(
+        error
+            .message
+            .contains("slots of 1 words of state, not the 2"),
+        "{}",
+        error.message
+    );
     let mut five = two;
     for n in 2..5 {
         five.rates.push(Rate {
@@ -283,11 +289,12 @@ fn five_rates_a_table_of_other_rates_and_wide_sliding_windows_are_refused_by_nam
         "{}",
         error.message
     );
+    // a sliding window counting past 65,535 takes two words: not a one-rate table either
     let wide = config(AlgorithmKind::Sliding, 70_000, NANOS_PER_SECOND, None);
     let error = Limiter::shared(wide, Clock::Manual(clock), region)
         .err()
         .unwrap();
-    assert!(error.message.contains("70000"), "{}", error.message);
+    assert!(error.message.contains("not the 2"), "{}", error.message);
 }
 
 /// Run in child processes by `processes_on_one_key_admit_exactly_the_limit`: four threads

@@ -29,30 +29,33 @@ pub use crate::store::OnFull;
 
 pub const BUCKET_BYTES: usize = 512;
 pub const SLOTS: usize = 15;
-/// The most rates a shared-memory limiter may have: a slot of several rates is a control word
-/// and a word per rate after its identity, so 4 rates make slots of 96 bytes, 5 to a bucket.
+/// The most rates a shared-memory limiter may have.
 pub const MAX_RATES: u32 = 4;
 
-/// Slots in a bucket of the table for limiters of `rates` rates: 15 of 32 bytes for one rate;
-/// for several, as many slots of `16 * (2 + rates)` bytes as 480 bytes hold.
-pub const fn slots_for_rates(rates: u32) -> usize {
-    if rates <= 1 {
+/// The most words of state a slot holds: a slot of several rates is a control word and a word
+/// per rate after its identity (two per rate for a sliding window counting past 65,535).
+pub const MAX_WORDS: u32 = 2 * MAX_RATES;
+
+/// Slots in a bucket of the table whose slots hold `words` words of state: 15 of 32 bytes for
+/// one (a cell); for more, as many slots of `16 * (2 + words)` bytes as 480 bytes hold.
+pub const fn slots_for_words(words: u32) -> usize {
+    if words <= 1 {
         SLOTS
     } else {
-        (BUCKET_BYTES - 32) / slot_bytes(rates)
+        (BUCKET_BYTES - 32) / slot_bytes(words)
     }
 }
 
-const fn slot_bytes(rates: u32) -> usize {
-    16 * (2 + rates as usize)
+const fn slot_bytes(words: u32) -> usize {
+    16 * (2 + words as usize)
 }
 
-/// The padding after the gate of a bucket for `rates` rates: what its slots leave over.
-pub const fn pad_for_rates(rates: u32) -> usize {
-    if rates <= 1 {
+/// The padding after the gate of such a bucket: what its slots leave over.
+pub const fn pad_for_words(words: u32) -> usize {
+    if words <= 1 {
         0
     } else {
-        BUCKET_BYTES - 32 - slots_for_rates(rates) * slot_bytes(rates)
+        BUCKET_BYTES - 32 - slots_for_words(words) * slot_bytes(words)
     }
 }
 
