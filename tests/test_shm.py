@@ -76,15 +76,19 @@ def test_a_shared_limiter_has_the_memory_api(shm_dir: pathlib.Path) -> None:
         RateLimiter(1, 1)._check_shared_table()
 
 
-#: Operations on four keys: (what, key number, cost or how far the clock moves).
-STEPS = st.lists(
-    st.tuples(
-        st.sampled_from(["decide", "peek", "advance", "reset"]),
-        st.integers(0, 3),
-        st.integers(1, 14),
-    ),
-    max_size=60,
-)
+def steps(most: int, max_size: int = 60) -> st.SearchStrategy[list[tuple[str, int, int]]]:
+    """Operations on four keys: (what, key number, cost or clock ticks up to ``most``)."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(["decide", "peek", "advance", "reset"]),
+            st.integers(0, 3),
+            st.integers(1, most),
+        ),
+        max_size=max_size,
+    )
+
+
+STEPS = steps(14)
 
 
 def replay(
@@ -156,16 +160,7 @@ def test_several_rates_in_shared_memory_decide_as_in_memory(
 
 @pytest.mark.parametrize("rate", ["70000/2 seconds", "100000/second; 70000/3 seconds"])
 @settings(max_examples=30, deadline=None)
-@given(
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(["decide", "peek", "advance", "reset"]),
-            st.integers(0, 2),
-            st.integers(1, 40_000),
-        ),
-        max_size=40,
-    )
-)
+@given(steps=steps(40_000, max_size=40))
 def test_sliding_windows_counting_past_65535_in_shared_memory_decide_as_in_memory(
     tmp_path_factory: pytest.TempPathFactory, rate: str, steps: list[tuple[str, int, int]]
 ) -> None:

@@ -15,6 +15,8 @@ pub mod table;
 #[cfg(test)]
 mod test_dir;
 #[cfg(test)]
+mod test_hammer;
+#[cfg(test)]
 mod test_rng;
 mod units;
 pub mod url;

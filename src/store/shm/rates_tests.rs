@@ -1,7 +1,7 @@
 //! Several rates over the shared table: against memory, under threads and processes, with
 //! requests left half-applied by a dead process, and late helpers.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 
 use super::*;
 use crate::algorithm::{AlgorithmKind, FixedWindow, PackedState, SlidingWindow, WordsState};
@@ -11,6 +11,9 @@ use crate::limiter::Limiter;
 use crate::rate::{Rate, NANOS_PER_SECOND};
 use crate::store::shm::open::open_table;
 use crate::store::shm::test_dir::TempDir;
+use crate::store::shm::test_hammer::{
+    admitted_by_eight_threads, child_setting, four_children_admit, print_admitted_by_four_threads,
+};
 use crate::store::shm::test_rng::Rng;
 use crate::store::shm::units::Gate;
 
@@ -42,9 +45,10 @@ fn shared(
     Limiter::shared(config, Clock::Manual(clock.clone()), region).unwrap()
 }
 
-/// Two fixed windows over a table of two rates, driven directly (no limiter).
-fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 2, 7, 32> {
-    let region = open_table(&dir.0, name, Some(100), 2).unwrap();
+/// Two fixed windows (5 a 100 ns, 8 a 1000 ns) over a table of two rates made for `capacity`
+/// keys, driven directly (no limiter).
+fn windows_in(dir: &TempDir, name: &str, capacity: u64) -> TwoWindows {
+    let region = open_table(&dir.0, name, Some(capacity), 2).unwrap();
     let rates = vec![
         FixedWindow::new(Rate {
             limit: 5,
@@ -56,6 +60,49 @@ fn two_windows(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 2, 7, 32
         }),
     ];
     RatesStore::new(rates, "test", region, OnFull::Reject)
+}
+
+type TwoWindows = RatesStore<FixedWindow, 2, 2, 7, 32>;
+
+/// Installs a request of `cost` on `key` at `now` (as a decision would, once it has read the
+/// key's states), applying it to no word: what an author killed just after leaves.
+fn install<'a>(
+    store: &'a TwoWindows,
+    key: &[u8],
+    now: u64,
+    cost: u32,
+) -> (&'a Slots<2, 7, 32>, Held, Control) {
+    let tag = store.base.tag(key);
+    let bucket = store.bucket(tag);
+    let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
+        panic!("the key holds a slot");
+    };
+    let seq = next_seq(control.seq());
+    let request = Control::request(held.ident.version, seq, now + store.bound, cost);
+    assert!(bucket.update(held, control, request));
+    (bucket, held, request)
+}
+
+/// Applies `request` to rate `i`'s word, as its author would.
+fn apply_word(
+    store: &TwoWindows,
+    bucket: &Slots<2, 7, 32>,
+    held: Held,
+    request: Control,
+    i: usize,
+) {
+    let now = request.expires_at() - store.bound;
+    let (_, old) = read_rate_word(bucket.word(held, i).load());
+    let next = store.rates[i]
+        .decide(
+            Some(PackedState::unpack(old)),
+            now,
+            u64::from(request.cost()),
+        )
+        .1
+        .unwrap();
+    let word = bucket.word(held, i);
+    assert!(word.swap(word.load(), rate_word(request.seq(), next.pack())));
 }
 
 /// Runs 400 random steps (decide, peek, preview, reset, the clock moving) on `config` in
@@ -166,19 +213,7 @@ fn threads_on_one_key_admit_exactly_what_the_tightest_rate_allows() {
                 &clock,
             ));
             let expected = rates.iter().map(|r| r.0).min().unwrap();
-            let barrier = Arc::new(Barrier::new(8));
-            let admitted: u64 = (0..8)
-                .map(|_| {
-                    let (limiter, barrier) = (limiter.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        (0..400).filter(|_| limiter.allow("hot", 1)).count() as u64
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|t| t.join().unwrap())
-                .sum();
+            let admitted = admitted_by_eight_threads(&limiter);
             assert_eq!(admitted, expected, "{algorithm} {rates:?}");
             // Every rate counted every admission, and nothing else.
             let peek = limiter.peek("hot");
@@ -194,30 +229,13 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
     let dir = TempDir::new();
     // Left at each point: installed only, the first rate applied, both applied.
     for applied in 0..3 {
-        let store = two_windows(&dir, &format!("dead-{applied}"));
+        let store = windows_in(&dir, &format!("dead-{applied}"), 100);
         let now = 10;
         assert!(store.decide(b"k", 1, now).allowed);
-        let tag = store.base.tag(b"k");
-        let bucket = store.bucket(tag);
-        let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
-            panic!("k holds a slot");
-        };
         // A process installs a request of cost 2, then dies part-way through applying it.
-        let request = Control::request(
-            held.ident.version,
-            next_seq(control.seq()),
-            now + store.bound,
-            2,
-        );
-        assert!(bucket.update(held, control, request));
-        for (i, rate) in store.rates.iter().enumerate().take(applied) {
-            let (_, old) = read_rate_word(bucket.word(held, i).load());
-            let next = rate
-                .decide(Some(PackedState::unpack(old)), now, 2)
-                .1
-                .unwrap();
-            let word = bucket.word(held, i);
-            assert!(word.swap(word.load(), rate_word(request.seq(), next.pack())));
+        let (bucket, held, request) = install(&store, b"k", now, 2);
+        for i in 0..applied {
+            apply_word(&store, bucket, held, request, i);
         }
         // The next visitor applies it (once) before deciding: 1 + 2 of the 5 and of the 8.
         let peek = store.peek(b"k", now);
@@ -245,22 +263,11 @@ fn a_request_left_installed_by_a_dead_process_is_applied_once_by_the_next_visito
 #[test]
 fn a_late_helper_never_writes_over_a_later_request_or_a_new_holder() {
     let dir = TempDir::new();
-    let store = two_windows(&dir, "late");
+    let store = windows_in(&dir, "late", 100);
     let now = 10;
     assert!(store.decide(b"k", 1, now).allowed);
-    let tag = store.base.tag(b"k");
-    let bucket = store.bucket(tag);
-    let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
-        panic!("k holds a slot");
-    };
-    let stale = Control::request(
-        held.ident.version,
-        next_seq(control.seq()),
-        now + store.bound,
-        1,
-    );
+    let (bucket, held, stale) = install(&store, b"k", now, 1);
     // The request the late helper read is installed and applied by its author...
-    assert!(bucket.update(held, control, stale));
     store.apply(bucket, held, stale);
     // ... then two more, a reset, and one more.
     assert!(store.decide(b"k", 1, now).allowed);
@@ -281,31 +288,14 @@ fn a_late_helper_never_writes_over_a_later_request_or_a_new_holder() {
 #[test]
 fn a_reset_while_a_request_is_being_applied_forgets_it_whole() {
     let dir = TempDir::new();
-    let store = two_windows(&dir, "reset");
+    let store = windows_in(&dir, "reset", 100);
     let now = 10;
     for _ in 0..3 {
         assert!(store.decide(b"k", 1, now).allowed);
     }
-    let tag = store.base.tag(b"k");
-    let bucket = store.bucket(tag);
-    let View::Held { held, control, .. } = store.view(bucket, tag, now) else {
-        panic!("k holds a slot");
-    };
-    let request = Control::request(
-        held.ident.version,
-        next_seq(control.seq()),
-        now + store.bound,
-        1,
-    );
-    assert!(bucket.update(held, control, request));
     // The first rate gets the request, then the key is reset, then the rest is applied late.
-    let (_, old) = read_rate_word(bucket.word(held, 0).load());
-    let next = store.rates[0]
-        .decide(Some(PackedState::unpack(old)), now, 1)
-        .1
-        .unwrap();
-    let word = bucket.word(held, 0);
-    assert!(word.swap(word.load(), rate_word(request.seq(), next.pack())));
+    let (bucket, held, request) = install(&store, b"k", now, 1);
+    apply_word(&store, bucket, held, request, 0);
     assert!(store.reset(b"k", now));
     store.apply(bucket, held, request);
     // Nothing of the old states shows through: every rate starts again.
@@ -362,85 +352,28 @@ fn a_full_bucket_of_several_rates_rejects_or_evicts_and_reuses_expired_slots() {
 #[test]
 #[ignore = "run in child processes by processes_on_one_key_admit_exactly_the_tightest_rate"]
 fn child_hammers_one_key_with_several_rates() {
-    let Some(dir) = std::env::var_os("RPRL_SHM_CHILD_DIR") else {
+    let Some((dir, algorithm)) = child_setting() else {
         return;
     };
-    let algorithm =
-        AlgorithmKind::parse(&std::env::var("RPRL_SHM_CHILD_ALGORITHM").unwrap()).unwrap();
-    let region = open_table(std::path::Path::new(&dir), "procs", Some(1000), 3).unwrap();
+    let region = open_table(&dir, "procs", Some(1000), 3).unwrap();
     let clock = Clock::Shared(*region.clock());
     let config = config(algorithm, &[(900, HOUR), (500, 2 * HOUR), (700, 3 * HOUR)]);
-    let limiter = Arc::new(Limiter::shared(config, clock, region).unwrap());
-    let admitted: usize = (0..4)
-        .map(|_| {
-            let limiter = limiter.clone();
-            std::thread::spawn(move || (0..300).filter(|_| limiter.allow("hot", 1)).count())
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|t| t.join().unwrap())
-        .sum();
-    println!("admitted={admitted}");
+    print_admitted_by_four_threads(Limiter::shared(config, clock, region).unwrap());
 }
 
 #[test]
 fn processes_on_one_key_admit_exactly_the_tightest_rate() {
-    let test_binary = std::env::current_exe().unwrap();
-    for algorithm in AlgorithmKind::ALL {
-        let dir = TempDir::new();
-        let children: Vec<_> = (0..4)
-            .map(|_| {
-                std::process::Command::new(&test_binary)
-                    .args([
-                        "--exact",
-                        "store::shm::rates::tests::child_hammers_one_key_with_several_rates",
-                        "--ignored",
-                        "--nocapture",
-                        "--quiet",
-                    ])
-                    .env("RPRL_SHM_CHILD_DIR", &dir.0)
-                    .env("RPRL_SHM_CHILD_ALGORITHM", algorithm.name())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let admitted: usize = children
-            .into_iter()
-            .map(|child| {
-                let output = child.wait_with_output().unwrap();
-                assert!(output.status.success());
-                let text = String::from_utf8(output.stdout).unwrap();
-                let line = text
-                    .lines()
-                    .find(|l| l.starts_with("admitted="))
-                    .expect(&text);
-                line["admitted=".len()..].parse::<usize>().unwrap()
-            })
-            .sum();
-        assert_eq!(
-            admitted, 500,
-            "{algorithm}: 4 processes x 4 threads x 300 tries"
-        );
-    }
+    four_children_admit(
+        "store::shm::rates::tests::child_hammers_one_key_with_several_rates",
+        500,
+    );
 }
 
 // ---------- membership changes at a version the control's 8-bit check cannot tell apart
 
 /// Two fixed windows (5 a 100 ns, 8 a 1000 ns) over a table of one bucket of 7 slots.
-fn one_bucket(dir: &TempDir, name: &str) -> RatesStore<FixedWindow, 2, 2, 7, 32> {
-    let region = open_table(&dir.0, name, Some(5), 2).unwrap();
-    let rates = vec![
-        FixedWindow::new(Rate {
-            limit: 5,
-            period_ns: 100,
-        }),
-        FixedWindow::new(Rate {
-            limit: 8,
-            period_ns: 1000,
-        }),
-    ];
-    RatesStore::new(rates, "test", region, OnFull::Reject)
+fn one_bucket(dir: &TempDir, name: &str) -> TwoWindows {
+    windows_in(dir, name, 5)
 }
 
 /// Runs `f` on another thread: its result, or None when it has not returned in 5 s (the

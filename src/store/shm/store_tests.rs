@@ -1,9 +1,12 @@
 //! The shared store against the in-process one, under threads, and when full.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 
 use super::super::open::{destroy_table, open_table};
 use super::super::test_dir::TempDir;
+use super::super::test_hammer::{
+    admitted_by_eight_threads, child_setting, four_children_admit, print_admitted_by_four_threads,
+};
 use super::super::test_rng::Rng;
 use super::super::OnFull;
 use crate::algorithm::AlgorithmKind;
@@ -117,20 +120,7 @@ fn threads_on_one_key_admit_exactly_the_limit_for_every_algorithm() {
             &clock,
             OnFull::Reject,
         ));
-        let threads = 8;
-        let barrier = Arc::new(Barrier::new(threads));
-        let admitted: u64 = (0..threads)
-            .map(|_| {
-                let (limiter, barrier) = (limiter.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    (0..400).filter(|_| limiter.allow("hot", 1)).count() as u64
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .sum();
+        let admitted = admitted_by_eight_threads(&limiter);
         assert_eq!(admitted, limit, "{algorithm}");
         let stats = limiter.stats();
         assert_eq!((stats.allowed, stats.blocked), (limit, 8 * 400 - limit));
@@ -302,71 +292,16 @@ fn five_rates_and_a_table_of_other_slots_are_refused_by_name() {
 #[test]
 #[ignore = "run in child processes by processes_on_one_key_admit_exactly_the_limit"]
 fn child_hammers_one_key() {
-    let Some(dir) = std::env::var_os("RPRL_SHM_CHILD_DIR") else {
+    let Some((dir, algorithm)) = child_setting() else {
         return;
     };
-    let algorithm =
-        AlgorithmKind::parse(&std::env::var("RPRL_SHM_CHILD_ALGORITHM").unwrap()).unwrap();
-    let region = open_table(std::path::Path::new(&dir), "procs", Some(1000), 1).unwrap();
+    let region = open_table(&dir, "procs", Some(1000), 1).unwrap();
     let clock = Clock::Shared(*region.clock());
-    let limiter = Arc::new(
-        Limiter::shared(
-            config(algorithm, 500, 3600 * NANOS_PER_SECOND, None),
-            clock,
-            region,
-        )
-        .unwrap(),
-    );
-    let admitted: usize = (0..4)
-        .map(|_| {
-            let limiter = limiter.clone();
-            std::thread::spawn(move || (0..300).filter(|_| limiter.allow("hot", 1)).count())
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|t| t.join().unwrap())
-        .sum();
-    println!("admitted={admitted}");
+    let config = config(algorithm, 500, 3600 * NANOS_PER_SECOND, None);
+    print_admitted_by_four_threads(Limiter::shared(config, clock, region).unwrap());
 }
 
 #[test]
 fn processes_on_one_key_admit_exactly_the_limit() {
-    let test_binary = std::env::current_exe().unwrap();
-    for algorithm in AlgorithmKind::ALL {
-        let dir = TempDir::new();
-        let children: Vec<_> = (0..4)
-            .map(|_| {
-                std::process::Command::new(&test_binary)
-                    .args([
-                        "--exact",
-                        "store::shm::store::tests::child_hammers_one_key",
-                        "--ignored",
-                        "--nocapture",
-                        "--quiet",
-                    ])
-                    .env("RPRL_SHM_CHILD_DIR", &dir.0)
-                    .env("RPRL_SHM_CHILD_ALGORITHM", algorithm.name())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let admitted: usize = children
-            .into_iter()
-            .map(|child| {
-                let output = child.wait_with_output().unwrap();
-                assert!(output.status.success());
-                let text = String::from_utf8(output.stdout).unwrap();
-                let line = text
-                    .lines()
-                    .find(|l| l.starts_with("admitted="))
-                    .expect(&text);
-                line["admitted=".len()..].parse::<usize>().unwrap()
-            })
-            .sum();
-        assert_eq!(
-            admitted, 500,
-            "{algorithm}: 4 processes x 4 threads x 300 tries"
-        );
-    }
+    four_children_admit("store::shm::store::tests::child_hammers_one_key", 500);
 }
