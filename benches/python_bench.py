@@ -22,16 +22,29 @@ by side, interleaved in the same rounds, with ``dict.get`` as the floor: the tab
 store's ns, their ratio (target for ``shm://``: at most 1.5x ``memory://``) and each against
 ``dict.get``. A ``shm://`` table is made fresh for each algorithm (``NAME-ALGORITHM``, removed
 first with ``RateLimiter.destroy_shared``) and sized for the 100,000 keys (``capacity=200000``
-unless the URL says otherwise).
+unless the URL says otherwise). Every algorithm gets the scenario's limits: 4e9 an hour on the
+hot key and over 100k keys (never reached), 1 an hour on the denied path.
+
+Sliding takes two paths on ``shm://``: narrow, every window counting at most 65,535 (its state
+in one word a rate: for one rate the cell of the one-rate table ``NAME``), and wide, a window
+counting more (two words a rate, table ``NAME+2words`` and up). So that both are measured in
+every scenario, sliding has two rows on ``shm://``, ``sliding (narrow)`` then ``sliding
+(wide)``: one with the scenario's limits, like every other algorithm (wide on the admitted
+scenarios, narrow on the denied one), and one more on the other path, with limits that keep
+the scenario's outcome: 65,535 a millisecond on the hot key (reached at 65 million calls a
+second) and 65,535 an hour over 100k keys, always admitted; 65,536 an hour on the denied path,
+each key spent by one priming call of cost 65,536. Both stores' limiters of a row are the
+same; the report states each sliding row's limits. (Other stores have one sliding row.)
 
 With ``--rate RATE`` as well (a rate string, e.g. ``"10/second; 1000/hour"``), both stores'
 limiters are built with ``RateLimiter.from_rate``, with as many rates as RATE and on its
 windows; the limits are the bench's, so that each scenario stays on its path: on the hot key and
-over 100k keys every rate admits more than a run can call (4e9 a window, at most 1e9 a second),
-or 65,535 a window for sliding on ``shm://`` (which counts at most that: on the hot key it would
-run out within the first second, so that row is left out); on the denied path every rate
-admits 1, on windows stretched by one factor so that the longest lasts at least an hour. The
-report prints each scenario's rate string.
+over 100k keys every rate admits more than a run can call (4e9 a window, at most 1e9 a second);
+on the denied path every rate admits 1, on windows stretched by one factor so that the longest
+lasts at least an hour. Sliding's second row on ``shm://`` is then 65,535 a window over 100k
+keys (on the hot key a narrow window would run out within the first second, a rate string's
+shortest window: that row is left out, with a note) and 65,536 a window, spent, on the denied
+path. The report prints each scenario's rate strings.
 
 Numbers are noisy on a shared machine; the ratios, measured in the same run, are what to read.
 """
@@ -245,7 +258,10 @@ def measure_bound(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row
 # --- memory:// against another storage (--storage URL) ---------------------------------------
 
 SHM_CAPACITY = 200_000  # keys: the 100,000 of the round-robin scenario at half the capacity
-SHM_SLIDING_MAX = 65_535  # a sliding window in shared memory counts up to this many a window
+# A sliding window on shm:// counting at most this many a window keeps its state narrow (one
+# word a rate: for one rate the one-rate cell, table NAME); counting more, wide (two words a
+# rate, table NAME+2words to +8words).
+NARROW_SLIDING_MAX = 65_535
 # Target: allow() on shm:// within this multiple of allow() on memory://, in the same run.
 SHM_TARGET = 1.5
 
@@ -264,21 +280,6 @@ def storage_url(url: str, algorithm: str) -> str:
     if not any(o.startswith("capacity=") for o in options):
         options.append(f"capacity={SHM_CAPACITY}")
     return f"shm://{name}-{algorithm}?" + "&".join(options)
-
-
-def admitting_rate(scenario: Scenario, algorithm: str, url: str) -> tuple[int, float]:
-    """(limit, window seconds) for a scenario's limiters, the same on both stores.
-
-    A sliding window in shared memory counts at most 65,535 a window, so where the other
-    algorithms get 4e9 an hour (never reached), sliding gets 65,535 a millisecond on the hot
-    key (reached at 65 million calls a second) and 65,535 an hour over 100k keys (each key is
-    called some tens of times a run); both stores get the same.
-    """
-    if scenario.limit != ALWAYS_ADMITTED or algorithm != "sliding" or not is_shm(url):
-        return scenario.limit, HOUR
-    if len(scenario.distinct) == 1:
-        return SHM_SLIDING_MAX, 0.001
-    return SHM_SLIDING_MAX, HOUR
 
 
 # --rate RATE: the windows of a rate string, the limits of each scenario's choosing.
@@ -303,25 +304,105 @@ def per(seconds: int) -> str:
     return unit if count == 1 else f"{count} {unit}s"
 
 
-def scenario_rate(scenario: Scenario, algorithm: str, url: str, windows: list[int]) -> str | None:
-    """The rate string of a scenario's limiters under ``--rate``, the same on both stores:
-    `windows`, with limits that keep the scenario on its path (None: none can, on this store).
+def denied_windows(windows: list[int]) -> list[int]:
+    """`windows` stretched by one factor so that the longest is at least an hour (else a spent
+    key would be admitted again during the run)."""
+    factor = -(-HOUR // max(windows))  # 1 when the longest window is an hour or more
+    return [w * factor for w in windows]
 
-    Admitted: 4e9 a window (at most 1e9 a second, a bucket's fastest), never reached in a run;
-    a sliding window in shared memory counts at most 65,535 a window, which 100k keys never
-    reach but the hot key does within the first second. Denied: 1 a window, the windows
-    stretched by one factor so that the longest is at least an hour (else the key would be
-    admitted again during the run).
+
+def scenario_rate(scenario: Scenario, windows: list[int]) -> str:
+    """The rate string of a scenario's limiters under ``--rate``, the same on both stores and
+    for every algorithm: `windows`, with limits that keep the scenario on its path.
+
+    Admitted: 4e9 a window (at most 1e9 a second, a bucket's fastest), never reached in a run.
+    Denied: 1 a window, on `denied_windows`.
     """
     if scenario.limit == 1:
-        factor = -(-HOUR // max(windows))  # 1 when the longest window is an hour or more
-        return "; ".join(f"1/{per(w * factor)}" for w in windows)
-    if algorithm == "sliding" and is_shm(url):
-        if len(scenario.distinct) == 1:
-            return None
-        return "; ".join(f"{SHM_SLIDING_MAX}/{per(w)}" for w in windows)
+        return "; ".join(f"1/{per(w)}" for w in denied_windows(windows))
     limits = [min(ALWAYS_ADMITTED, ADMITTED_PER_SECOND * w) for w in windows]
     return "; ".join(f"{n}/{per(w)}" for n, w in zip(limits, windows, strict=True))
+
+
+@dataclass
+class Entry:
+    """One algorithm's pair of limiters in a scenario (memory:// and the storage), built alike:
+    from (limit, window) with one rate, from a rate string under ``--rate``."""
+
+    algorithm: str
+    limit: int | None = None
+    window_seconds: float | None = None
+    rate: str | None = None
+    cost: int = 1  # of each key's priming call
+    path: str | None = None  # sliding on shm://: "narrow" or "wide"
+
+    @property
+    def name(self) -> str:
+        return self.algorithm if self.path is None else f"{self.algorithm} ({self.path})"
+
+    def limits(self) -> list[int]:
+        if self.rate is None:
+            assert self.limit is not None
+            return [self.limit]
+        return [int(part.split("/")[0]) for part in self.rate.split(";")]
+
+
+def sliding_path(entry: Entry) -> str:
+    wide = any(n > NARROW_SLIDING_MAX for n in entry.limits())
+    return "wide" if wide else "narrow"
+
+
+def other_sliding(scenario: Scenario, windows: list[int] | None) -> Entry | None:
+    """On shm://, the sliding entry on the path the scenario's limits do not take (None: that
+    path cannot keep this scenario's outcome).
+
+    Admitted scenarios (4e9 a window: wide) get a narrow one, 65,535 a window: a millisecond on
+    the hot key (reached at 65 million calls a second), an hour over 100k keys (each key is
+    called some tens of times a run). Under ``--rate`` a window is at least a second, which the
+    hot key would fill within the first: None. The denied scenario (1 a window: narrow) gets a
+    wide one, 65,536 a window, each key spent by one priming call of cost 65,536.
+    """
+    top = NARROW_SLIDING_MAX
+    if scenario.limit == 1:
+        if windows is None:
+            return Entry("sliding", top + 1, HOUR, cost=top + 1)
+        rate = "; ".join(f"{top + 1}/{per(w)}" for w in denied_windows(windows))
+        return Entry("sliding", rate=rate, cost=top + 1)
+    if windows is None:
+        return Entry("sliding", top, 0.001 if len(scenario.distinct) == 1 else HOUR)
+    if len(scenario.distinct) == 1:
+        return None
+    return Entry("sliding", rate="; ".join(f"{top}/{per(w)}" for w in windows))
+
+
+def scenario_entries(
+    lib: ModuleType, scenario: Scenario, url: str, windows: list[int] | None, notes: list[str]
+) -> list[Entry]:
+    """Every algorithm with the scenario's limits; on shm://, sliding twice, narrow then wide:
+    with those limits and on the other path (`other_sliding`)."""
+    entries = []
+    for algorithm in lib.ALGORITHMS:
+        if windows is None:
+            entry = Entry(algorithm, scenario.limit, HOUR)
+        else:
+            entry = Entry(algorithm, rate=scenario_rate(scenario, windows))
+        if algorithm != "sliding" or not is_shm(url):
+            entries.append(entry)
+            continue
+        pair = [entry]
+        other = other_sliding(scenario, windows)
+        if other is None:
+            notes.append(
+                f"sliding (narrow), {scenario.name}: not measured (a narrow sliding window "
+                f"counts at most {NARROW_SLIDING_MAX:,} a window, and a rate string's shortest "
+                "window is a second: the hot key would be refused within it)"
+            )
+        else:
+            pair.append(other)
+        for e in pair:
+            e.path = sliding_path(e)
+        entries += sorted(pair, key=lambda e: e.path != "narrow")
+    return entries
 
 
 @dataclass
@@ -338,12 +419,21 @@ class StoreRow:
     storage_vs_dict_get: float
     target: float | None
     rate: str | None = None  # the rate string, under --rate
+    path: str | None = None  # sliding on shm://: "narrow" or "wide" (see NARROW_SLIDING_MAX)
+    cost: int = 1  # of each key's priming call
+
+    @property
+    def name(self) -> str:
+        return self.algorithm if self.path is None else f"{self.algorithm} ({self.path})"
 
 
 def store_row_dict(row: StoreRow) -> dict[str, Any]:
     doc = asdict(row)
-    if row.rate is None:
-        del doc["rate"]
+    for field in ("rate", "path"):
+        if doc[field] is None:
+            del doc[field]
+    if row.cost == 1:
+        del doc["cost"]
     return doc
 
 
@@ -392,38 +482,29 @@ def time_stores(
     notes: list[str],
     windows: list[int] | None,
 ) -> list[StoreRow]:
+    entries = scenario_entries(lib, scenario, url, windows, notes)
+    if is_shm(url):
+        for algorithm in lib.ALGORITHMS:
+            lib.RateLimiter.destroy_shared(storage_url(url, algorithm))
     limiters: dict[str, RateLimiter] = {}
-    rates: dict[str, tuple[int | None, float | None]] = {}
-    rate_strings: dict[str, str] = {}
-    for algorithm in lib.ALGORITHMS:
-        own_url = storage_url(url, algorithm)
-        if is_shm(own_url):
-            lib.RateLimiter.destroy_shared(own_url)
-        if windows is None:
-            rates[algorithm] = limit, window = admitting_rate(scenario, algorithm, url)
-            memory = lib.RateLimiter(limit, window, algorithm)
-            storage = lib.RateLimiter(limit, window, algorithm, storage=own_url)
+    for entry in entries:
+        own_url = storage_url(url, entry.algorithm)
+        if entry.rate is None:
+            memory = lib.RateLimiter(entry.limit, entry.window_seconds, entry.algorithm)
+            storage = lib.RateLimiter(
+                entry.limit, entry.window_seconds, entry.algorithm, storage=own_url
+            )
         else:
-            rate = scenario_rate(scenario, algorithm, url, windows)
-            if rate is None:
-                notes.append(
-                    f"{algorithm}, {scenario.name}: not measured (a sliding window in shared "
-                    f"memory counts at most {SHM_SLIDING_MAX:,} a window, and a rate string's "
-                    "shortest window is a second: the hot key would be refused within it)"
-                )
-                continue
-            rates[algorithm] = None, None
-            rate_strings[algorithm] = rate
             try:
-                memory = lib.RateLimiter.from_rate(rate, algorithm)
-                storage = lib.RateLimiter.from_rate(rate, algorithm, storage=own_url)
+                memory = lib.RateLimiter.from_rate(entry.rate, entry.algorithm)
+                storage = lib.RateLimiter.from_rate(entry.rate, entry.algorithm, storage=own_url)
             except ValueError as e:  # e.g. more rates than the storage takes
-                sys.exit(f"--rate: {algorithm}, {scenario.name}, {rate!r}: {e}")
-        limiters[f"{algorithm} memory"] = memory
-        limiters[f"{algorithm} storage"] = storage
-    for limiter in limiters.values():
-        for key in scenario.distinct:
-            limiter.allow(key)
+                sys.exit(f"--rate: {entry.name}, {scenario.name}, {entry.rate!r}: {e}")
+        limiters[f"{entry.name} memory"] = memory
+        limiters[f"{entry.name} storage"] = storage
+        for limiter in (memory, storage):
+            for key in scenario.distinct:
+                limiter.allow(key, entry.cost)
     d = dict.fromkeys(scenario.distinct, True)
     loops: dict[str, Loop] = {"dict.get": partial(loop_dict_get, d)}
     for name, limiter in limiters.items():
@@ -434,13 +515,14 @@ def time_stores(
         if note:
             notes.append(note)
     rows = []
-    for algorithm in rates:
-        memory, storage = f"{algorithm} memory", f"{algorithm} storage"
+    for entry in entries:
+        memory, storage = f"{entry.name} memory", f"{entry.name} storage"
         rows.append(
             StoreRow(
                 scenario.name,
-                algorithm,
-                *rates[algorithm],
+                entry.algorithm,
+                entry.limit,
+                entry.window_seconds,
                 timings.best(memory),
                 timings.best(storage),
                 timings.best("dict.get"),
@@ -448,7 +530,9 @@ def time_stores(
                 timings.ratio(memory, "dict.get"),
                 timings.ratio(storage, "dict.get"),
                 SHM_TARGET if is_shm(url) else None,
-                rate_strings.get(algorithm),
+                entry.rate,
+                entry.path,
+                entry.cost,
             )
         )
     return rows
@@ -466,7 +550,7 @@ def stores_table(rows: Sequence[StoreRow], url: str) -> list[str]:
         if r.target is not None:
             within = "yes" if r.storage_vs_memory <= r.target else "**no**"
         lines.append(
-            f"| {r.scenario} | {r.algorithm} | {r.memory_ns:.1f} | {r.storage_ns:.1f} "
+            f"| {r.scenario} | {r.name} | {r.memory_ns:.1f} | {r.storage_ns:.1f} "
             f"| {r.storage_vs_memory:.2f} | {r.dict_get_ns:.1f} | {r.memory_vs_dict_get:.2f} "
             f"| {r.storage_vs_dict_get:.2f} | {within} |"
         )
@@ -483,7 +567,6 @@ def stores_report(
     rate: str | None = None,
 ) -> str:
     lines = header(lib, iterations, repeats, several_rates=rate is not None)
-    sliding = [r for r in rows if r.algorithm == "sliding" and r.limit == SHM_SLIDING_MAX]
     lines += [
         f"## `allow()` on memory:// and on `{url}`, side by side",
         "",
@@ -495,12 +578,8 @@ def stores_report(
             f"Each algorithm has a fresh table of its own, `{storage_url(url, 'ALGORITHM')}`; "
             f"target: shm:// at most {SHM_TARGET}x memory://.",
         ]
-    if sliding:
-        lines += [
-            "sliding (at most 65,535 a window in shared memory), on both stores: "
-            + "; ".join(f"{r.scenario}: {r.limit:,} per {r.window_seconds:g} s" for r in sliding)
-            + "."
-        ]
+    if any(r.path for r in rows):
+        lines += sliding_lines(rows, one_rate=rate is None)
     if rate is not None:
         lines += [f"Limiters of several rates (`--rate '{rate}'`), the same on both stores:", ""]
         lines += rate_lines(rows)
@@ -516,6 +595,29 @@ def stores_report(
     return "\n".join(lines)
 
 
+def sliding_lines(rows: Sequence[StoreRow], one_rate: bool) -> list[str]:
+    """What the two sliding rows of a scenario on shm:// are."""
+    words = "one word (the one-rate cell, table `NAME`)" if one_rate else "a word a rate"
+    lines = [
+        f"sliding takes two paths on shm://: narrow, every window counting at most "
+        f"{NARROW_SLIDING_MAX:,}, its state in {words}, and wide, a window counting more, two "
+        "words a rate (table `NAME+2words` and up). Each scenario has a sliding row with the "
+        "limits of the other algorithms and one on the other path, on both stores alike"
+    ]
+    if one_rate:
+        limits = [
+            f"{r.scenario}, {r.path} {r.limit:,} per {r.window_seconds:g} s"
+            + (f" (each key spent by one call of cost {r.cost:,})" if r.cost != 1 else "")
+            for r in rows
+            if r.path
+        ]
+        lines[0] += ": " + "; ".join(limits)
+    else:
+        lines[0] += " (their rate strings below)"
+    lines[0] += "."
+    return lines
+
+
 def rate_lines(rows: Sequence[StoreRow]) -> list[str]:
     """One line per scenario: its rate string, and the algorithms with another."""
     lines = []
@@ -524,7 +626,7 @@ def rate_lines(rows: Sequence[StoreRow]) -> list[str]:
         usual = max(
             dict.fromkeys(r.rate for r in mine), key=lambda t: sum(r.rate == t for r in mine)
         )
-        others = [f"{r.algorithm} `{r.rate}`" for r in mine if r.rate != usual]
+        others = [f"{r.name} `{r.rate}`" for r in mine if r.rate != usual]
         lines.append(f"- {scenario}: `{usual}`" + (f" ({', '.join(others)})" if others else ""))
     return lines
 

@@ -3,10 +3,15 @@
 ``--processes`` worker processes (8), started with spawn and pinned to ``--cpus`` (0,1: eight
 processes on two cores), call ``limiter.allow(key)`` in a loop, all starting at one barrier:
 
-- hot key: every call on one key, with a limit of half the calls made in all (a sliding
-  window in shared memory counts at most 65,535 a window: its limit is capped there);
+- hot key: every call on one key, with a limit of half the calls made in all;
 - random keys: each process draws its keys at random (its own seed) from 100,000, with a
   limit per key of half the calls a key gets on average.
+
+Every algorithm gets these limits on every store. On ``shm://`` a sliding window counting more
+than 65,535 a window keeps its state in two words a rate (table ``NAME+2words`` and up), one
+counting at most that in one word a rate (for one rate the one-rate table ``NAME``): with the
+default calls, sliding takes the wide path on the hot key (4,000,000) and the narrow one over
+the random keys (40).
 
 The limits are per year, so that no bucket algorithm refills a token during the run and no
 fixed window ends in it: the exact number to admit is then known, ``L`` on the hot key and the
@@ -21,11 +26,10 @@ involuntary ones are the scheduler sharing two cores among eight processes.
 
 With ``--rate RATE`` (a rate string, e.g. ``"10/second; 1000/hour"``) every limiter has as
 many rates as RATE, built with ``RateLimiter.from_rate``: rate ``i`` (from 1) admits ``i * L``
-per ``i`` years, where ``L`` is the one-rate limit above (capped at 65,535 for sliding on
-``shm://``). Only RATE's count of rates is used, not its windows: exactness needs windows that no
-run sees end or refill. No run reaches the second rate's limit before the first's, so an exact
-shared limit still admits what it does with one rate, and every admission is counted in every
-rate, atomically.
+per ``i`` years, where ``L`` is the one-rate limit above. Only RATE's count of rates is used,
+not its windows: exactness needs windows that no run sees end or refill. No run reaches the
+second rate's limit before the first's, so an exact shared limit still admits what it does with
+one rate, and every admission is counted in every rate, atomically.
 
 The stores, one after the other, each on a fresh state:
 
@@ -70,7 +74,6 @@ from typing import Any
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 YEAR = 365 * 24 * 3600
-SHM_SLIDING_MAX = 65_535
 SHM_MAX_RATES = 4
 MAX_COUNT = 2**32 - 1  # the largest limit a rate takes
 HOT_KEY = "user:hot"
@@ -279,18 +282,11 @@ def job_for(
     scenario: str, algorithm: str, storage: str | None, calls: int, args: argparse.Namespace
 ) -> Job:
     total = calls * args.processes
-    if scenario == "hot key":
-        limit = max(1, total // 2)
-        if algorithm == "sliding" and storage and storage.startswith("shm"):
-            limit = min(limit, SHM_SLIDING_MAX)
-    else:
-        limit = max(1, total // args.keys // 2)
+    limit = max(1, total // 2 if scenario == "hot key" else total // args.keys // 2)
     rate = None
     if args.rates:
-        shm_sliding = algorithm == "sliding" and storage and storage.startswith("shm")
-        cap = SHM_SLIDING_MAX if shm_sliding else MAX_COUNT
         rate = "; ".join(
-            f"{min(cap, i * limit)}/{'year' if i == 1 else f'{i} years'}"
+            f"{min(MAX_COUNT, i * limit)}/{'year' if i == 1 else f'{i} years'}"
             for i in range(1, args.rates + 1)
         )
     return Job(
