@@ -490,15 +490,22 @@ def test_threads_hammering_never_hold_more_than_the_limit(order: str) -> None:
     limit, threads, rounds = 3, 8, 40
     limiter = ConcurrencyLimiter(limit, queue=threads, queue_timeout=math.inf, order=order)
     gate = threading.Lock()
-    holding = peak = served = 0
+    holding = peak = served = arrivals = 0
+    # The first `limit` holders wait for each other before letting go, so the limit is
+    # reached whatever the scheduling (a loaded machine once ran the whole test at 2 at once).
+    all_in = threading.Barrier(limit)
 
     def work() -> None:
-        nonlocal holding, peak, served
+        nonlocal holding, peak, served, arrivals
         for _ in range(rounds):
             with limiter.acquire():
                 with gate:
                     holding += 1
                     peak = max(peak, holding)
+                    first = arrivals < limit
+                    arrivals += 1
+                if first:
+                    all_in.wait(timeout=30)
                 time.sleep(0)  # let the others run while the permit is held
                 with gate:
                     holding -= 1
