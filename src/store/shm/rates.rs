@@ -61,6 +61,9 @@ pub struct RatesStore<A: Algorithm, const R: usize, const E: usize, const N: usi
 
 type Slots<const E: usize, const N: usize, const P: usize> = BucketOf<Control, E, N, P>;
 
+/// A rate's decision on a request, with its new state when admitted.
+type Step<S> = (Decision, Option<S>);
+
 /// The state words `words` give rate `rate` (each `W` long).
 #[inline(always)]
 fn state_words<const E: usize>(words: &[u128; E], rate: usize, w: usize) -> [[u32; 3]; 2] {
@@ -191,13 +194,7 @@ where
                     words,
                     states,
                 } => {
-                    let steps: [_; R] =
-                        std::array::from_fn(|i| self.rates[i].decide(states[i], now, cost));
-                    let decision = steps
-                        .iter()
-                        .map(|(decision, _)| *decision)
-                        .reduce(Decision::most_restrictive)
-                        .expect("a RatesStore has rates");
+                    let (decision, steps) = self.steps(&states, now, cost);
                     if !decision.allowed {
                         self.base.record(&decision);
                         return decision;
@@ -235,14 +232,28 @@ where
         }
     }
 
-    /// The decision on `cost` at `now` from the rates' states: the most restrictive of theirs.
-    fn evaluate(&self, states: &[Option<A::State>; R], now: u64, cost: u64) -> Decision {
-        self.rates
+    /// Each rate's step on `cost` at `now` from its state, and the decision: the most
+    /// restrictive of theirs (admitted when every rate admits, and then each step has the
+    /// rate's new state).
+    #[inline]
+    fn steps(
+        &self,
+        states: &[Option<A::State>; R],
+        now: u64,
+        cost: u64,
+    ) -> (Decision, [Step<A::State>; R]) {
+        let steps: [_; R] = std::array::from_fn(|i| self.rates[i].decide(states[i], now, cost));
+        let decision = steps
             .iter()
-            .zip(states)
-            .map(|(rate, state)| rate.decide(*state, now, cost).0)
+            .map(|(decision, _)| *decision)
             .reduce(Decision::most_restrictive)
-            .expect("a RatesStore has rates")
+            .expect("a RatesStore has rates");
+        (decision, steps)
+    }
+
+    /// The decision on `cost` at `now` from the rates' states.
+    fn evaluate(&self, states: &[Option<A::State>; R], now: u64, cost: u64) -> Decision {
+        self.steps(states, now, cost).0
     }
 
     fn primary(&self) -> crate::rate::Rate {
