@@ -39,12 +39,13 @@ import math
 import multiprocessing
 import os
 import resource
-import socket
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from local_server import free_port, wait_for_port
 
 #: One request's outcome: an HTTP status code (int) or a client error's kind (str), its latency
 #: in seconds (to the last byte of the body, or to the error), whether the response carried
@@ -432,12 +433,6 @@ def _serve_trivial(port: int, cpu: int | None) -> None:
         loop.run_until_complete(server.serve_forever())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def two_cpus() -> tuple[int | None, list[int] | None]:
     """CPU for the server and CPUs for the clients: 0 and [1] with two cores or more."""
     if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
@@ -456,15 +451,7 @@ def self_test(
     server.start()
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_port(port, what="the self-test's server")
         print(
             f"loadgen self-test: a trivial uvloop server on CPU {server_cpu}, the generator on "
             f"CPUs {client_cpus} ({processes} process(es)), a new connection per request"

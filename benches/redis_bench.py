@@ -21,54 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+
+from local_server import redis_server
 
 import rust_py_rate_limit
 from rust_py_rate_limit import RateLimiter
 
 HUGE = 4_000_000_000  # a limit no run reaches: every call is admitted
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def redis_server() -> Iterator[int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed (apt-get install -y redis-server)")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", scratch],
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.02)
-            yield port
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
 
 
 def per_call_us(call: Callable[[], object], calls: int, repeats: int) -> float:
@@ -118,7 +80,7 @@ def main() -> None:
         f"rust_py_rate_limit {rust_py_rate_limit.__version__}, redis-py {redis.__version__}, "
         f"limits {limits.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
-    with redis_server() as port:
+    with redis_server() as (port, _):
         url = f"redis://127.0.0.1:{port}/0"
         ping = redis.Redis(host="127.0.0.1", port=port)
         ours_gcra = RateLimiter(HUGE, 3600, "gcra", storage=url, timeout=1.0)

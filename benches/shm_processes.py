@@ -59,18 +59,15 @@ import platform
 import random
 import resource
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from local_server import redis_server
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 YEAR = 365 * 24 * 3600
@@ -301,47 +298,6 @@ def job_for(
         args.cpus,
         rate,
     )
-
-
-# --- redis-server ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def redis_server(cpus: list[int]) -> Iterator[tuple[int, int]]:
-    """A redis-server on a free loopback port, pinned to `cpus`: (port, pid)."""
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        process = subprocess.Popen(
-            [
-                *("taskset", "-c", ",".join(map(str, cpus)), binary),
-                *("--port", str(port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", scratch),
-            ],
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.02)
-            yield port, process.pid
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
 
 
 # --- reporting ------------------------------------------------------------------------------
