@@ -12,6 +12,7 @@ pub mod decision;
 pub mod limiter;
 pub mod rate;
 pub mod store;
+pub mod unkeyed;
 
 #[cfg(feature = "python")]
 mod python;
