@@ -79,11 +79,6 @@ impl Bucket {
         })
     }
 
-    /// The most cost a request can take at once.
-    pub fn burst(&self) -> u64 {
-        self.burst
-    }
-
     /// `burst * T`: how far past now an admitted request may leave the arrival time.
     pub fn tolerance_ns(&self) -> u64 {
         self.tolerance

@@ -23,11 +23,6 @@ pub fn capacity_of(buckets: u64, words: u32) -> u64 {
     (buckets as f64 * slots_for_words(words) as f64 * LOAD_FACTOR) as u64
 }
 
-/// Bytes of table per key at `capacity`, for slots of `words` words of state.
-pub fn bytes_per_key(capacity: u64, words: u32) -> f64 {
-    (buckets_for(capacity, slots_for_words(words)) * BUCKET_BYTES as u64) as f64 / capacity as f64
-}
-
 static OPEN: Mutex<Option<HashMap<PathBuf, Weak<Region>>>> = Mutex::new(None);
 
 /// Opens (or creates) the table `name` in `dir` whose slots hold `words` words of state (each

@@ -86,7 +86,6 @@ where
     /// `region`, a table made for `R` rates.
     pub fn new(rates: Vec<A>, settings: &str, region: Arc<Region>, on_full: OnFull) -> Self {
         let bound = rates.iter().map(Lifetime::bound_ns).max().unwrap_or(0);
-        debug_assert!(rates.iter().all(|r| r.max_cost() <= u64::from(u32::MAX)));
         assert_eq!(E, R * Self::W, "a RatesStore's slots hold its rates' words");
         let Ok(rates) = <[A; R]>::try_from(rates) else {
             panic!("a RatesStore<_, {R}, ..> is given {R} rates");

@@ -41,8 +41,6 @@ pub trait Lifetime {
     fn lifetime_ns(&self) -> u64;
     /// How long after `now` a state admitted at `now` matters at most.
     fn bound_ns(&self) -> u64;
-    /// The largest cost a request can be admitted with.
-    fn max_cost(&self) -> u64;
 }
 
 impl Lifetime for crate::algorithm::Bucket {
@@ -51,9 +49,6 @@ impl Lifetime for crate::algorithm::Bucket {
     }
     fn bound_ns(&self) -> u64 {
         self.tolerance_ns()
-    }
-    fn max_cost(&self) -> u64 {
-        self.burst()
     }
 }
 
@@ -64,9 +59,6 @@ impl Lifetime for crate::algorithm::FixedWindow {
     fn bound_ns(&self) -> u64 {
         self.lifetime_ns()
     }
-    fn max_cost(&self) -> u64 {
-        self.rate().limit
-    }
 }
 
 impl<C: crate::algorithm::Count> Lifetime for crate::algorithm::SlidingWindow<C> {
@@ -75,9 +67,6 @@ impl<C: crate::algorithm::Count> Lifetime for crate::algorithm::SlidingWindow<C>
     }
     fn bound_ns(&self) -> u64 {
         self.lifetime_ns()
-    }
-    fn max_cost(&self) -> u64 {
-        self.rate().limit
     }
 }
 
@@ -95,7 +84,7 @@ pub struct Base {
     region: Arc<Region>,
     hasher: foldhash::fast::FixedState,
     settings: u64,
-    pub on_full: OnFull,
+    on_full: OnFull,
     counters: Counters,
 }
 
