@@ -147,6 +147,15 @@ impl Algorithm for Bucket {
             period_ns: self.window,
         }
     }
+
+    const RESERVES: bool = true;
+
+    fn refund(&self, state: BucketState, cost: u64) -> BucketState {
+        let back = cost.saturating_mul(self.interval.get());
+        BucketState {
+            tat: PackedNs::new(state.tat.get().saturating_sub(back)),
+        }
+    }
 }
 
 #[cfg(test)]

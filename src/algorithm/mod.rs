@@ -41,6 +41,18 @@ pub trait Algorithm: Send + Sync + 'static {
 
     /// The rate this algorithm enforces.
     fn rate(&self) -> Rate;
+
+    /// Whether a waiter can reserve a future admission: deciding at the instant the request
+    /// would be admitted consumes it there, and later requests queue behind it (the bucket
+    /// algorithms, whose state is an arrival time). A window cannot: its waiters sleep until
+    /// the retry time and decide again.
+    const RESERVES: bool = false;
+
+    /// `state` with `cost` given back by a waiter that reserved it and gave up: the bucket
+    /// algorithms move the arrival time back; the windows reserve nothing and keep `state`.
+    fn refund(&self, state: Self::State, _cost: u64) -> Self::State {
+        state
+    }
 }
 
 /// A state as three 32-bit words whose first two are its anchor time (a window's start, or
