@@ -4,14 +4,15 @@
 use crate::algorithm::{
     AlgorithmKind, Bucket, BucketState, FixedState, FixedWindow, SlidingState, SlidingWindow,
 };
-use crate::clock::Clock;
+use crate::clock::{Clock, MAX_NS};
 use crate::config::{ConfigError, LimiterConfig};
-use crate::decision::{Ask, Decision};
+use crate::decision::{Ask, Decision, NEVER};
 #[cfg(unix)]
 use crate::store::shm::region::Region;
 #[cfg(unix)]
 use crate::store::shm::SharedStore;
 use crate::store::{MemoryStore, MultiRate, SingleRate, Store, StoreStats};
+use crate::unkeyed::Reservation;
 #[cfg(unix)]
 use std::sync::Arc;
 
@@ -204,6 +205,58 @@ impl Limiter {
         }
     }
 
+    /// Admits `cost` for `key` now, or, on a limiter that can reserve (one rate of a bucket
+    /// algorithm, in memory), reserves the first instant within `max_wait_ns` at which it
+    /// would be admitted: the key's state counts it from that instant, so later callers queue
+    /// behind it, and the caller sleeps [`Reservation::wait_ns`] before it goes. Otherwise
+    /// (windows, several rates, shared memory) a denial comes back with its retry time, for
+    /// the caller to sleep and decide again.
+    pub fn reserve(
+        &self,
+        key: &(impl AsRef<[u8]> + ?Sized),
+        cost: u64,
+        max_wait_ns: u64,
+    ) -> Reservation {
+        let key = key.as_ref();
+        let AnyStore::Bucket(store) = &self.store else {
+            let decision = self.decide(key, cost);
+            return Reservation {
+                decision,
+                wait_ns: 0,
+            };
+        };
+        loop {
+            let now = self.clock.now_ns();
+            let preview = store.preview(key, cost, now);
+            let wait = preview.retry_after_ns;
+            if preview.allowed || wait == NEVER || wait > max_wait_ns {
+                let decision = store.decide(key, cost, now);
+                return Reservation {
+                    decision,
+                    wait_ns: 0,
+                };
+            }
+            let at = now.saturating_add(wait).min(MAX_NS);
+            if let Some(decision) = store.decide_tracked(key, cost, at) {
+                if decision.allowed {
+                    return Reservation {
+                        decision,
+                        wait_ns: wait,
+                    };
+                }
+            }
+            // Someone took that instant (or the key went) meanwhile: look again.
+        }
+    }
+
+    /// Gives back `cost` reserved by [`Self::reserve`] and not used (a waiter that timed out
+    /// or was cancelled).
+    pub fn refund(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) {
+        if let AnyStore::Bucket(store) = &self.store {
+            store.refund(key.as_ref(), cost);
+        }
+    }
+
     pub fn reset(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> bool {
         let key = key.as_ref();
         let now = self.clock.now_ns();
@@ -268,6 +321,31 @@ mod tests {
             clock.advance_ns(10 * NANOS_PER_SECOND).unwrap();
             assert_eq!(l.cleanup_expired(), 1, "{algorithm}: idle keys are swept");
         }
+    }
+
+    #[test]
+    fn a_bucket_key_reserves_instants_in_order_and_takes_refunds_back() {
+        let clock = ManualClock::new(0);
+        let l = limiter("1/second", AlgorithmKind::TokenBucket, &clock);
+        let s = NANOS_PER_SECOND;
+        let waits: Vec<u64> = (0..3).map(|_| l.reserve("k", 1, 10 * s).wait_ns).collect();
+        assert_eq!(waits, [0, s, 2 * s]);
+        let refused = l.reserve("k", 1, s);
+        assert!(!refused.decision.allowed);
+        assert_eq!(refused.decision.retry_after_ns, 3 * s);
+        l.refund("k", 1);
+        assert_eq!(
+            l.reserve("k", 1, 10 * s).wait_ns,
+            2 * s,
+            "the refunded instant"
+        );
+        assert!(l.reserve("other", 1, 0).decision.allowed, "keys are apart");
+        // A window reserves nothing: the wait comes back with the refusal.
+        let w = limiter("1/second", AlgorithmKind::Fixed, &clock);
+        assert_eq!(w.reserve("k", 1, 10 * s).wait_ns, 0);
+        let denied = w.reserve("k", 1, 10 * s);
+        assert!(!denied.decision.allowed);
+        assert_eq!(denied.decision.retry_after_ns, s);
     }
 
     #[test]

@@ -315,6 +315,27 @@ impl<P: Policy> MemoryStore<P> {
         })
     }
 
+    /// Decides on `cost` for `key` at `at` (which may be later than now: a waiter's reserved
+    /// instant) if the key is tracked; None for a key that is not, which is never added here,
+    /// so no sweep runs at a time that has not come.
+    pub fn decide_tracked(&self, key: &[u8], cost: u64, at: u64) -> Option<Decision> {
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash).lock();
+        let (_, value) = shard.table.find_mut(hash, |(k, _)| k.matches(key))?;
+        let decision = self.policy.apply(value, at, cost);
+        shard.record(&decision);
+        Some(decision)
+    }
+
+    /// Gives back `cost` that a waiter reserved on `key` and will not use.
+    pub fn refund(&self, key: &[u8], cost: u64) {
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash).lock();
+        if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.matches(key)) {
+            self.policy.refund(value, cost);
+        }
+    }
+
     /// Forgets `key`; true if it was tracked.
     pub fn reset(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);

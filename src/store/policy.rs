@@ -31,6 +31,10 @@ pub trait Policy: Send + Sync + 'static {
 
     /// The first (primary) rate: the one reported when a new key is refused for lack of room.
     fn primary(&self) -> Rate;
+
+    /// `value` with `cost` given back by a waiter that reserved it (see
+    /// [`crate::Limiter::reserve`]) and gave up; unchanged where nothing is reserved.
+    fn refund(&self, _value: &mut Self::Value, _cost: u64) {}
 }
 
 /// One algorithm, one rate: the value is the algorithm's state itself.
@@ -72,6 +76,10 @@ impl<A: Algorithm> Policy for SingleRate<A> {
 
     fn primary(&self) -> Rate {
         self.0.rate()
+    }
+
+    fn refund(&self, value: &mut A::State, cost: u64) {
+        *value = self.0.refund(*value, cost);
     }
 }
 
