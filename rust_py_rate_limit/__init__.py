@@ -15,14 +15,19 @@ from ._core import (
     Acquisition,
     ConcurrencyLimiter,
     Decision,
+    FixedWindow,
+    Gcra,
     Lease,
     ManualClock,
     RateLimiter,
+    SlidingWindow,
     StorageError,
+    TokenBucket,
     __version__,
 )
 from .decorators import KeySpec, rate_limit
 from .exceptions import Overloaded, RateLimitExceeded
+from ._waiting import Throttle
 from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
 
 __all__ = [
@@ -33,14 +38,19 @@ __all__ = [
     "ConcurrencyStats",
     "ConcurrencyStatus",
     "Decision",
+    "FixedWindow",
+    "Gcra",
     "KeySpec",
     "Lease",
     "ManualClock",
     "Overloaded",
     "RateLimitExceeded",
     "RateLimiter",
+    "SlidingWindow",
     "Stats",
     "StorageError",
+    "Throttle",
+    "TokenBucket",
     "__version__",
     "rate_limit",
 ]

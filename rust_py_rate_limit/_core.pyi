@@ -3,6 +3,7 @@
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Generic, Literal, TypeVar, final
 
+from ._waiting import Throttle
 from .decorators import KeySpec
 from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
 
@@ -11,11 +12,15 @@ __all__ = [
     "Acquisition",
     "ConcurrencyLimiter",
     "Decision",
+    "FixedWindow",
+    "Gcra",
     "Lease",
     "ManualClock",
     "RateLimiter",
     "Ready",
+    "SlidingWindow",
     "StorageError",
+    "TokenBucket",
     "__version__",
 ]
 
@@ -65,6 +70,11 @@ class ManualClock:
         """Moves the clock forward by ``seconds`` (an int or float >= 0)."""
     def now(self) -> float:
         """The current time in seconds since the clock's origin."""
+    def _alarm(self, seconds: float, callback: Callable[[], object]) -> _Alarm: ...
+
+@final
+class _Alarm:
+    def cancel(self) -> None: ...
 
 @final
 class Decision:
@@ -173,12 +183,30 @@ class RateLimiter:
     def cleanup_expired(self) -> int: ...
     def stats(self) -> Stats: ...
     def stats_json(self) -> str: ...
+    def acquire(self, key: str, cost: int | None = None, timeout: float | None = None) -> bool:
+        """Blocks until ``key`` admits the request (True), or False once it cannot within
+        ``timeout`` seconds."""
+    def aacquire(
+        self, key: str, cost: int | None = None, timeout: float | None = None
+    ) -> Awaitable[bool]:
+        """``acquire()`` for asyncio."""
+    def throttle(self, key: str, cost: int | None = None) -> Throttle:
+        """``with``/``async with``: waits until ``key`` admits the request, then runs the block."""
+    def _reserve(
+        self, key: str, cost: int | None, max_wait: float | None
+    ) -> tuple[int, float, Decision]: ...
+    def _refund(self, key: str, cost: int | None) -> None: ...
+    def _clock(self) -> ManualClock | None: ...
+    @property
+    def _remote(self) -> bool: ...
     def limit(
         self,
         key: KeySpec,
         *,
         cost: int | None = None,
         on_blocked: Callable[..., Any] | None = None,
+        wait: bool | None = None,
+        timeout: float | None = None,
     ) -> Callable[[_F], _F]: ...
     @property
     def max_requests(self) -> int: ...
@@ -303,3 +331,145 @@ class ConcurrencyLimiter:
         """The limit, permits held and callers waiting for one key (or the unkeyed slot)."""
     def stats(self) -> ConcurrencyStats:
         """Totals since creation and the counts now."""
+
+@final
+class TokenBucket:
+    """``capacity`` tokens, refilled continuously at ``increment`` every ``period_secs``."""
+
+    def __new__(
+        cls,
+        capacity: int,
+        increment: int,
+        period_secs: float,
+        *,
+        clock: ManualClock | None = None,
+    ) -> TokenBucket: ...
+    def process(self) -> bool:
+        """Whether one request goes now (consuming it)."""
+    def allow(self, cost: int | None = None) -> bool:
+        """Whether a request of ``cost`` goes now (consuming it when it does)."""
+    def decide(self, cost: int | None = None) -> Decision:
+        """The decision on a request of ``cost`` now."""
+    def peek(self) -> Decision:
+        """What a request would see now, consuming nothing."""
+    def remaining(self) -> int:
+        """Requests of cost 1 that would go now."""
+    def reset(self) -> None:
+        """Full again, as if never used."""
+    def acquire(self, cost: int | None = None, timeout: float | None = None) -> bool:
+        """Blocks until the request goes (True), or False once it cannot within ``timeout``."""
+    def aacquire(self, cost: int | None = None, timeout: float | None = None) -> Awaitable[bool]:
+        """``acquire()`` for asyncio."""
+    def throttle(self, cost: int | None = None) -> Throttle:
+        """``with``/``async with``: waits until the request goes, then runs the block."""
+    def _reserve(
+        self, cost: int | None, max_wait: float | None
+    ) -> tuple[int, float, Decision]: ...
+    def _refund(self, cost: int | None) -> None: ...
+    def _clock(self) -> ManualClock | None: ...
+    @property
+    def capacity(self) -> int: ...
+
+@final
+class Gcra:
+    """``limit`` requests every ``period_secs``, evenly spaced, in bursts of up to ``burst``."""
+
+    def __new__(
+        cls,
+        limit: int,
+        period_secs: float,
+        burst: int | None = None,
+        *,
+        clock: ManualClock | None = None,
+    ) -> Gcra: ...
+    def process(self) -> bool:
+        """Whether one request goes now (consuming it)."""
+    def allow(self, cost: int | None = None) -> bool:
+        """Whether a request of ``cost`` goes now (consuming it when it does)."""
+    def decide(self, cost: int | None = None) -> Decision:
+        """The decision on a request of ``cost`` now."""
+    def peek(self) -> Decision:
+        """What a request would see now, consuming nothing."""
+    def remaining(self) -> int:
+        """Requests of cost 1 that would go now."""
+    def reset(self) -> None:
+        """Full again, as if never used."""
+    def acquire(self, cost: int | None = None, timeout: float | None = None) -> bool:
+        """Blocks until the request goes (True), or False once it cannot within ``timeout``."""
+    def aacquire(self, cost: int | None = None, timeout: float | None = None) -> Awaitable[bool]:
+        """``acquire()`` for asyncio."""
+    def throttle(self, cost: int | None = None) -> Throttle:
+        """``with``/``async with``: waits until the request goes, then runs the block."""
+    def _reserve(
+        self, cost: int | None, max_wait: float | None
+    ) -> tuple[int, float, Decision]: ...
+    def _refund(self, cost: int | None) -> None: ...
+    def _clock(self) -> ManualClock | None: ...
+    @property
+    def limit(self) -> int: ...
+
+@final
+class FixedWindow:
+    """Up to ``capacity`` requests per window of ``interval_secs``."""
+
+    def __new__(
+        cls, capacity: int, interval_secs: float, *, clock: ManualClock | None = None
+    ) -> FixedWindow: ...
+    def process(self) -> bool:
+        """Whether one request goes now (consuming it)."""
+    def allow(self, cost: int | None = None) -> bool:
+        """Whether a request of ``cost`` goes now (consuming it when it does)."""
+    def decide(self, cost: int | None = None) -> Decision:
+        """The decision on a request of ``cost`` now."""
+    def peek(self) -> Decision:
+        """What a request would see now, consuming nothing."""
+    def remaining(self) -> int:
+        """Requests of cost 1 that would go now."""
+    def reset(self) -> None:
+        """Full again, as if never used."""
+    def acquire(self, cost: int | None = None, timeout: float | None = None) -> bool:
+        """Blocks until the request goes (True), or False once it cannot within ``timeout``."""
+    def aacquire(self, cost: int | None = None, timeout: float | None = None) -> Awaitable[bool]:
+        """``acquire()`` for asyncio."""
+    def throttle(self, cost: int | None = None) -> Throttle:
+        """``with``/``async with``: waits until the request goes, then runs the block."""
+    def _reserve(
+        self, cost: int | None, max_wait: float | None
+    ) -> tuple[int, float, Decision]: ...
+    def _refund(self, cost: int | None) -> None: ...
+    def _clock(self) -> ManualClock | None: ...
+    @property
+    def capacity(self) -> int: ...
+
+@final
+class SlidingWindow:
+    """Up to ``capacity`` requests in any sliding ``interval_secs``."""
+
+    def __new__(
+        cls, capacity: int, interval_secs: float, *, clock: ManualClock | None = None
+    ) -> SlidingWindow: ...
+    def process(self) -> bool:
+        """Whether one request goes now (consuming it)."""
+    def allow(self, cost: int | None = None) -> bool:
+        """Whether a request of ``cost`` goes now (consuming it when it does)."""
+    def decide(self, cost: int | None = None) -> Decision:
+        """The decision on a request of ``cost`` now."""
+    def peek(self) -> Decision:
+        """What a request would see now, consuming nothing."""
+    def remaining(self) -> int:
+        """Requests of cost 1 that would go now."""
+    def reset(self) -> None:
+        """Full again, as if never used."""
+    def acquire(self, cost: int | None = None, timeout: float | None = None) -> bool:
+        """Blocks until the request goes (True), or False once it cannot within ``timeout``."""
+    def aacquire(self, cost: int | None = None, timeout: float | None = None) -> Awaitable[bool]:
+        """``acquire()`` for asyncio."""
+    def throttle(self, cost: int | None = None) -> Throttle:
+        """``with``/``async with``: waits until the request goes, then runs the block."""
+    def _reserve(
+        self, cost: int | None, max_wait: float | None
+    ) -> tuple[int, float, Decision]: ...
+    def _refund(self, cost: int | None) -> None: ...
+    def _clock(self) -> ManualClock | None: ...
+    @property
+    def capacity(self) -> int: ...

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from . import _waiting
 from ._core import Decision, RateLimiter, _check_cost
 from .exceptions import RateLimitExceeded
 
@@ -55,6 +56,8 @@ def rate_limit(
     *,
     cost: int = 1,
     on_blocked: Callable[..., Any] | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
 ) -> Callable[[F], F]:
     """Return a decorator that admits a call only if ``limiter`` allows ``key``.
 
@@ -64,6 +67,11 @@ def rate_limit(
     and ``on_blocked`` returns an awaitable). The wrapper keeps the wrapped function's name,
     docstring and signature, and is itself ``async`` when the wrapped function is; it then
     awaits the limiter's ``adecide``, so a Redis round trip never blocks the event loop.
+
+    With ``wait=True`` a call that is not admitted at once waits for its turn
+    (``limiter.acquire``; ``aacquire`` for an async function) instead of being refused, for up
+    to ``timeout`` seconds (None: as long as it takes); only a call that cannot go within the
+    timeout is refused as above.
     """
     if not isinstance(limiter, RateLimiter):
         hint = (
@@ -83,6 +91,11 @@ def rate_limit(
     if on_blocked is not None and not callable(on_blocked):
         raise TypeError(f"`on_blocked` must be callable, not {type(on_blocked).__name__}")
     _check_cost(cost)
+    if not isinstance(wait, bool):
+        raise TypeError(f"`wait` must be a bool, not {type(wait).__name__} ({wait!r})")
+    if timeout is not None and not wait:
+        raise ValueError(f"`timeout` ({timeout!r}) applies only with wait=True")
+    _waiting._timeout(timeout)
 
     def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         resolved = key(*args, **kwargs) if callable(key) else key
@@ -110,7 +123,13 @@ def rate_limit(
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 resolved = resolve(args, kwargs)
-                if admitted(resolved, await limiter.adecide(resolved, cost)):
+                if wait:
+                    decision = await _waiting.aacquire_decision(
+                        limiter, True, resolved, cost, timeout
+                    )
+                else:
+                    decision = await limiter.adecide(resolved, cost)
+                if admitted(resolved, decision):
                     return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
                 fallback = cast(Callable[..., Any], on_blocked)(*args, **kwargs)
                 return await fallback if inspect.isawaitable(fallback) else fallback
@@ -120,7 +139,11 @@ def rate_limit(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             resolved = resolve(args, kwargs)
-            if admitted(resolved, limiter.decide(resolved, cost)):
+            if wait:
+                decision = _waiting.acquire_decision(limiter, True, resolved, cost, timeout)
+            else:
+                decision = limiter.decide(resolved, cost)
+            if admitted(resolved, decision):
                 return func(*args, **kwargs)
             return cast(Callable[..., Any], on_blocked)(*args, **kwargs)
 

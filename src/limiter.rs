@@ -167,6 +167,11 @@ impl Limiter {
         self.allow_at(key.as_ref(), cost, self.clock.now_ns())
     }
 
+    /// The clock the limiter reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The limiter's clock, for callers that read it ahead of `allow_at`.
     #[inline(always)]
     pub fn now_ns(&self) -> u64 {

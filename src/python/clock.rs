@@ -1,11 +1,45 @@
 //! `ManualClock`: time that moves only when a test says so.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::args;
-use crate::clock::{Clock, ManualClock};
+use crate::clock::{AdvanceListener, Clock, ManualClock};
 use crate::rate::NANOS_PER_SECOND;
+
+/// The `ManualClock` a limiter reads, for the waiting code (`_waiting.py`), or None for a
+/// real clock.
+pub fn manual_clock(py: Python<'_>, clock: &Clock) -> PyResult<Option<Py<PyManualClock>>> {
+    match clock {
+        Clock::Manual(manual) => Ok(Some(Py::new(
+            py,
+            PyManualClock {
+                clock: manual.clone(),
+            },
+        )?)),
+        _ => Ok(None),
+    }
+}
+
+/// A callback the clock calls once, when it is advanced to or past a time
+/// (`ManualClock._alarm`): how a waiter sleeps on a `ManualClock`. Dropped or cancelled, it
+/// is never called.
+#[pyclass(frozen, name = "_Alarm", module = "rust_py_rate_limit._core")]
+pub struct Alarm {
+    listener: Mutex<Option<Arc<AdvanceListener>>>,
+}
+
+#[pymethods]
+impl Alarm {
+    /// Never calls the callback from now on.
+    fn cancel(&self) {
+        self.listener.lock().take();
+    }
+}
 
 /// The `clock=` setting: a `ManualClock`, or None for the real (monotonic) clock.
 pub fn clock_setting(clock: Option<&Bound<'_, PyAny>>) -> PyResult<Clock> {
@@ -47,6 +81,34 @@ impl PyManualClock {
             .advance_ns(ns)
             .map(drop)
             .map_err(|e| PyValueError::new_err(format!("invalid `seconds`: {e}")))
+    }
+
+    /// Calls `callback()` once, when the clock reaches `seconds` from now (at once when that
+    /// is now); the `_Alarm` returned cancels it. For the waiting code: sleeping on a manual
+    /// clock lasts until a test advances it.
+    fn _alarm(&self, seconds: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<Alarm> {
+        let (_, ns) = args::seconds(seconds, "seconds", true)?;
+        let deadline = self.clock.now_ns().saturating_add(ns);
+        let fired = Arc::new(AtomicBool::new(false));
+        let ring = {
+            let fired = fired.clone();
+            move |now: u64| {
+                if now >= deadline && !fired.swap(true, Ordering::AcqRel) {
+                    Python::attach(|py| {
+                        if let Err(error) = callback.call0(py) {
+                            error.write_unraisable(py, None);
+                        }
+                    });
+                }
+            }
+        };
+        let listener: Arc<AdvanceListener> = Arc::new(ring);
+        self.clock.subscribe(&listener);
+        // Subscribed first, then read: an advance in between rings once, not never.
+        listener(self.clock.now_ns());
+        Ok(Alarm {
+            listener: Mutex::new(Some(listener)),
+        })
     }
 
     /// The current time in seconds since the clock's origin.

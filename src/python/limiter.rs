@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::args::{self, Seconds};
 use super::async_bridge::{Answer, Convert};
-use super::clock::clock_setting;
+use super::clock::{clock_setting, manual_clock, PyManualClock};
 use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
 use super::shared_storage::{on_full_setting, region_error, shared_limiter, shared_url};
 use super::storage::{RedisSide, StorageOptions};
+use super::unkeyed::{reserve_step, waiting_call};
 use crate::algorithm::AlgorithmKind;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
 use crate::decision::{Ask, Decision};
@@ -25,6 +27,7 @@ use crate::limiter::Limiter;
 use crate::rate::{parse_rates, Rate};
 use crate::store::shm::OnFull;
 use crate::store::Sweeper;
+use crate::unkeyed::Reservation;
 
 /// The decision of a round trip that decides (not a reset).
 fn decided(answer: Answer) -> Decision {
@@ -639,13 +642,110 @@ impl RateLimiter {
         format!("{{{}}}", fields.join(","))
     }
 
+    /// Blocks until `key` admits a request of `cost` (True), or returns False as soon as it
+    /// is clear it cannot within `timeout` seconds (None: no limit). The GIL is free while it
+    /// sleeps; a bucket algorithm reserves the caller's turn, so waiters go in arrival order.
+    #[pyo3(signature = (key, cost=None, timeout=None))]
+    fn acquire(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        args::key(key)?;
+        args::cost(cost)?;
+        let name = intern!(slf.py(), "acquire");
+        waiting_call(slf.as_any(), name, (true, key.clone(), cost, timeout))?.extract()
+    }
+
+    /// `acquire` for asyncio: an awaitable that sleeps on the event loop (and awaits the
+    /// Redis round trips).
+    #[pyo3(signature = (key, cost=None, timeout=None))]
+    fn aacquire<'py>(
+        slf: &Bound<'py, Self>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        args::key(key)?;
+        args::cost(cost)?;
+        let name = intern!(slf.py(), "aacquire");
+        waiting_call(slf.as_any(), name, (true, key.clone(), cost, timeout))
+    }
+
+    /// `with limiter.throttle(key):` / `async with limiter.throttle(key):` waits until `key`
+    /// admits a request of `cost`, then runs the block.
+    #[pyo3(signature = (key, cost=None))]
+    fn throttle<'py>(
+        slf: &Bound<'py, Self>,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        args::key(key)?;
+        args::cost(cost)?;
+        let cost = match cost {
+            Some(cost) => cost.clone(),
+            None => 1u64.into_pyobject(py)?.into_any(),
+        };
+        py.import(intern!(py, "rust_py_rate_limit._waiting"))?
+            .getattr(intern!(py, "Throttle"))?
+            .call1((slf, true, key, cost))
+    }
+
+    /// The waiting code's step (see `_waiting.py`): admit now, reserve a turn, or refuse.
+    #[pyo3(signature = (key, cost, max_wait))]
+    fn _reserve(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+        max_wait: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(u8, f64, PyDecision)> {
+        let cost = args::cost(cost)?;
+        if self.redis.is_some() {
+            let decision = self.answer(key, Ask::Decide(cost))?;
+            return reserve_step(
+                |_| Reservation {
+                    decision,
+                    wait_ns: 0,
+                },
+                max_wait,
+            );
+        }
+        args::with_key(key, |key| {
+            reserve_step(|max| self.limiter.reserve(key, cost, max), max_wait)
+        })?
+    }
+
+    /// Gives back what `_reserve` reserved for a waiter that gave up.
+    #[pyo3(signature = (key, cost))]
+    fn _refund(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let cost = args::cost(cost)?;
+        if self.redis.is_none() {
+            args::with_key(key, |key| self.limiter.refund(key, cost))?;
+        }
+        Ok(())
+    }
+
+    fn _clock(&self, py: Python<'_>) -> PyResult<Option<Py<PyManualClock>>> {
+        manual_clock(py, self.limiter.clock())
+    }
+
+    /// Whether decisions are made on Redis (the waiting code then awaits `adecide`).
+    #[getter]
+    fn _remote(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// A decorator limiting calls of the wrapped function (see `rust_py_rate_limit.rate_limit`).
-    #[pyo3(signature = (key, *, cost=None, on_blocked=None))]
+    #[pyo3(signature = (key, *, cost=None, on_blocked=None, wait=None, timeout=None))]
     fn limit<'py>(
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         cost: Option<&Bound<'py, PyAny>>,
         on_blocked: Option<&Bound<'py, PyAny>>,
+        wait: Option<&Bound<'py, PyAny>>,
+        timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let kwargs = PyDict::new(py);
@@ -653,6 +753,10 @@ impl RateLimiter {
             kwargs.set_item("cost", cost)?;
         }
         kwargs.set_item("on_blocked", on_blocked)?;
+        if let Some(wait) = wait {
+            kwargs.set_item("wait", wait)?;
+        }
+        kwargs.set_item("timeout", timeout)?;
         py.import("rust_py_rate_limit.decorators")?
             .getattr("rate_limit")?
             .call((slf, key), Some(&kwargs))

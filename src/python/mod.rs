@@ -15,6 +15,7 @@ mod pending;
 mod ready;
 mod shared_storage;
 mod storage;
+mod unkeyed;
 mod waiting;
 
 use pyo3::prelude::*;
@@ -60,6 +61,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fast_methods::install(&m.py().get_type::<limiter::RateLimiter>())?;
     m.add_class::<decision::PyDecision>()?;
     m.add_class::<clock::PyManualClock>()?;
+    m.add_class::<clock::Alarm>()?;
+    m.add_class::<unkeyed::PyTokenBucket>()?;
+    m.add_class::<unkeyed::PyGcra>()?;
+    m.add_class::<unkeyed::PyFixedWindow>()?;
+    m.add_class::<unkeyed::PySlidingWindow>()?;
     m.add_class::<ready::Ready>()?;
     m.add_class::<concurrency::PyConcurrencyLimiter>()?;
     m.add_class::<lease::Lease>()?;
