@@ -14,10 +14,14 @@ pub const MAX_NS: u64 = 1 << 62;
 /// [`MAX_NS`] in words, for error messages.
 pub const MAX_NS_TEXT: &str = "2**62 nanoseconds (about 146 years)";
 
-/// A source of nanoseconds since an arbitrary origin; never goes backwards.
+/// A source of nanoseconds since an arbitrary origin; never goes backwards. A
+/// [`Limiter`](crate::Limiter) reads it at every call.
 #[derive(Clone, Debug)]
 pub enum Clock {
+    /// The process's monotonic clock ([`Clock::monotonic`]); for production.
     Monotonic(MonotonicClock),
+    /// A clock that moves only when told to; for tests. Keep a clone of the [`ManualClock`] to
+    /// advance it.
     Manual(ManualClock),
     /// The clock of a shared-memory region: one calibration every process reads alike.
     #[cfg(unix)]
@@ -25,10 +29,19 @@ pub enum Clock {
 }
 
 impl Clock {
+    /// A monotonic clock starting at 0 now.
+    ///
+    /// ```
+    /// let clock = rust_py_rate_limit::Clock::monotonic();
+    /// let before = clock.now_ns();
+    /// std::thread::sleep(std::time::Duration::from_millis(2));
+    /// assert!(clock.now_ns() >= before + 2_000_000);
+    /// ```
     pub fn monotonic() -> Self {
         Clock::Monotonic(MonotonicClock::new())
     }
 
+    /// Nanoseconds since the clock's origin.
     #[inline]
     pub fn now_ns(&self) -> u64 {
         match self {
@@ -57,12 +70,14 @@ pub struct MonotonicClock {
 }
 
 impl MonotonicClock {
+    /// A clock whose origin is now.
     pub fn new() -> Self {
         let clock = quanta::Clock::new();
         let origin = clock.raw();
         MonotonicClock { clock, origin }
     }
 
+    /// Nanoseconds since the clock was created.
     #[inline]
     pub fn now_ns(&self) -> u64 {
         self.clock.delta_as_nanos(self.origin, self.clock.raw())
@@ -80,7 +95,20 @@ impl Default for MonotonicClock {
 pub type AdvanceListener = dyn Fn(u64) + Send + Sync;
 
 /// A clock that stands still until [`ManualClock::advance_ns`] moves it. Cloning shares the time
-/// and the listeners.
+/// and the listeners: keep one clone, give another to the limiter.
+///
+/// ```
+/// use rust_py_rate_limit::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new(1_000);
+/// let limiter_clock = Clock::Manual(clock.clone());
+/// assert_eq!(limiter_clock.now_ns(), 1_000);
+/// assert_eq!(clock.advance_ns(500), Ok(1_500));
+/// assert_eq!(limiter_clock.now_ns(), 1_500);
+/// // Never past 2**62 ns: refused, the time unchanged.
+/// assert!(clock.advance_ns(u64::MAX).is_err());
+/// assert_eq!(clock.now_ns(), 1_500);
+/// ```
 #[derive(Clone, Default)]
 pub struct ManualClock {
     now: Arc<AtomicU64>,
@@ -104,6 +132,7 @@ impl ManualClock {
         }
     }
 
+    /// The time the clock shows, in nanoseconds.
     #[inline]
     pub fn now_ns(&self) -> u64 {
         self.now.load(Ordering::Acquire)
@@ -140,9 +169,13 @@ impl ManualClock {
 /// An advance that would take a [`ManualClock`] past [`MAX_NS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockOverflow {
+    /// The time the clock shows (unchanged).
     pub now: u64,
+    /// The advance refused.
     pub delta: u64,
 }
+
+impl std::error::Error for ClockOverflow {}
 
 impl std::fmt::Display for ClockOverflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

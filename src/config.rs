@@ -10,21 +10,67 @@ use crate::store::OnFull;
 /// The largest limit, burst and count a per-key state holds (`u32::MAX`).
 pub const MAX_COUNT: u64 = u32::MAX as u64;
 
+/// What a [`Limiter`](crate::Limiter) enforces: its rates, its algorithm and the bounds of its
+/// store. [`LimiterConfig::new`] fills in the defaults (no separate burst, no cap on keys); set
+/// the other fields with struct update syntax. Nothing is checked until
+/// [`Limiter::new`](crate::Limiter::new) (or [`LimiterConfig::validate`]), which names the
+/// setting at fault.
+///
+/// ```
+/// use rust_py_rate_limit::{parse_rates, AlgorithmKind, LimiterConfig, OnFull};
+///
+/// // 10 a second on average, in bursts of up to 20, for at most 100,000 keys, the key expiring
+/// // first making room for a new one when full.
+/// let config = LimiterConfig {
+///     burst: Some(20),
+///     max_keys: Some(100_000),
+///     on_full: OnFull::Evict,
+///     ..LimiterConfig::new(parse_rates("10/second")?, AlgorithmKind::TokenBucket)
+/// };
+/// assert!(config.validate().is_ok());
+///
+/// // A fixed window has no burst: refused, naming the setting.
+/// let fixed = LimiterConfig {
+///     burst: Some(20),
+///     ..LimiterConfig::new(parse_rates("10/second")?, AlgorithmKind::Fixed)
+/// };
+/// assert_eq!(fixed.validate().unwrap_err().param, "burst");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimiterConfig {
+    /// The rates, all enforced together: a request is admitted only if every rate admits it,
+    /// and then counts in every one. At least one.
     pub rates: Vec<Rate>,
+    /// The algorithm deciding every rate.
     pub algorithm: AlgorithmKind,
-    /// Capacity of the bucket algorithms; `None` means the limit.
+    /// Capacity of the bucket algorithms (token bucket, leaky bucket, GCRA); `None` means the
+    /// limit. Only with a single rate.
     pub burst: Option<u64>,
+    /// The most keys tracked at once; `None` for no cap. A full store answers a new key as
+    /// [`Self::on_full`] says.
     pub max_keys: Option<usize>,
     /// What a new key gets when there is no room for it.
     pub on_full: OnFull,
 }
 
 /// A refused setting: `param` is the argument's name as the user wrote it.
+///
+/// ```
+/// use rust_py_rate_limit::{AlgorithmKind, Clock, Limiter, LimiterConfig, Rate};
+///
+/// let none_a_second = Rate { limit: 0, period_ns: 1_000_000_000 };
+/// let config = LimiterConfig::new(vec![none_a_second], AlgorithmKind::Gcra);
+/// let error = Limiter::new(config, Clock::monotonic()).unwrap_err();
+/// assert_eq!(error.param, "limit");
+/// assert_eq!(error.to_string(), "invalid `limit`: 0 is out of range 1..=4294967295");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The setting at fault, by its Python keyword (`"limit"`, `"window_seconds"`, `"burst"`,
+    /// `"max_keys"`, `"rate"`).
     pub param: &'static str,
+    /// Why, naming the value.
     pub message: String,
 }
 
@@ -44,6 +90,18 @@ pub(crate) fn refuse<T>(param: &'static str, message: impl Into<String>) -> Resu
 }
 
 impl LimiterConfig {
+    /// `rates` decided by `algorithm`, with no separate burst, no cap on keys and
+    /// [`OnFull::Reject`] (which matters only with a cap).
+    pub fn new(rates: Vec<Rate>, algorithm: AlgorithmKind) -> Self {
+        LimiterConfig {
+            rates,
+            algorithm,
+            burst: None,
+            max_keys: None,
+            on_full: OnFull::default(),
+        }
+    }
+
     /// Checks the settings; an error names the argument at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.rates.is_empty() {
@@ -94,7 +152,8 @@ impl LimiterConfig {
         Ok(())
     }
 
-    /// The bucket for one rate, with this config's burst.
+    /// The bucket for one rate, with this config's burst (used by the store; an error names
+    /// the setting that makes the bucket impossible).
     pub fn bucket(&self, rate: Rate) -> Result<Bucket, ConfigError> {
         let burst = self.burst.unwrap_or(rate.limit);
         Bucket::new(rate, burst).or_else(|e| match e {

@@ -3,9 +3,34 @@
 /// `retry_after_ns` of a request that can never be admitted (its cost exceeds the capacity).
 pub const NEVER: u64 = u64::MAX;
 
-/// What a store answers for one `(key, cost)` at one instant.
+/// What a store answers for one `(key, cost)` at one instant. Times are nanoseconds of the
+/// limiter's [`Clock`](crate::Clock), counted from the decision.
+///
+/// With several rates, the decision reported is that of the most restrictive rate (a denial
+/// over an admission, then the longest wait, then the fewest remaining).
+///
+/// ```
+/// use rust_py_rate_limit::{parse_rates, AlgorithmKind, Clock, Limiter, LimiterConfig, ManualClock};
+///
+/// let clock = ManualClock::new(0);
+/// let config = LimiterConfig::new(parse_rates("2/minute")?, AlgorithmKind::Fixed);
+/// let limiter = Limiter::new(config, Clock::Manual(clock.clone()))?;
+/// let d = limiter.decide("k", 2); // the key's first request opens its window
+/// assert!(d.allowed);
+/// assert_eq!((d.limit, d.remaining), (2, 0));
+/// assert_eq!(d.reset_after_ns, 60_000_000_000);
+/// assert_eq!(d.retry_after_ns, 0);
+/// clock.advance_ns(15_000_000_000)?; // 15 s into the window
+/// let d = limiter.decide("k", 1);
+/// assert!(!d.allowed);
+/// assert_eq!(d.retry_after_ns, 45_000_000_000);
+/// // A cost above the limit can never pass: the wait says so.
+/// assert_eq!(limiter.decide("k", 3).retry_after_ns, rust_py_rate_limit::decision::NEVER);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Decision {
+    /// Whether the request is admitted (and, for a decision that consumes, counted).
     pub allowed: bool,
     /// The configured number of requests per window of the rate that decided.
     pub limit: u64,

@@ -62,13 +62,66 @@ macro_rules! dispatch {
     };
 }
 
+/// A keyed rate limiter: one state per key, decided under the [`LimiterConfig`]'s rates and
+/// algorithm at the time its [`Clock`] shows. This is the whole engine; Python's `RateLimiter`
+/// is a thin shell over it.
+///
+/// Keys are any bytes (`&str`, `String`, `&[u8]`, `Vec<u8>`...). Calls take `&self` and the
+/// limiter is `Send + Sync`, so threads share one through an [`std::sync::Arc`]; keys
+/// spread over shards, each behind its own lock.
+///
+/// ```
+/// use rust_py_rate_limit::{parse_rates, AlgorithmKind, Clock, Limiter, LimiterConfig, ManualClock};
+///
+/// // A token bucket: 10 a second on average, at most 5 at once.
+/// let clock = ManualClock::new(0);
+/// let config = LimiterConfig {
+///     burst: Some(5),
+///     ..LimiterConfig::new(parse_rates("10/second")?, AlgorithmKind::TokenBucket)
+/// };
+/// let limiter = Limiter::new(config, Clock::Manual(clock.clone()))?;
+///
+/// let first = limiter.decide("client-a", 1);
+/// assert!(first.allowed);
+/// assert_eq!(first.remaining, 4);
+/// assert!(limiter.allow("client-a", 4)); // a cost of 4 takes the rest of the burst
+///
+/// // `preview` answers as `decide` would, consuming nothing; `peek` shows the key's standing.
+/// let refused = limiter.preview("client-a", 1);
+/// assert!(!refused.allowed);
+/// assert_eq!(refused.retry_after_ns, 100_000_000); // one token every 100 ms
+/// assert_eq!(limiter.peek("client-a").remaining, 0);
+///
+/// clock.advance_ns(100_000_000)?;
+/// assert!(limiter.allow("client-a", 1));
+/// assert!(!limiter.allow("client-a", 1));
+///
+/// // `reset` forgets a key (its next request starts afresh); `stats` counts the decisions.
+/// assert!(limiter.reset("client-a"));
+/// assert!(limiter.allow("client-a", 5));
+/// let stats = limiter.stats();
+/// assert_eq!((stats.allowed, stats.blocked, stats.active_keys), (4, 1, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Limiter {
     store: AnyStore,
     clock: Clock,
     config: LimiterConfig,
 }
 
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Limiter {
+    /// A limiter keeping its states in this process's memory, reading time from `clock`.
+    /// Refuses settings that cannot work (no rate, a limit of 0, a burst with a fixed
+    /// window...), naming the setting in [`ConfigError::param`].
     pub fn new(config: LimiterConfig, clock: Clock) -> Result<Self, ConfigError> {
         config.validate()?;
         let max_keys = config.max_keys;
@@ -150,11 +203,15 @@ impl Limiter {
         })
     }
 
+    /// The settings the limiter was built with.
     pub fn config(&self) -> &LimiterConfig {
         &self.config
     }
 
-    /// Decides on `cost` for `key` (any bytes: `"user:42"`, `b"user:42"`).
+    /// Decides on `cost` for `key` (any bytes: `"user:42"`, `b"user:42"`): when admitted, the
+    /// cost is consumed. A denied request consumes nothing; its [`Decision::retry_after_ns`]
+    /// says when the same request would be admitted ([`crate::decision::NEVER`] when the cost
+    /// exceeds the capacity). Counted in [`Self::stats`].
     pub fn decide(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> Decision {
         let key = key.as_ref();
         let now = self.clock.now_ns();
@@ -187,6 +244,8 @@ impl Limiter {
         dispatch!(&self.store, s => s.allow(key, cost, now))
     }
 
+    /// The key's standing now, consuming nothing and counted nowhere: what a request of cost 0
+    /// would see (`remaining`, `reset_after_ns`; Python's `RateLimiter.remaining`).
     pub fn peek(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> Decision {
         let key = key.as_ref();
         let now = self.clock.now_ns();
@@ -262,18 +321,22 @@ impl Limiter {
         }
     }
 
+    /// Forgets `key`, whose next request starts with a full budget; true when it was tracked.
     pub fn reset(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> bool {
         let key = key.as_ref();
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => Store::reset(s, key, now))
     }
 
+    /// Forgets every key.
     pub fn clear(&self) {
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => Store::clear(s, now))
     }
 
-    /// Removes expired keys; returns how many.
+    /// Removes the keys whose state has expired (indistinguishable from a key never seen, so
+    /// no decision changes); returns how many. Nothing runs in the background: call it now and
+    /// then, or cap the keys with [`LimiterConfig::max_keys`].
     pub fn cleanup_expired(&self) -> usize {
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => Store::sweep(s, now))
@@ -290,6 +353,8 @@ impl Limiter {
         }
     }
 
+    /// Decisions counted since creation (by [`Self::decide`] and [`Self::allow`]) and the keys
+    /// tracked now.
     pub fn stats(&self) -> StoreStats {
         let now = self.clock.now_ns();
         dispatch!(&self.store, s => Store::stats(s, now))
@@ -311,6 +376,12 @@ mod tests {
             on_full: Default::default(),
         };
         Limiter::new(config, Clock::Manual(clock.clone())).unwrap()
+    }
+
+    #[test]
+    fn a_limiter_is_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Limiter>();
     }
 
     #[test]

@@ -30,19 +30,35 @@ use std::fmt;
 use crate::clock::{MAX_NS, MAX_NS_TEXT};
 use crate::config::MAX_COUNT;
 
+/// Nanoseconds in a second.
 pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
-/// `limit` requests per `period_ns` nanoseconds.
+/// `limit` requests per `period_ns` nanoseconds: a window of that length for the window
+/// algorithms, a refill of `limit` tokens over that time for the bucket ones. Usually read from
+/// a string by [`parse_rates`]; [`LimiterConfig::validate`](crate::LimiterConfig::validate)
+/// checks the bounds (a limit of 1 to `u32::MAX`, a period of 1 ns to 2**62 ns).
+///
+/// ```
+/// use rust_py_rate_limit::Rate;
+///
+/// let rate = Rate { limit: 100, period_ns: 60 * 1_000_000_000 };
+/// assert_eq!(rust_py_rate_limit::parse_rates("100/minute")?, vec![rate]);
+/// # Ok::<(), rust_py_rate_limit::RateParseError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
+    /// Requests (of cost 1) admitted per period.
     pub limit: u64,
+    /// The period, in nanoseconds.
     pub period_ns: u64,
 }
 
 /// Why a rate string was refused; `Display` quotes the whole string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateParseError {
+    /// The whole string given to [`parse_rates`].
     pub input: String,
+    /// What is wrong with it, quoting the rate at fault.
     pub reason: String,
 }
 
@@ -76,7 +92,27 @@ const UNITS: [(&str, Option<&str>, u64); 6] = [
 const UNIT_NAMES: &str = "second, minute, hour, day, month or year, or their plurals, \
                           or s, m, h or d";
 
-/// Parses one or more rates joined by `,`, `;` or `|`.
+/// Parses one or more rates joined by `,`, `;` or `|`, in the grammar of this module's
+/// documentation (`"100/minute"`, `"5 per 2 hours"`, `"5/m"`, `"10/second; 1000/hour"`).
+///
+/// ```
+/// use rust_py_rate_limit::{parse_rates, Rate};
+///
+/// let rates = parse_rates("10/second; 1000 per hour")?;
+/// assert_eq!(rates, [
+///     Rate { limit: 10, period_ns: 1_000_000_000 },
+///     Rate { limit: 1000, period_ns: 3_600_000_000_000 },
+/// ]);
+/// assert_eq!(parse_rates("5/10m")?, [Rate { limit: 5, period_ns: 600_000_000_000 }]);
+///
+/// // Refused, with an error quoting the string and naming the fault.
+/// let error = parse_rates("10/fortnight").unwrap_err();
+/// let expected = r#"invalid rate string "10/fortnight": unknown unit "fortnight""#;
+/// assert!(error.to_string().starts_with(expected));
+/// assert!(parse_rates("0/second").is_err());
+/// assert!(parse_rates("10/second;").is_err());
+/// # Ok::<(), rust_py_rate_limit::RateParseError>(())
+/// ```
 pub fn parse_rates(input: &str) -> Result<Vec<Rate>, RateParseError> {
     let fail = |reason: String| RateParseError {
         input: input.to_string(),

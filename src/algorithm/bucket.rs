@@ -40,6 +40,8 @@ impl PackedState for BucketState {
     }
 }
 
+/// Token bucket, leaky bucket and GCRA (the module's one step), configured with one rate and a
+/// capacity (`burst`).
 #[derive(Clone, Debug)]
 pub struct Bucket {
     limit: u64,

@@ -5,6 +5,7 @@ use super::{Algorithm, PackedNs, PackedState};
 use crate::decision::{Decision, NEVER};
 use crate::rate::Rate;
 
+/// A key's window: when it opened and what it has admitted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct FixedState {
@@ -27,6 +28,7 @@ impl PackedState for FixedState {
     }
 }
 
+/// The fixed window configured with one rate.
 #[derive(Clone, Debug)]
 pub struct FixedWindow {
     limit: u64,

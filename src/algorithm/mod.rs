@@ -18,6 +18,7 @@ use std::fmt;
 
 /// One algorithm configured with one rate.
 pub trait Algorithm: Send + Sync + 'static {
+    /// A key's state (what the store keeps per key).
     type State: Copy + Send + Sync + 'static;
 
     /// Decides on `cost` at `now`. The returned state is `Some` exactly when the request is
@@ -59,7 +60,9 @@ pub trait Algorithm: Send + Sync + 'static {
 /// a bucket's arrival time), for a store that keeps states outside Rust's memory (the
 /// shared-memory table). Only the states that fit implement it.
 pub trait PackedState: Copy {
+    /// The state as three words, its anchor time first.
     fn pack(self) -> [u32; 3];
+    /// The state [`Self::pack`] gave these words.
     fn unpack(words: [u32; 3]) -> Self;
 }
 
@@ -91,15 +94,36 @@ impl<S: PackedState> WordsState for S {
 
 /// The algorithm names users choose from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// The three bucket algorithms make the same decisions (one exact step over one timestamp; see
+/// [`Bucket`]): they differ only in the words that explain them.
+///
+/// ```
+/// use rust_py_rate_limit::AlgorithmKind;
+///
+/// assert_eq!(AlgorithmKind::parse("token_bucket"), Some(AlgorithmKind::TokenBucket));
+/// assert_eq!(AlgorithmKind::Gcra.to_string(), "gcra");
+/// assert!(AlgorithmKind::Gcra.has_burst() && !AlgorithmKind::Sliding.has_burst());
+/// assert_eq!(AlgorithmKind::parse("Fixed"), None); // names are lowercase
+/// ```
 pub enum AlgorithmKind {
+    /// Fixed window (`"fixed"`): up to `limit` per window, the window opened by a key's first
+    /// request ([`FixedWindow`]).
     Fixed,
+    /// Sliding-window counter (`"sliding"`): the current window's count plus the previous
+    /// one's, weighted by how much of it the window still overlaps ([`SlidingWindow`]).
     Sliding,
+    /// Token bucket (`"token_bucket"`): `burst` tokens, refilled at `limit` per window.
     TokenBucket,
+    /// Leaky bucket as a meter (`"leaky_bucket"`): up to `burst` queued, draining at `limit`
+    /// per window.
     LeakyBucket,
+    /// GCRA (`"gcra"`): a theoretical arrival time, `burst` requests ahead of it at most.
     Gcra,
 }
 
 impl AlgorithmKind {
+    /// Every algorithm, in the order of the documentation.
     pub const ALL: [AlgorithmKind; 5] = [
         AlgorithmKind::Fixed,
         AlgorithmKind::Sliding,
@@ -108,6 +132,8 @@ impl AlgorithmKind {
         AlgorithmKind::Gcra,
     ];
 
+    /// The name users write (`"fixed"`, `"sliding"`, `"token_bucket"`, `"leaky_bucket"`,
+    /// `"gcra"`), also its `Display`.
     pub fn name(self) -> &'static str {
         match self {
             AlgorithmKind::Fixed => "fixed",
@@ -118,6 +144,7 @@ impl AlgorithmKind {
         }
     }
 
+    /// The algorithm of that [`Self::name`] (exactly: lowercase, no spaces), or `None`.
     pub fn parse(name: &str) -> Option<AlgorithmKind> {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
@@ -153,11 +180,13 @@ impl fmt::Display for AlgorithmKind {
 pub struct PackedNs([u32; 2]);
 
 impl PackedNs {
+    /// `ns` in two halves.
     #[inline]
     pub fn new(ns: u64) -> Self {
         PackedNs([ns as u32, (ns >> 32) as u32])
     }
 
+    /// The nanoseconds back in one `u64`.
     #[inline]
     pub fn get(self) -> u64 {
         u64::from(self.0[0]) | (u64::from(self.0[1]) << 32)

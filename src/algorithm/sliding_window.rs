@@ -23,7 +23,9 @@ use crate::rate::Rate;
 pub trait Count: Copy + Default + Send + Sync + std::fmt::Debug + PartialEq + 'static {
     /// The largest limit this width holds.
     const MAX: u64;
+    /// `value` (at most [`Self::MAX`]) at this width.
     fn new(value: u64) -> Self;
+    /// The count as a `u64`.
     fn get(self) -> u64;
 }
 
@@ -51,6 +53,7 @@ impl Count for u32 {
     }
 }
 
+/// A key's windows: where the current one starts, its count and the previous one's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SlidingState<C: Count = u32> {
@@ -103,6 +106,7 @@ impl super::WordsState for SlidingState<u32> {
     }
 }
 
+/// The sliding-window counter configured with one rate, counting in `C` (`u16` or `u32`).
 #[derive(Clone, Debug)]
 pub struct SlidingWindow<C: Count = u32> {
     limit: u64,

@@ -57,16 +57,19 @@ pub fn reserve_step(
     })
 }
 
+/// `(keyed, key, cost, timeout)` of a call into `_waiting.py` (the key None when unkeyed).
+pub type WaitArgs<'a, 'py> = (
+    bool,
+    Bound<'py, PyAny>,
+    Option<&'a Bound<'py, PyAny>>,
+    Option<&'a Bound<'py, PyAny>>,
+);
+
 /// `rust_py_rate_limit._waiting.NAME(limiter, keyed, key, cost, timeout)`.
 pub fn waiting_call<'py>(
     limiter: &Bound<'py, PyAny>,
     name: &Bound<'py, pyo3::types::PyString>,
-    args: (
-        bool,
-        Bound<'py, PyAny>,
-        Option<&Bound<'py, PyAny>>,
-        Option<&Bound<'py, PyAny>>,
-    ),
+    args: WaitArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = limiter.py();
     let (keyed, key, cost, timeout) = args;

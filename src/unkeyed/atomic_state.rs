@@ -10,7 +10,7 @@ use crate::decision::{Decision, NEVER};
 
 use super::word::{InWord, Word};
 
-/// What [`AtomicState::reserve_at`] got: admitted after `wait_ns` (0: at once), or refused.
+/// What `AtomicState::reserve_at` got: admitted after `wait_ns` (0: at once), or refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reservation {
     /// The decision at the instant the request goes (`retry_after_ns` of a refusal is the

@@ -97,6 +97,19 @@ macro_rules! strategy {
 pub struct TokenBucket(AtomicState<Bucket>);
 
 impl TokenBucket {
+    /// A full bucket of `capacity` tokens refilled with `increment` every `period`, reading
+    /// the monotonic clock ([`Self::with_clock`] for another). A refusal names the argument.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rust_py_rate_limit::{Strategy, TokenBucket};
+    ///
+    /// // 100 calls a second, in bursts of up to 10.
+    /// let bucket = TokenBucket::new(10, 100, Duration::from_secs(1))?;
+    /// assert_eq!((0..20).filter(|_| bucket.process().is_ok()).count(), 10);
+    /// assert_eq!(TokenBucket::new(0, 1, Duration::from_secs(1)).err().unwrap().param, "capacity");
+    /// # Ok::<(), rust_py_rate_limit::ConfigError>(())
+    /// ```
     pub fn new(capacity: u64, increment: u64, period: Duration) -> Result<Self, ConfigError> {
         let names = [
             ("limit", "increment"),
@@ -114,6 +127,8 @@ strategy!(TokenBucket);
 pub struct Gcra(AtomicState<Bucket>);
 
 impl Gcra {
+    /// `limit` per `period`, one every `period / limit`, in bursts of up to `burst` (the limit
+    /// when None), reading the monotonic clock.
     pub fn new(limit: u64, period: Duration, burst: Option<u64>) -> Result<Self, ConfigError> {
         let names = [("window_seconds", "period")];
         let burst = burst.unwrap_or(limit);
@@ -128,6 +143,7 @@ strategy!(Gcra);
 pub struct FixedWindow(AtomicState<algorithm::FixedWindow>);
 
 impl FixedWindow {
+    /// Up to `capacity` per window of `interval`, reading the monotonic clock.
     pub fn new(capacity: u64, interval: Duration) -> Result<Self, ConfigError> {
         let names = [("limit", "capacity"), ("window_seconds", "interval")];
         let (_, rate) = checked(AlgorithmKind::Fixed, capacity, interval, None, &names)?;
@@ -143,6 +159,7 @@ strategy!(FixedWindow);
 pub struct SlidingWindow(AtomicState<algorithm::SlidingWindow<u32>>);
 
 impl SlidingWindow {
+    /// Up to `capacity` per sliding `interval`, reading the monotonic clock.
     pub fn new(capacity: u64, interval: Duration) -> Result<Self, ConfigError> {
         let names = [("limit", "capacity"), ("window_seconds", "interval")];
         let (_, rate) = checked(AlgorithmKind::Sliding, capacity, interval, None, &names)?;

@@ -3,7 +3,7 @@
 //! and is then counted in every rate, as one step, as in memory.
 //!
 //! The states of several rates do not fit one 16-byte word, so a slot of this table holds a
-//! [`Control`] in place of the cell and then one word per rate, each stamped with the
+//! `Control` (`units.rs`) in place of the cell and then one word per rate, each stamped with the
 //! sequence of the request that wrote it. The control names the key's last request.
 //!
 //! - A decision reads the control, the rates' words, and the control again: the same control,

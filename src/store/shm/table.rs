@@ -2,8 +2,8 @@
 //! instant.
 //!
 //! A key hashes to one bucket and may sit in any of its slots. A slot is two 16-byte words: its
-//! [`Ident`] (which key, given at which bucket version) and its [`Cell`] (the key's state).
-//! Each bucket starts with a [`Gate`].
+//! `Ident` (which key, given at which bucket version) and its `Cell` (the key's state).
+//! Each bucket starts with a `Gate` (all three in `units.rs`).
 //!
 //! **Updates** of a key's state are one compare-and-swap of its cell, made after reading the
 //! slot's identity, the cell, and the identity again: the cell was then the key's.
@@ -62,7 +62,7 @@ pub const fn pad_for_words(words: u32) -> usize {
 /// Slots are filled to this fraction of a region's capacity, on average.
 pub const LOAD_FACTOR: f64 = 0.75;
 
-/// A bucket of `N` slots whose first word is a `C` (a [`Cell`], or a control word for
+/// A bucket of `N` slots whose first word is a `C` (a `Cell`, or a control word for
 /// several rates) followed by `E` more words (the rates' states), which the membership
 /// protocol never touches; `P` bytes of padding after the gate put the slots at the end of
 /// the bucket (so 64-byte slots sit each in one cache line).
