@@ -25,9 +25,9 @@ from ._core import (
     TokenBucket,
     __version__,
 )
+from ._waiting import Throttle
 from .decorators import KeySpec, rate_limit
 from .exceptions import Overloaded, RateLimitExceeded
-from ._waiting import Throttle
 from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
 
 __all__ = [

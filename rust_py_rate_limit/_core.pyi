@@ -33,6 +33,9 @@ _T = TypeVar("_T")
 def _check_cost(cost: object) -> None:
     """Raises as ``allow()`` would for this ``cost``."""
 
+def _check_key(key: object) -> None:
+    """Raises as ``allow()`` would for this ``key``."""
+
 def _before_fork() -> None:
     """Stops and joins the background sweepers (an ``os.register_at_fork`` hook)."""
 
@@ -350,8 +353,8 @@ class TokenBucket:
         """Whether a request of ``cost`` goes now (consuming it when it does)."""
     def decide(self, cost: int | None = None) -> Decision:
         """The decision on a request of ``cost`` now."""
-    def peek(self) -> Decision:
-        """What a request would see now, consuming nothing."""
+    def peek(self, cost: int | None = None) -> Decision:
+        """The ``Decision`` ``decide(cost)`` would return now, consuming nothing."""
     def remaining(self) -> int:
         """Requests of cost 1 that would go now."""
     def reset(self) -> None:
@@ -362,9 +365,7 @@ class TokenBucket:
         """``acquire()`` for asyncio."""
     def throttle(self, cost: int | None = None) -> Throttle:
         """``with``/``async with``: waits until the request goes, then runs the block."""
-    def _reserve(
-        self, cost: int | None, max_wait: float | None
-    ) -> tuple[int, float, Decision]: ...
+    def _reserve(self, cost: int | None, max_wait: float | None) -> tuple[int, float, Decision]: ...
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property
@@ -388,8 +389,8 @@ class Gcra:
         """Whether a request of ``cost`` goes now (consuming it when it does)."""
     def decide(self, cost: int | None = None) -> Decision:
         """The decision on a request of ``cost`` now."""
-    def peek(self) -> Decision:
-        """What a request would see now, consuming nothing."""
+    def peek(self, cost: int | None = None) -> Decision:
+        """The ``Decision`` ``decide(cost)`` would return now, consuming nothing."""
     def remaining(self) -> int:
         """Requests of cost 1 that would go now."""
     def reset(self) -> None:
@@ -400,9 +401,7 @@ class Gcra:
         """``acquire()`` for asyncio."""
     def throttle(self, cost: int | None = None) -> Throttle:
         """``with``/``async with``: waits until the request goes, then runs the block."""
-    def _reserve(
-        self, cost: int | None, max_wait: float | None
-    ) -> tuple[int, float, Decision]: ...
+    def _reserve(self, cost: int | None, max_wait: float | None) -> tuple[int, float, Decision]: ...
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property
@@ -421,8 +420,8 @@ class FixedWindow:
         """Whether a request of ``cost`` goes now (consuming it when it does)."""
     def decide(self, cost: int | None = None) -> Decision:
         """The decision on a request of ``cost`` now."""
-    def peek(self) -> Decision:
-        """What a request would see now, consuming nothing."""
+    def peek(self, cost: int | None = None) -> Decision:
+        """The ``Decision`` ``decide(cost)`` would return now, consuming nothing."""
     def remaining(self) -> int:
         """Requests of cost 1 that would go now."""
     def reset(self) -> None:
@@ -433,9 +432,7 @@ class FixedWindow:
         """``acquire()`` for asyncio."""
     def throttle(self, cost: int | None = None) -> Throttle:
         """``with``/``async with``: waits until the request goes, then runs the block."""
-    def _reserve(
-        self, cost: int | None, max_wait: float | None
-    ) -> tuple[int, float, Decision]: ...
+    def _reserve(self, cost: int | None, max_wait: float | None) -> tuple[int, float, Decision]: ...
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property
@@ -454,8 +451,8 @@ class SlidingWindow:
         """Whether a request of ``cost`` goes now (consuming it when it does)."""
     def decide(self, cost: int | None = None) -> Decision:
         """The decision on a request of ``cost`` now."""
-    def peek(self) -> Decision:
-        """What a request would see now, consuming nothing."""
+    def peek(self, cost: int | None = None) -> Decision:
+        """The ``Decision`` ``decide(cost)`` would return now, consuming nothing."""
     def remaining(self) -> int:
         """Requests of cost 1 that would go now."""
     def reset(self) -> None:
@@ -466,9 +463,7 @@ class SlidingWindow:
         """``acquire()`` for asyncio."""
     def throttle(self, cost: int | None = None) -> Throttle:
         """``with``/``async with``: waits until the request goes, then runs the block."""
-    def _reserve(
-        self, cost: int | None, max_wait: float | None
-    ) -> tuple[int, float, Decision]: ...
+    def _reserve(self, cost: int | None, max_wait: float | None) -> tuple[int, float, Decision]: ...
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property

@@ -1,5 +1,10 @@
-"""Waiting for a permit: what ``acquire``, ``aacquire`` and ``throttle`` of ``RateLimiter`` and
-of the unkeyed limiters run (the Rust methods call in here).
+"""Waiting for a permit: ``acquire``, ``aacquire`` and ``throttle`` of ``RateLimiter`` and of
+the unkeyed limiters (``TokenBucket``, ``Gcra``, ``FixedWindow``, ``SlidingWindow``).
+
+They are Python functions, set on those classes when this module is imported (the package
+imports it), not Rust methods: a thread blocked in a Rust frame that is woken while the
+interpreter shuts down (a daemon thread) would be unwound through Rust by CPython and abort
+the process ("FATAL: exception not rethrown"); here the blocking frames are CPython's own.
 
 One step, ``_reserve(cost, max_wait)`` in the core, answers each round:
 
@@ -23,11 +28,22 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from ._core import Decision, ManualClock
+from ._core import (
+    Decision,
+    FixedWindow,
+    Gcra,
+    ManualClock,
+    RateLimiter,
+    SlidingWindow,
+    TokenBucket,
+    _check_cost,
+    _check_key,
+)
 from .exceptions import RateLimitExceeded
 
 ADMITTED, RESERVED, REFUSED = 0, 1, 2
@@ -211,7 +227,7 @@ class Throttle:
     """``with limiter.throttle(key):`` / ``async with limiter.throttle(key):``: waits (with no
     timeout) until the request is admitted, then runs the block."""
 
-    __slots__ = ("_limiter", "_keyed", "_key", "_cost")
+    __slots__ = ("_cost", "_key", "_keyed", "_limiter")
 
     def __init__(self, limiter: Any, keyed: bool, key: object, cost: object) -> None:
         self._limiter = limiter
@@ -259,3 +275,90 @@ class Throttle:
     def __repr__(self) -> str:
         key = f"{self._key!r}, " if self._keyed else ""
         return f"<Throttle {key}cost={self._cost!r} on {self._limiter!r}>"
+
+
+# The methods, as the classes show them.
+
+
+def _checked(limiter: Any, keyed: bool, key: object, cost: object, timeout: object) -> None:
+    """Refuses bad arguments before anything waits (an awaitable's at the call, not at
+    ``await``)."""
+    if keyed:
+        _check_key(key)
+    _check_cost(1 if cost is None else cost)
+    _timeout(timeout)
+
+
+def _rate_limiter_acquire(
+    self: RateLimiter, key: str, cost: int | None = None, timeout: float | None = None
+) -> bool:
+    """Blocks until ``key`` admits a request of ``cost`` (True), or returns False as soon as it
+    is clear it cannot within ``timeout`` seconds (None: no limit). The GIL is free while it
+    sleeps. A bucket algorithm reserves the caller's turn, so waiters go in arrival order."""
+    _checked(self, True, key, cost, timeout)
+    return acquire(self, True, key, cost, timeout)
+
+
+def _rate_limiter_aacquire(
+    self: RateLimiter, key: str, cost: int | None = None, timeout: float | None = None
+) -> Awaitable[bool]:
+    """``acquire()`` for asyncio: the task sleeps on the event loop (and awaits the Redis round
+    trips)."""
+    _checked(self, True, key, cost, timeout)
+    return aacquire(self, True, key, cost, timeout)
+
+
+def _rate_limiter_throttle(self: RateLimiter, key: str, cost: int | None = None) -> Throttle:
+    """``with limiter.throttle(key):`` / ``async with limiter.throttle(key):`` waits until
+    ``key`` admits a request of ``cost``, then runs the block."""
+    _checked(self, True, key, cost, None)
+    return Throttle(self, True, key, 1 if cost is None else cost)
+
+
+def _unkeyed_acquire(self: Any, cost: int | None = None, timeout: float | None = None) -> bool:
+    """Blocks until a request of ``cost`` goes (True), or returns False as soon as it is clear
+    it cannot within ``timeout`` seconds (None: no limit). The GIL is free while it sleeps."""
+    _checked(self, False, None, cost, timeout)
+    return acquire(self, False, None, cost, timeout)
+
+
+def _unkeyed_aacquire(
+    self: Any, cost: int | None = None, timeout: float | None = None
+) -> Awaitable[bool]:
+    """``acquire()`` for asyncio: the task sleeps on the event loop."""
+    _checked(self, False, None, cost, timeout)
+    return aacquire(self, False, None, cost, timeout)
+
+
+def _unkeyed_throttle(self: Any, cost: int | None = None) -> Throttle:
+    """``with limiter.throttle():`` / ``async with limiter.throttle():`` waits until a request
+    of ``cost`` goes, then runs the block."""
+    _checked(self, False, None, cost, None)
+    return Throttle(self, False, None, 1 if cost is None else cost)
+
+
+def _install() -> None:
+    methods: list[tuple[type, str, Callable[..., Any]]] = [
+        (RateLimiter, "acquire", _rate_limiter_acquire),
+        (RateLimiter, "aacquire", _rate_limiter_aacquire),
+        (RateLimiter, "throttle", _rate_limiter_throttle),
+    ]
+    unkeyed: tuple[type, ...] = (TokenBucket, Gcra, FixedWindow, SlidingWindow)
+    for cls in unkeyed:
+        methods += [
+            (cls, "acquire", _unkeyed_acquire),
+            (cls, "aacquire", _unkeyed_aacquire),
+            (cls, "throttle", _unkeyed_throttle),
+        ]
+    for cls, name, function in methods:
+        # A copy per class, named as the class shows it (help(), tracebacks).
+        method = types.FunctionType(
+            function.__code__, function.__globals__, name, function.__defaults__
+        )
+        method.__qualname__ = f"{cls.__name__}.{name}"
+        method.__doc__ = function.__doc__
+        method.__annotations__ = function.__annotations__
+        setattr(cls, name, method)
+
+
+_install()

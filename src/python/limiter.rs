@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
@@ -19,7 +18,7 @@ use super::decision::{decision_dict, PyDecision};
 use super::ready::Ready;
 use super::shared_storage::{on_full_setting, region_error, shared_limiter, shared_url};
 use super::storage::{RedisSide, StorageOptions};
-use super::unkeyed::{reserve_step, waiting_call};
+use super::unkeyed::reserve_step;
 use crate::algorithm::AlgorithmKind;
 use crate::config::{ConfigError, LimiterConfig, MAX_COUNT};
 use crate::decision::{Ask, Decision};
@@ -640,57 +639,6 @@ impl RateLimiter {
             .stats_fields(py)
             .map(|(name, value)| format!("\"{name}\":{value}"));
         format!("{{{}}}", fields.join(","))
-    }
-
-    /// Blocks until `key` admits a request of `cost` (True), or returns False as soon as it
-    /// is clear it cannot within `timeout` seconds (None: no limit). The GIL is free while it
-    /// sleeps; a bucket algorithm reserves the caller's turn, so waiters go in arrival order.
-    #[pyo3(signature = (key, cost=None, timeout=None))]
-    fn acquire(
-        slf: &Bound<'_, Self>,
-        key: &Bound<'_, PyAny>,
-        cost: Option<&Bound<'_, PyAny>>,
-        timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        args::key(key)?;
-        args::cost(cost)?;
-        let name = intern!(slf.py(), "acquire");
-        waiting_call(slf.as_any(), name, (true, key.clone(), cost, timeout))?.extract()
-    }
-
-    /// `acquire` for asyncio: an awaitable that sleeps on the event loop (and awaits the
-    /// Redis round trips).
-    #[pyo3(signature = (key, cost=None, timeout=None))]
-    fn aacquire<'py>(
-        slf: &Bound<'py, Self>,
-        key: &Bound<'py, PyAny>,
-        cost: Option<&Bound<'py, PyAny>>,
-        timeout: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        args::key(key)?;
-        args::cost(cost)?;
-        let name = intern!(slf.py(), "aacquire");
-        waiting_call(slf.as_any(), name, (true, key.clone(), cost, timeout))
-    }
-
-    /// `with limiter.throttle(key):` / `async with limiter.throttle(key):` waits until `key`
-    /// admits a request of `cost`, then runs the block.
-    #[pyo3(signature = (key, cost=None))]
-    fn throttle<'py>(
-        slf: &Bound<'py, Self>,
-        key: &Bound<'py, PyAny>,
-        cost: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        args::key(key)?;
-        args::cost(cost)?;
-        let cost = match cost {
-            Some(cost) => cost.clone(),
-            None => 1u64.into_pyobject(py)?.into_any(),
-        };
-        py.import(intern!(py, "rust_py_rate_limit._waiting"))?
-            .getattr(intern!(py, "Throttle"))?
-            .call1((slf, true, key, cost))
     }
 
     /// The waiting code's step (see `_waiting.py`): admit now, reserve a turn, or refuse.

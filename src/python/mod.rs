@@ -27,6 +27,13 @@ fn _check_cost(cost: &Bound<'_, PyAny>) -> PyResult<()> {
     args::cost(Some(cost)).map(drop)
 }
 
+/// Checks a `key` with the rule `allow()` applies, for callers that take one ahead of time
+/// (`acquire`, before it waits).
+#[pyfunction]
+fn _check_key(key: &Bound<'_, PyAny>) -> PyResult<()> {
+    args::key(key).map(drop)
+}
+
 /// Before `fork()`: stops and joins every background sweeper (see `store::sweeper`).
 #[pyfunction]
 fn _before_fork() {
@@ -61,7 +68,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fast_methods::install(&m.py().get_type::<limiter::RateLimiter>())?;
     m.add_class::<decision::PyDecision>()?;
     m.add_class::<clock::PyManualClock>()?;
-    m.add_class::<clock::Alarm>()?;
     m.add_class::<unkeyed::PyTokenBucket>()?;
     m.add_class::<unkeyed::PyGcra>()?;
     m.add_class::<unkeyed::PyFixedWindow>()?;
@@ -73,6 +79,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StorageError", m.py().get_type::<storage::StorageError>())?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_check_cost", wrap_pyfunction!(_check_cost, m)?)?;
+    m.setattr("_check_key", wrap_pyfunction!(_check_key, m)?)?;
+    m.setattr("_Alarm", m.py().get_type::<clock::Alarm>())?;
     m.setattr("_before_fork", wrap_pyfunction!(_before_fork, m)?)?;
     m.setattr("_after_fork", wrap_pyfunction!(_after_fork, m)?)?;
     register_fork_hooks(m)?;

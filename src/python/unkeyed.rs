@@ -3,13 +3,12 @@
 //! class has its own constructor, with the argument names users of unkeyed limiters know.
 //!
 //! `process()` and `allow()` keep the GIL: a decision is one compare-and-swap. Waiting
-//! (`acquire`, `aacquire`, `throttle`) runs in `rust_py_rate_limit._waiting`, over `_reserve`
-//! and `_refund` here.
+//! (`acquire`, `aacquire`, `throttle`) is Python, in `rust_py_rate_limit._waiting`, over
+//! `_reserve` and `_refund` here.
 
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::args::{self, Seconds};
@@ -57,27 +56,6 @@ pub fn reserve_step(
     })
 }
 
-/// `(keyed, key, cost, timeout)` of a call into `_waiting.py` (the key None when unkeyed).
-pub type WaitArgs<'a, 'py> = (
-    bool,
-    Bound<'py, PyAny>,
-    Option<&'a Bound<'py, PyAny>>,
-    Option<&'a Bound<'py, PyAny>>,
-);
-
-/// `rust_py_rate_limit._waiting.NAME(limiter, keyed, key, cost, timeout)`.
-pub fn waiting_call<'py>(
-    limiter: &Bound<'py, PyAny>,
-    name: &Bound<'py, pyo3::types::PyString>,
-    args: WaitArgs<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = limiter.py();
-    let (keyed, key, cost, timeout) = args;
-    py.import(intern!(py, "rust_py_rate_limit._waiting"))?
-        .getattr(name)?
-        .call1((limiter, keyed, key, cost, timeout))
-}
-
 macro_rules! unkeyed_class {
     ($class:ident, $name:literal, $inner:ty, $capacity:ident, { $($new:tt)* }) => {
         #[pyclass(frozen, name = $name, module = "rust_py_rate_limit._core")]
@@ -109,9 +87,10 @@ macro_rules! unkeyed_class {
                 Ok(self.inner.decide(args::cost(cost)?).into())
             }
 
-            /// What a request would see now (`remaining`, `reset_after`), consuming nothing.
-            fn peek(&self) -> PyDecision {
-                self.inner.peek().into()
+            /// The `Decision` that `decide(cost)` would return now, consuming nothing.
+            #[pyo3(signature = (cost=None))]
+            fn peek(&self, cost: Option<&Bound<'_, PyAny>>) -> PyResult<PyDecision> {
+                Ok(self.inner.preview(args::cost(cost)?).into())
             }
 
             /// Requests of cost 1 that would go now.
@@ -122,51 +101,6 @@ macro_rules! unkeyed_class {
             /// Full again, as if never used.
             fn reset(&self) {
                 self.inner.reset()
-            }
-
-            /// Blocks until a request of `cost` goes (True), or returns False as soon as it
-            /// is clear it cannot within `timeout` seconds (None: no limit).
-            #[pyo3(signature = (cost=None, timeout=None))]
-            fn acquire(
-                slf: &Bound<'_, Self>,
-                cost: Option<&Bound<'_, PyAny>>,
-                timeout: Option<&Bound<'_, PyAny>>,
-            ) -> PyResult<bool> {
-                args::cost(cost)?;
-                let none = slf.py().None().into_bound(slf.py());
-                let name = intern!(slf.py(), "acquire");
-                waiting_call(slf.as_any(), name, (false, none, cost, timeout))?.extract()
-            }
-
-            /// `acquire` for asyncio: an awaitable that sleeps on the event loop.
-            #[pyo3(signature = (cost=None, timeout=None))]
-            fn aacquire<'py>(
-                slf: &Bound<'py, Self>,
-                cost: Option<&Bound<'py, PyAny>>,
-                timeout: Option<&Bound<'py, PyAny>>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                args::cost(cost)?;
-                let none = slf.py().None().into_bound(slf.py());
-                let name = intern!(slf.py(), "aacquire");
-                waiting_call(slf.as_any(), name, (false, none, cost, timeout))
-            }
-
-            /// `with limiter.throttle():` / `async with limiter.throttle():` waits until a
-            /// request of `cost` goes, then runs the block.
-            #[pyo3(signature = (cost=None))]
-            fn throttle<'py>(
-                slf: &Bound<'py, Self>,
-                cost: Option<&Bound<'py, PyAny>>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let py = slf.py();
-                args::cost(cost)?;
-                let cost = match cost {
-                    Some(cost) => cost.clone(),
-                    None => 1u64.into_pyobject(py)?.into_any(),
-                };
-                py.import(intern!(py, "rust_py_rate_limit._waiting"))?
-                    .getattr(intern!(py, "Throttle"))?
-                    .call1((slf, false, py.None(), cost))
             }
 
             #[pyo3(signature = (cost, max_wait))]

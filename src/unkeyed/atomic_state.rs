@@ -78,6 +78,12 @@ where
         self.algorithm.peek(state, now)
     }
 
+    /// The decision [`Self::decide_at`] would make on `cost` at `now`, consuming nothing.
+    pub fn preview_at(&self, cost: u64, now: u64) -> Decision {
+        let state = <A::State as InWord>::from_word(self.load());
+        self.algorithm.decide(state, now, cost).0
+    }
+
     /// Admits `cost` at `now`, or, where the algorithm reserves (the buckets), at the first
     /// instant within `max_wait_ns` when it would be admitted: the state then counts it from
     /// that instant, so later callers queue behind it. A window never reserves: a request it

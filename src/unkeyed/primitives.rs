@@ -74,6 +74,9 @@ macro_rules! strategy {
             fn peek_at(&self, now: u64) -> Decision {
                 self.0.peek_at(now)
             }
+            fn preview_at(&self, cost: u64, now: u64) -> Decision {
+                self.0.preview_at(cost, now)
+            }
             fn reserve_at(&self, cost: u64, now: u64, max_wait_ns: u64) -> Reservation {
                 self.0.reserve_at(cost, now, max_wait_ns)
             }

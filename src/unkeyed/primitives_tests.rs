@@ -95,7 +95,12 @@ fn each_decides_as_a_keyed_limiter_on_one_key() {
                 0 => {
                     clock.advance_ns(next(&mut rng) % (period / 2 + 1)).unwrap();
                 }
-                1 => assert_eq!(one.peek(), many.peek("k"), "peek: {context}"),
+                1 => {
+                    assert_eq!(one.peek(), many.peek("k"), "peek: {context}");
+                    let cost = next(&mut rng) % (capacity + 2);
+                    let preview = many.preview("k", cost);
+                    assert_eq!(one.preview(cost), preview, "preview: {context}");
+                }
                 2 if next(&mut rng) % 8 == 0 => {
                     one.reset();
                     many.reset("k");

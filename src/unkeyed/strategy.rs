@@ -47,6 +47,9 @@ pub trait Strategy: Send + Sync {
     /// What a request of cost 0 would see at `now`, consuming nothing.
     fn peek_at(&self, now: u64) -> Decision;
 
+    /// The decision [`Self::decide_at`] would make on `cost` at `now`, consuming nothing.
+    fn preview_at(&self, cost: u64, now: u64) -> Decision;
+
     /// Admits `cost` now, or reserves the first instant within `max_wait_ns` at which it
     /// would be admitted (the bucket algorithms; a window only admits at once or refuses).
     fn reserve_at(&self, cost: u64, now: u64, max_wait_ns: u64) -> Reservation;
@@ -88,5 +91,10 @@ pub trait Strategy: Send + Sync {
     /// The standing now (`remaining`, `reset_after_ns`), consuming nothing.
     fn peek(&self) -> Decision {
         self.peek_at(self.clock().now_ns())
+    }
+
+    /// The decision [`Self::decide`] would make on `cost` now, consuming nothing.
+    fn preview(&self, cost: u64) -> Decision {
+        self.preview_at(cost, self.clock().now_ns())
     }
 }
