@@ -3,6 +3,7 @@ a RateLimiter of the matching algorithm on one key, exact under threads, bad set
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -216,3 +217,14 @@ def test_a_cost_above_the_capacity_never_goes(clock: ManualClock) -> None:
     assert not refused and refused.retry_after == math.inf
     assert not bucket.allow(2**70), "a cost beyond 64 bits is simply more than any capacity"
     assert bucket.remaining() == 3
+
+
+@pytest.mark.parametrize("kind", PAIRS)
+def test_process_takes_no_arguments_and_keeps_its_signature(kind: str, clock: ManualClock) -> None:
+    one, _ = PAIRS[kind](1, 1, 60, clock)
+    assert str(inspect.signature(one.process)) == "()"
+    assert "one request" in (type(one).process.__doc__ or "")
+    for call in (lambda: one.process(1), lambda: one.process(cost=1)):
+        with pytest.raises(TypeError, match="argument"):
+            call()
+    assert one.process() is True and one.process() is False, "the refused calls took nothing"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import math
+import pathlib
 import threading
 import time
 from collections.abc import Callable
@@ -359,3 +360,18 @@ def test_acquire_and_aacquire_on_redis_wait_for_the_servers_retry_time(
 
     assert 0.14 <= asyncio.run(run()) <= 1.0
     assert not limiter.acquire("k", cost=2), "more than the burst never goes"
+
+
+def test_acquire_on_shared_memory_waits_for_the_retry_time_and_decides_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    directory = tmp_path / "shm"
+    directory.mkdir(mode=0o700)
+    limiter = RateLimiter.from_rate(
+        "20/second", algorithm="gcra", burst=1, storage=f"shm://waiting?path={directory}"
+    )
+    began = time.monotonic()
+    assert all(limiter.acquire("k") for _ in range(4))
+    took = time.monotonic() - began
+    assert 0.14 <= took <= 1.0, took  # three waits of 0.05 s
+    assert not limiter.acquire("k", timeout=0.01), "the next turn is 0.05 s away"

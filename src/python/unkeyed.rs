@@ -71,7 +71,10 @@ macro_rules! unkeyed_class {
             $($new)*
 
             /// Whether one request goes now (consuming it).
-            fn process(&self) -> bool {
+            // The common call (no arguments) is decided by `fast_process`, installed in
+            // this method's place; pyo3's wrapper reports calls with arguments.
+            #[inline(always)]
+            pub(super) fn process(&self) -> bool {
                 self.inner.decide(1).allowed
             }
 
