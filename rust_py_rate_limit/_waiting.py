@@ -112,6 +112,21 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _settled(status: int, seconds: float, left: float | None) -> bool:
+    """Whether a round's answer is the last: admitted now, or refused with a wait that never
+    ends or passes the deadline. Otherwise the caller sleeps ``seconds`` (reserved: then goes;
+    refused: then asks again)."""
+    if status == ADMITTED:
+        return True
+    return status == REFUSED and (math.isinf(seconds) or (left is not None and seconds > left))
+
+
+def _give_back(status: int, refund: Callable[[], None]) -> None:
+    """A sleeper interrupted (Ctrl-C, cancellation) returns the turn it reserved."""
+    if status == RESERVED:
+        refund()
+
+
 def wait(
     reserve: Reserve,
     refund: Callable[[], None],
@@ -125,19 +140,15 @@ def wait(
     while True:
         left = _left(clock, deadline)
         status, seconds, decision = reserve(left)
-        if status == ADMITTED:
+        if _settled(status, seconds, left):
             return decision
-        if status == REFUSED:
-            if math.isinf(seconds) or (left is not None and seconds > left):
-                return decision
-            _sleep(clock, seconds)
-            continue
         try:
             _sleep(clock, seconds)
         except BaseException:
-            refund()
+            _give_back(status, refund)
             raise
-        return decision
+        if status == RESERVED:
+            return decision
 
 
 async def await_permit(
@@ -160,19 +171,15 @@ async def await_permit(
             seconds = decision.retry_after
         else:
             status, seconds, decision = reserve(left)
-        if status == ADMITTED:
+        if _settled(status, seconds, left):
             return decision
-        if status == REFUSED:
-            if math.isinf(seconds) or (left is not None and seconds > left):
-                return decision
-            await _asleep(clock, seconds)
-            continue
         try:
             await _asleep(clock, seconds)
         except BaseException:
-            refund()
+            _give_back(status, refund)
             raise
-        return decision
+        if status == RESERVED:
+            return decision
 
 
 def _keyed(limiter: Any, key: object, cost: object) -> tuple[Reserve, Callable[[], None]]:

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use super::args::{self, Seconds};
 use super::clock::{clock_setting, manual_clock, PyManualClock};
 use super::decision::PyDecision;
-use crate::clock::MAX_NS;
+use crate::clock::{Clock, MAX_NS};
 use crate::config::{ConfigError, MAX_COUNT};
 use crate::decision::NEVER;
 use crate::rate::NANOS_PER_SECOND;
@@ -22,6 +22,14 @@ use crate::unkeyed::{FixedWindow, Gcra, SlidingWindow, Strategy, TokenBucket};
 
 fn config_error(e: ConfigError) -> PyErr {
     PyValueError::new_err(e.to_string())
+}
+
+/// A bucket's refused setting, named as the Python constructor names it.
+fn period_error(mut e: ConfigError) -> PyErr {
+    if e.param == "period" {
+        e.param = "period_secs";
+    }
+    config_error(e)
 }
 
 /// `(seconds as given, nanoseconds)` of a period argument.
@@ -166,12 +174,7 @@ unkeyed_class!(PyTokenBucket, "TokenBucket", TokenBucket, capacity, {
         let increment = count(increment, "increment")?;
         let (given, ns) = period(period_secs, "period_secs")?;
         let inner = TokenBucket::new(capacity, increment, Duration::from_nanos(ns))
-            .map_err(|mut e| {
-                if e.param == "period" {
-                    e.param = "period_secs";
-                }
-                config_error(e)
-            })?
+            .map_err(period_error)?
             .with_clock(clock_setting(clock)?);
         Ok(PyTokenBucket {
             inner,
@@ -202,12 +205,7 @@ unkeyed_class!(PyGcra, "Gcra", Gcra, limit, {
             None => None,
         };
         let inner = Gcra::new(limit, Duration::from_nanos(ns), burst)
-            .map_err(|mut e| {
-                if e.param == "period" {
-                    e.param = "period_secs";
-                }
-                config_error(e)
-            })?
+            .map_err(period_error)?
             .with_clock(clock_setting(clock)?);
         let burst_text = burst.map(|b| format!(", burst={b}")).unwrap_or_default();
         Ok(PyGcra {
@@ -221,6 +219,25 @@ unkeyed_class!(PyGcra, "Gcra", Gcra, limit, {
     }
 });
 
+/// A window class's limiter, its `repr` arguments and its capacity, from the constructor's
+/// arguments (`build` and `with_clock` are the Rust type's).
+fn window<T>(
+    capacity: &Bound<'_, PyAny>,
+    interval_secs: &Bound<'_, PyAny>,
+    clock: Option<&Bound<'_, PyAny>>,
+    build: fn(u64, Duration) -> Result<T, ConfigError>,
+    with_clock: fn(T, Clock) -> T,
+) -> PyResult<(T, String, u64)> {
+    let capacity = count(capacity, "capacity")?;
+    let (given, ns) = period(interval_secs, "interval_secs")?;
+    let inner = build(capacity, Duration::from_nanos(ns)).map_err(config_error)?;
+    let settings = format!(
+        "capacity={capacity}, interval_secs={given}{}",
+        clock_repr(clock)
+    );
+    Ok((with_clock(inner, clock_setting(clock)?), settings, capacity))
+}
+
 unkeyed_class!(PyFixedWindow, "FixedWindow", FixedWindow, capacity, {
     /// Up to `capacity` requests per window of `interval_secs` seconds (a window starts at
     /// the first request after the last one ended).
@@ -231,17 +248,16 @@ unkeyed_class!(PyFixedWindow, "FixedWindow", FixedWindow, capacity, {
         interval_secs: &Bound<'_, PyAny>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let capacity = count(capacity, "capacity")?;
-        let (given, ns) = period(interval_secs, "interval_secs")?;
-        let inner = FixedWindow::new(capacity, Duration::from_nanos(ns))
-            .map_err(config_error)?
-            .with_clock(clock_setting(clock)?);
+        let (inner, settings, capacity) = window(
+            capacity,
+            interval_secs,
+            clock,
+            FixedWindow::new,
+            FixedWindow::with_clock,
+        )?;
         Ok(PyFixedWindow {
             inner,
-            settings: format!(
-                "capacity={capacity}, interval_secs={given}{}",
-                clock_repr(clock)
-            ),
+            settings,
             capacity,
         })
     }
@@ -257,17 +273,16 @@ unkeyed_class!(PySlidingWindow, "SlidingWindow", SlidingWindow, capacity, {
         interval_secs: &Bound<'_, PyAny>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let capacity = count(capacity, "capacity")?;
-        let (given, ns) = period(interval_secs, "interval_secs")?;
-        let inner = SlidingWindow::new(capacity, Duration::from_nanos(ns))
-            .map_err(config_error)?
-            .with_clock(clock_setting(clock)?);
+        let (inner, settings, capacity) = window(
+            capacity,
+            interval_secs,
+            clock,
+            SlidingWindow::new,
+            SlidingWindow::with_clock,
+        )?;
         Ok(PySlidingWindow {
             inner,
-            settings: format!(
-                "capacity={capacity}, interval_secs={given}{}",
-                clock_repr(clock)
-            ),
+            settings,
             capacity,
         })
     }
