@@ -54,6 +54,8 @@ pub mod concurrency;
 pub mod config;
 pub mod decision;
 pub mod limiter;
+#[allow(missing_docs)]
+pub mod metrics;
 pub mod rate;
 #[allow(missing_docs)]
 pub mod store;

@@ -1,0 +1,141 @@
+//! `TopKeys`: the keys seen most often in a stream (here, the refused keys), in fixed memory,
+//! by the Space-Saving algorithm (Metwally, Agrawal and El Abbadi, 2005).
+//!
+//! It monitors at most `capacity` keys, each with a count and an error. A key already monitored
+//! adds to its count. A new key takes a free place with count 1 and error 0, or, when all are
+//! taken, the place of the key with the smallest count `m`: it starts at `m + 1` with error
+//! `m`, as if it had been seen every time the evicted key was.
+//!
+//! So, with `N` the number of keys recorded (weights summed) since the last reset:
+//! - every count overestimates its key's true count by at most its error, and every error is at
+//!   most `N / capacity` (the smallest count never exceeds the average);
+//! - every key whose true count exceeds `N / capacity` is monitored (its count could not have
+//!   stayed the smallest long enough to be evicted).
+//!
+//! A key is found by the hash its caller already computed (the store's), so recording a
+//! monitored key costs one probe; taking a new key's place scans for the smallest count
+//! (`capacity` compares), which is why a store keeps one small sketch per shard.
+
+use hashbrown::HashTable;
+
+/// One monitored key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub key: Box<[u8]>,
+    /// At least the key's true count, at most `error` more.
+    pub count: u64,
+    /// How much of `count` may be another key's: the count it inherited.
+    pub error: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    hash: u64,
+    counted: Counted,
+}
+
+/// The most frequent keys of a stream, within `N / capacity`.
+#[derive(Clone, Debug)]
+pub struct TopKeys {
+    capacity: usize,
+    slots: Vec<Slot>,
+    /// Index into `slots`, by the key's hash.
+    index: HashTable<usize>,
+    /// Weight recorded since the last reset (`N`).
+    total: u64,
+}
+
+impl TopKeys {
+    /// An empty sketch monitoring up to `capacity` keys (at least 1); it allocates nothing
+    /// until the first key.
+    pub fn new(capacity: usize) -> Self {
+        TopKeys {
+            capacity: capacity.max(1),
+            slots: Vec::new(),
+            index: HashTable::new(),
+            total: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Weight recorded since the last reset.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Records `weight` occurrences of `key`, whose hash is `hash` (the same function for every
+    /// key of this sketch).
+    pub fn record(&mut self, hash: u64, key: &[u8], weight: u64) {
+        self.total = self.total.saturating_add(weight);
+        let slots = &self.slots;
+        if let Some(&at) = self.index.find(hash, |&i| {
+            slots[i].hash == hash && &*slots[i].counted.key == key
+        }) {
+            let counted = &mut self.slots[at].counted;
+            counted.count = counted.count.saturating_add(weight);
+            return;
+        }
+        if self.slots.len() < self.capacity {
+            let at = self.slots.len();
+            self.slots.push(Slot {
+                hash,
+                counted: Counted {
+                    key: key.into(),
+                    count: weight,
+                    error: 0,
+                },
+            });
+            let slots = &self.slots;
+            self.index.insert_unique(hash, at, |&i| slots[i].hash);
+            return;
+        }
+        self.replace_smallest(hash, key, weight);
+    }
+
+    /// Gives the place of the key with the smallest count to `key`.
+    #[cold]
+    fn replace_smallest(&mut self, hash: u64, key: &[u8], weight: u64) {
+        let (at, smallest) = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (i, slot.counted.count))
+            .min_by_key(|&(_, count)| count)
+            .expect("a full sketch has at least one slot");
+        let old_hash = self.slots[at].hash;
+        let found = self.index.find_entry(old_hash, |&i| i == at);
+        if let Ok(entry) = found {
+            entry.remove();
+        }
+        self.slots[at] = Slot {
+            hash,
+            counted: Counted {
+                key: key.into(),
+                count: smallest.saturating_add(weight),
+                error: smallest,
+            },
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, at, |&i| slots[i].hash);
+    }
+
+    /// The monitored keys, most counted first (ties by key, so the order is stable).
+    pub fn top(&self, n: usize) -> Vec<Counted> {
+        let mut all: Vec<Counted> = self.slots.iter().map(|s| s.counted.clone()).collect();
+        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        all.truncate(n);
+        all
+    }
+
+    /// Forgets every key: a new interval starts.
+    pub fn reset(&mut self) {
+        *self = TopKeys::new(self.capacity);
+    }
+}
+
+#[cfg(test)]
+#[path = "top_keys_tests.rs"]
+mod tests;
