@@ -32,7 +32,8 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{criterion_group, BenchmarkId, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion};
 use portable_atomic::AtomicU128;
 use rust_py_rate_limit::store::shm::clock as shm_clock;
 use rust_py_rate_limit::{
@@ -183,72 +184,67 @@ fn clock(c: &mut Criterion) {
     group.finish();
 }
 
-/// The four unkeyed limiters, by name: `admitting` never refuses in a bench run (a token a
-/// nanosecond, or 2**32 - 1 an hour), `denying` holds 1 an hour.
-fn unkeyed_limiters(admitting: bool) -> Vec<(&'static str, Box<dyn Strategy>)> {
-    let hour = Duration::from_secs(3600);
-    let second = Duration::from_secs(1);
-    let (per_ns, window) = (1_000_000_000, u64::from(u32::MAX));
-    let limiters: [(&'static str, Box<dyn Strategy>); 4] = if admitting {
-        [
-            (
-                "token_bucket",
-                Box::new(TokenBucket::new(per_ns, per_ns, second).unwrap()),
-            ),
-            ("gcra", Box::new(Gcra::new(per_ns, second, None).unwrap())),
-            (
-                "fixed_window",
-                Box::new(FixedWindow::new(window, hour).unwrap()),
-            ),
-            (
-                "sliding_window",
-                Box::new(SlidingWindow::new(window, hour).unwrap()),
-            ),
-        ]
-    } else {
-        [
-            (
-                "token_bucket",
-                Box::new(TokenBucket::new(1, 1, hour).unwrap()),
-            ),
-            ("gcra", Box::new(Gcra::new(1, hour, None).unwrap())),
-            ("fixed_window", Box::new(FixedWindow::new(1, hour).unwrap())),
-            (
-                "sliding_window",
-                Box::new(SlidingWindow::new(1, hour).unwrap()),
-            ),
-        ]
-    };
-    limiters.into()
-}
-
-/// `process()` of each unkeyed limiter on one thread, each variant on a limiter of its own
-/// (through `dyn Strategy`: one indirect call, as from Python), beside the floors it is made of.
-fn unkeyed(c: &mut Criterion) {
-    let mut group = c.benchmark_group(UNKEYED);
-    for (name, limiter) in unkeyed_limiters(true) {
-        group.bench_function(format!("{name}/process"), |b| {
-            b.iter(|| black_box(&limiter).process().is_ok())
-        });
-    }
+/// One unkeyed limiter's benches, on its concrete type as the Python class calls it (so only
+/// what `process()` uses is computed): `admitting()` never refuses in a bench run, `denying()`
+/// holds 1 an hour. Each variant gets a limiter of its own.
+fn bench_unkeyed<S: Strategy>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    admitting: impl Fn() -> S,
+    denying: impl Fn() -> S,
+) {
+    let limiter = admitting();
+    group.bench_function(format!("{name}/process"), |b| {
+        b.iter(|| black_box(&limiter).process().is_ok())
+    });
     // The same admitted decisions with a counter for the clock: what is left without the
     // clock read (the buckets admit a token a nanosecond, so one step a call keeps them full).
-    for (name, limiter) in unkeyed_limiters(true) {
-        let mut now = 1_000_000_000u64;
-        group.bench_function(format!("{name}/decide_at_no_clock"), |b| {
-            b.iter(|| {
-                now += 1;
-                black_box(&limiter).decide_at(1, black_box(now)).allowed
-            })
-        });
-    }
-    for (name, limiter) in unkeyed_limiters(false) {
-        assert!(limiter.process().is_ok(), "the first request is admitted");
-        assert!(limiter.process().is_err(), "the second is refused");
-        group.bench_function(format!("{name}/process_denied"), |b| {
-            b.iter(|| black_box(&limiter).process().is_ok())
-        });
-    }
+    let limiter = admitting();
+    let mut now = 1_000_000_000u64;
+    group.bench_function(format!("{name}/decide_at_no_clock"), |b| {
+        b.iter(|| {
+            now += 1;
+            black_box(&limiter).decide_at(1, black_box(now)).allowed
+        })
+    });
+    let limiter = denying();
+    assert!(limiter.process().is_ok(), "the first request is admitted");
+    assert!(limiter.process().is_err(), "the second is refused");
+    group.bench_function(format!("{name}/process_denied"), |b| {
+        b.iter(|| black_box(&limiter).process().is_ok())
+    });
+}
+
+/// `process()` of each unkeyed limiter on one thread, beside the floors it is made of.
+fn unkeyed(c: &mut Criterion) {
+    let (hour, second) = (Duration::from_secs(3600), Duration::from_secs(1));
+    // A token a nanosecond (a call takes longer), or 2**32 - 1 a window of an hour.
+    let (per_ns, window) = (1_000_000_000, u64::from(u32::MAX));
+    let mut group = c.benchmark_group(UNKEYED);
+    bench_unkeyed(
+        &mut group,
+        "token_bucket",
+        || TokenBucket::new(per_ns, per_ns, second).unwrap(),
+        || TokenBucket::new(1, 1, hour).unwrap(),
+    );
+    bench_unkeyed(
+        &mut group,
+        "gcra",
+        || Gcra::new(per_ns, second, None).unwrap(),
+        || Gcra::new(1, hour, None).unwrap(),
+    );
+    bench_unkeyed(
+        &mut group,
+        "fixed_window",
+        || FixedWindow::new(window, hour).unwrap(),
+        || FixedWindow::new(1, hour).unwrap(),
+    );
+    bench_unkeyed(
+        &mut group,
+        "sliding_window",
+        || SlidingWindow::new(window, hour).unwrap(),
+        || SlidingWindow::new(1, hour).unwrap(),
+    );
     let clock = Clock::monotonic();
     group.bench_function("floor/clock_now_ns", |b| b.iter(|| clock.now_ns()));
     let tsc = shm_clock::calibrate();
