@@ -5,7 +5,9 @@
 ``AsyncLimiter`` (asyncio) and pyrate-limiter's blocking ``try_acquire`` (threads). Each run
 starts from an empty budget: the limiter is drained (non-blocking acquisitions until one is
 refused) right before the workers are released, so what is measured is the steady rate, not a
-burst. Variants with ``burst=1`` (nothing to drain) are measured too.
+burst. Variants with ``burst=1`` (nothing to drain) are measured too. A limiter whose budget
+refills faster than non-blocking calls can take it (a rate above what one Python thread can
+call) is not drained within 2 seconds: that round is left out of the rates and counted.
 
 The achieved rate is acquisitions / (last acquisition done - release); the table gives its
 median over rounds (variants interleaved in each round), the slowest and fastest rounds, and
@@ -30,6 +32,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import json
+import math
 import platform
 import statistics
 import sys
@@ -59,11 +62,13 @@ def import_library() -> ModuleType:
 # --- the variants: (name, how it is configured, factory) ------------------------------------
 
 # A thread variant's factory returns (drain, acquire): drain() empties the budget without
-# waiting, acquire() blocks until one acquisition goes and returns whether it went.
-ThreadVariant = Callable[[], tuple[Callable[[], None], Callable[[], bool]]]
+# waiting (True once empty, False when it gave up), acquire() blocks until one acquisition
+# goes and returns whether it went.
+ThreadVariant = Callable[[], tuple[Callable[[], bool], Callable[[], bool]]]
 # An asyncio variant's factory (called inside the loop) returns (drain, acquire) likewise,
 # drain a coroutine function (aiolimiter drains by acquiring), acquire an awaitable's factory.
-AsyncVariant = Callable[[], tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[Any]]]]
+AsyncVariant = Callable[[], tuple[Callable[[], Awaitable[bool]], Callable[[], Awaitable[Any]]]]
+DRAIN_SECONDS = 2.0  # a budget not empty by then refills faster than it can be taken
 
 
 @dataclass
@@ -74,25 +79,33 @@ class Variant:
     make: Any  # ThreadVariant or AsyncVariant
 
 
-def drain_ours(allow: Callable[[], bool]) -> Callable[[], None]:
-    def drain() -> None:
-        while allow():
-            pass
+def drainer(take: Callable[[], bool]) -> Callable[[], bool]:
+    """drain(): calls ``take()`` (a non-blocking acquisition) until it is refused (True), or
+    gives up after ``DRAIN_SECONDS`` (False)."""
+
+    def drain() -> bool:
+        deadline = time.perf_counter() + DRAIN_SECONDS
+        while True:
+            for _ in range(1024):
+                if not take():
+                    return True
+            if time.perf_counter() > deadline:
+                return False
 
     return drain
 
 
 def thread_variants(lib: ModuleType, rate: int) -> Iterator[Variant]:
     def gcra(burst: int | None) -> ThreadVariant:
-        def make() -> tuple[Callable[[], None], Callable[[], bool]]:
+        def make() -> tuple[Callable[[], bool], Callable[[], bool]]:
             limiter = lib.Gcra(limit=rate, period_secs=1, burst=burst)
-            return drain_ours(limiter.process), limiter.acquire
+            return drainer(limiter.process), limiter.acquire
 
         return make
 
-    def keyed() -> tuple[Callable[[], None], Callable[[], bool]]:
+    def keyed() -> tuple[Callable[[], bool], Callable[[], bool]]:
         limiter = lib.RateLimiter(limit=rate, window_seconds=1, algorithm="gcra")
-        return drain_ours(lambda: limiter.allow("k")), lambda: limiter.acquire("k")
+        return drainer(lambda: limiter.allow("k")), lambda: limiter.acquire("k")
 
     yield Variant("rust_py_rate_limit", f"Gcra(limit={rate}, period_secs=1)", True, gcra(None))
     yield Variant(
@@ -118,13 +131,9 @@ def pyrate_variants(rate: int) -> Iterator[Variant]:
     per_ms = max(1, rate // 1000)
 
     def pyrate(make_limiter: Callable[[], Any]) -> ThreadVariant:
-        def make() -> tuple[Callable[[], None], Callable[[], bool]]:
+        def make() -> tuple[Callable[[], bool], Callable[[], bool]]:
             limiter = make_limiter()
-
-            def drain() -> None:
-                while limiter.try_acquire("k", blocking=False):
-                    pass
-
+            drain = drainer(lambda: limiter.try_acquire("k", blocking=False))
             return drain, lambda: limiter.try_acquire("k")
 
         return make
@@ -153,23 +162,23 @@ def pyrate_variants(rate: int) -> Iterator[Variant]:
 
 def async_variants(lib: ModuleType, rate: int) -> Iterator[Variant]:
     def gcra(burst: int | None) -> AsyncVariant:
-        def make() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[Any]]]:
+        def make() -> tuple[Callable[[], Awaitable[bool]], Callable[[], Awaitable[Any]]]:
             limiter = lib.Gcra(limit=rate, period_secs=1, burst=burst)
-            drain = drain_ours(limiter.process)
+            drain = drainer(limiter.process)
 
-            async def adrain() -> None:
-                drain()
+            async def adrain() -> bool:
+                return drain()
 
             return adrain, limiter.aacquire
 
         return make
 
-    def keyed() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[Any]]]:
+    def keyed() -> tuple[Callable[[], Awaitable[bool]], Callable[[], Awaitable[Any]]]:
         limiter = lib.RateLimiter(limit=rate, window_seconds=1, algorithm="gcra")
-        drain = drain_ours(lambda: limiter.allow("k"))
+        drain = drainer(lambda: limiter.allow("k"))
 
-        async def adrain() -> None:
-            drain()
+        async def adrain() -> bool:
+            return drain()
 
         return adrain, lambda: limiter.aacquire("k")
 
@@ -193,12 +202,16 @@ def aiolimiter_variants(rate: int) -> Iterator[Variant]:
         return
 
     def aio(max_rate: float, period: float) -> AsyncVariant:
-        def make() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[Any]]]:
+        def make() -> tuple[Callable[[], Awaitable[bool]], Callable[[], Awaitable[Any]]]:
             limiter = AsyncLimiter(max_rate, period)
 
-            async def drain() -> None:
+            async def drain() -> bool:
+                deadline = time.perf_counter() + DRAIN_SECONDS
                 while limiter.has_capacity():
-                    await limiter.acquire()
+                    await limiter.acquire()  # returns at once while there is capacity
+                    if time.perf_counter() > deadline:
+                        return False
+                return True
 
             return drain, limiter.acquire
 
@@ -252,6 +265,7 @@ class Run:
     seconds: float  # release to the last acquisition done
     acquired: int
     refused: int
+    drained: bool  # False: the budget was not empty at the release (the round is left out)
 
 
 def run_threads(make: ThreadVariant, acquisitions: int, threads: int) -> Run:
@@ -270,13 +284,13 @@ def run_threads(make: ThreadVariant, acquisitions: int, threads: int) -> Run:
     workers = [threading.Thread(target=worker, args=(n,)) for n in each]
     for w in workers:
         w.start()
-    drain()
+    drained = drain()
     released = time.perf_counter()
     start.wait()
     for w in workers:
         w.join()
     acquired = sum(counts)
-    return Run(max(done) - released, acquired, acquisitions - acquired)
+    return Run(max(done) - released, acquired, acquisitions - acquired, drained)
 
 
 def run_tasks(make: AsyncVariant, acquisitions: int, tasks: int) -> Run:
@@ -295,12 +309,13 @@ def run_tasks(make: AsyncVariant, acquisitions: int, tasks: int) -> Run:
 
         running = [asyncio.create_task(worker(n)) for n in each]
         await asyncio.sleep(0)  # every task waiting on `go`
-        await drain()
+        drained = await drain()
         released = time.perf_counter()
         go.set()
         results = await asyncio.gather(*running)
         acquired = sum(ok for ok, _ in results)
-        return Run(max(t for _, t in results) - released, acquired, acquisitions - acquired)
+        seconds = max(t for _, t in results) - released
+        return Run(seconds, acquired, acquisitions - acquired, drained)
 
     return asyncio.run(main())
 
@@ -315,10 +330,11 @@ class Row:
     config: str
     rates: list[float] = field(default_factory=list)  # per round, acquisitions per second
     refused: int = 0
+    undrained: int = 0  # rounds left out: the budget was not empty at the release
     late_us: list[float] | None = None  # ours: one instrumented round
 
     def median(self) -> float:
-        return statistics.median(self.rates)
+        return statistics.median(self.rates) if self.rates else math.nan
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -335,8 +351,11 @@ def measure(
     for _ in range(rounds):
         for variant, row in zip(variants, rows, strict=True):
             result = run(variant.make, acquisitions, workers)
-            row.rates.append(result.acquired / result.seconds)
             row.refused += result.refused
+            if result.drained:
+                row.rates.append(result.acquired / result.seconds)
+            else:
+                row.undrained += 1
     for variant, row in zip(variants, rows, strict=True):
         if variant.ours:
             with SleepRecorder(lib) as recorder:
@@ -360,9 +379,14 @@ def table(rows: list[Row], rate: int) -> list[str]:
             late = f"{p50:,.0f} / {p99:,.0f} / {max(r.late_us):,.0f} ({len(r.late_us):,})"
         elif r.late_us is not None:
             late = "no sleep"
-        refused = f" ({r.refused} refused)" if r.refused else ""
+        notes = f" ({r.refused} refused)" if r.refused else ""
+        if r.undrained:
+            notes += f" (not drained in {r.undrained} of {r.undrained + len(r.rates)} rounds)"
+        if not r.rates:
+            lines.append(f"| {r.mode} | {r.library} | `{r.config}`{notes} | - | - | - | - | - |")
+            continue
         lines.append(
-            f"| {r.mode} | {r.library} | `{r.config}`{refused} | {r.median():,.0f} "
+            f"| {r.mode} | {r.library} | `{r.config}`{notes} | {r.median():,.0f} "
             f"| {min(r.rates):,.0f} - {max(r.rates):,.0f} | {ratio:.3f} | {within} | {late} |"
         )
     return lines
