@@ -46,6 +46,11 @@ keys (on the hot key a narrow window would run out within the first second, a ra
 shortest window: that row is left out, with a note) and 65,536 a window, spent, on the denied
 path. The report prints each scenario's rate strings.
 
+The default run also times ``process()`` of the unkeyed limiters (``TokenBucket``, ``Gcra``,
+``FixedWindow``, ``SlidingWindow``) in the loop ``for _ in keys: p.process()``, admitted and
+denied, against the ``dict.get`` loop of the hot key in the same rounds (target: at most 1.2x),
+with ``RateLimiter.allow(k)`` (gcra) beside them; ``--primitives`` runs only that table.
+
 Numbers are noisy on a shared machine; the ratios, measured in the same run, are what to read.
 """
 
@@ -80,6 +85,8 @@ ALWAYS_ADMITTED = 4_000_000_000  # per hour: never reached in a run
 HOUR = 3600
 # Targets: allow() within this multiple of the dict.get loop (user-shaped loop).
 TARGETS = {"hot key": 1.6, "100k keys": 2.0, "denied": 1.6}
+# Target: an unkeyed limiter's process() within this multiple of the dict.get loop.
+PROCESS_TARGET = 1.2
 
 # --- the timed loops: one shape, the one users write --------------------------------------
 
@@ -102,6 +109,23 @@ def loop_dict_get(d: dict[str, bool], keys: list[str]) -> int:
     start = time.perf_counter_ns()
     for k in keys:
         d.get(k)
+    return time.perf_counter_ns() - start
+
+
+def loop_process(limiter: Any, keys: list[str]) -> int:
+    """An unkeyed limiter's ``process()``: no key, the same loop over the same list."""
+    start = time.perf_counter_ns()
+    for _ in keys:
+        limiter.process()
+    return time.perf_counter_ns() - start
+
+
+def loop_reset(limiter: Any, keys: list[str]) -> int:
+    """A floor for ``process()``: a no-argument method of the same kind of extension object
+    that does next to nothing (``TokenBucket.reset()``: one 8-byte store)."""
+    start = time.perf_counter_ns()
+    for _ in keys:
+        limiter.reset()
     return time.perf_counter_ns() - start
 
 
@@ -253,6 +277,106 @@ def measure_bound(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row
         loops[algorithm] = partial(loop_bound, limiter.allow)
     timings = time_rounds(loops, scenario, repeats)
     return [make_row(scenario.name, a, timings) for a in limiters]
+
+
+# --- the unkeyed limiters' process() ---------------------------------------------------------
+
+UNKEYED = ["TokenBucket", "Gcra", "FixedWindow", "SlidingWindow"]
+PER_NS = 1_000_000_000  # a bucket refilled with a token a nanosecond never runs dry in a loop
+
+
+def make_unkeyed(lib: ModuleType, admitted: bool) -> dict[str, Any]:
+    """The four limiters: admitting every call of a run, or holding 1 an hour, spent."""
+    if admitted:
+        made = {
+            "TokenBucket": lib.TokenBucket(capacity=PER_NS, increment=PER_NS, period_secs=1),
+            "Gcra": lib.Gcra(limit=PER_NS, period_secs=1),
+            "FixedWindow": lib.FixedWindow(capacity=ALWAYS_ADMITTED, interval_secs=HOUR),
+            "SlidingWindow": lib.SlidingWindow(capacity=ALWAYS_ADMITTED, interval_secs=HOUR),
+        }
+    else:
+        made = {
+            "TokenBucket": lib.TokenBucket(capacity=1, increment=1, period_secs=HOUR),
+            "Gcra": lib.Gcra(limit=1, period_secs=HOUR),
+            "FixedWindow": lib.FixedWindow(capacity=1, interval_secs=HOUR),
+            "SlidingWindow": lib.SlidingWindow(capacity=1, interval_secs=HOUR),
+        }
+        for limiter in made.values():
+            limiter.process()
+    return made
+
+
+UNKEYED_ALLOW = "RateLimiter.allow(k), gcra"
+UNKEYED_FLOOR = "TokenBucket.reset() (floor)"
+
+
+def measure_unkeyed(lib: ModuleType, scenario: Scenario, repeats: int) -> list[Row]:
+    """``p.process()`` of each unkeyed limiter, ``limiter.allow(k)`` (gcra, one key) and the
+    ``reset()`` floor in the loop over the hot key's list, beside the ``dict.get`` loop,
+    interleaved in each round. A row's ``algorithm`` is the call, ``allow_ns`` its ns
+    (``noop_ns`` and ``vs_noop`` are not measured: 0)."""
+    admitted = scenario.limit != 1
+    limiters = make_unkeyed(lib, admitted)
+    keyed = lib.RateLimiter(limit=scenario.limit, window_seconds=HOUR, algorithm="gcra")
+    keyed.allow(HOT_KEY)
+    d = dict.fromkeys(scenario.distinct, True)
+    loops: dict[str, Loop] = {"dict.get": partial(loop_dict_get, d)}
+    for name, limiter in limiters.items():
+        loops[f"{name}.process()"] = partial(loop_process, limiter)
+    loops[UNKEYED_ALLOW] = partial(loop_allow, keyed)
+    floor = lib.TokenBucket(capacity=1, increment=1, period_secs=HOUR)
+    loops[UNKEYED_FLOOR] = partial(loop_reset, floor)
+    timings = time_rounds(loops, scenario, repeats)
+    for name, limiter in limiters.items():
+        if limiter.process() is not admitted:
+            sys.exit(f"{name}: {scenario.name}: process() did not take the path measured")
+    rows = []
+    for name in list(loops)[1:]:
+        target = PROCESS_TARGET if name.endswith(".process()") else None
+        ns = timings.best(name)
+        vs = timings.ratio(name, "dict.get")
+        rows.append(Row(scenario.name, name, ns, timings.best("dict.get"), 0.0, vs, 0.0, target))
+    return rows
+
+
+def unkeyed_table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        "| path | call | ns | dict.get ns | x dict.get | target (x dict.get) | within target |",
+        "|---|---|--:|--:|--:|--:|---|",
+    ]
+    for r in rows:
+        target = "" if r.target is None else f"<= {r.target}"
+        lines.append(
+            f"| {r.scenario} | {r.algorithm} | {r.allow_ns:.1f} | {r.dict_get_ns:.1f} "
+            f"| {r.vs_dict_get:.2f} | {target} | {verdict(r)} |"
+        )
+    return lines
+
+
+def unkeyed_section(rows: Sequence[Row]) -> list[str]:
+    return [
+        "## Unkeyed limiters: `for _ in keys: p.process()`",
+        "",
+        "Over the hot key's list, interleaved in each round with the dict.get loop, "
+        "`RateLimiter.allow(k)` (gcra, one key) and a floor, `TokenBucket.reset()` (a "
+        "no-argument method of the same kind that does one 8-byte store); admitted: a token a "
+        f"nanosecond (buckets), {ALWAYS_ADMITTED:,} an hour (windows); denied: 1 an hour, "
+        f"spent. Target: process() <= {PROCESS_TARGET}x the dict.get loop.",
+        "",
+        *unkeyed_table(rows),
+    ]
+
+
+def unkeyed_rows(lib: ModuleType, scenarios: list[Scenario], repeats: int) -> list[Row]:
+    """The hot-key scenarios: admitted ("hot key") and "denied"."""
+    paths = {"hot key": "admitted", "denied": "denied"}
+    rows = []
+    for scenario in scenarios:
+        if scenario.name in paths:
+            for row in measure_unkeyed(lib, scenario, repeats):
+                row.scenario = paths[scenario.name]
+                rows.append(row)
+    return rows
 
 
 # --- memory:// against another storage (--storage URL) ---------------------------------------
@@ -699,9 +823,16 @@ def header(
 
 
 def report(
-    lib: ModuleType, iterations: int, repeats: int, loops: list[Row], bound: list[Row]
+    lib: ModuleType,
+    iterations: int,
+    repeats: int,
+    loops: list[Row],
+    bound: list[Row],
+    unkeyed: list[Row],
 ) -> str:
     lines = header(lib, iterations, repeats)
+    if not loops:  # --primitives
+        return "\n".join(lines + unkeyed_section(unkeyed))
     lines += [
         "## The loop users write: `for k in keys: obj.method(k)`",
         "",
@@ -716,12 +847,19 @@ def report(
         "`ns (x f=d.get)`.",
         "",
         *bound_table(bound),
+        "",
+        *unkeyed_section(unkeyed),
     ]
     return "\n".join(lines)
 
 
 def as_json(
-    lib: ModuleType, iterations: int, repeats: int, loops: list[Row], bound: list[Row]
+    lib: ModuleType,
+    iterations: int,
+    repeats: int,
+    loops: list[Row],
+    bound: list[Row],
+    unkeyed: list[Row],
 ) -> str:
     doc: dict[str, Any] = {
         "module": lib.__file__,
@@ -732,6 +870,8 @@ def as_json(
         "targets_vs_dict_get": TARGETS,
         "method_in_loop": [asdict(r) for r in loops],
         "pre_bound": [asdict(r) for r in bound],
+        "target_process_vs_dict_get": PROCESS_TARGET,
+        "unkeyed_process": [asdict(r) for r in unkeyed],
     }
     return json.dumps(doc, indent=2)
 
@@ -755,7 +895,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "e.g. '10/second; 1000/hour' (the limits are the bench's, to keep each scenario on "
         "its path; default: one rate)",
     )
+    parser.add_argument(
+        "--primitives",
+        action="store_true",
+        help="only the unkeyed limiters' process() against the dict.get loop",
+    )
     args = parser.parse_args(argv)
+    if args.primitives and args.storage:
+        parser.error("--primitives and --storage are separate runs: give one")
     if args.rate is not None and not args.storage:
         parser.error("--rate is for the --storage comparison: give --storage URL too")
     return args
@@ -791,12 +938,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             print(stores_report(lib, iterations, repeats, args.storage, rows, notes, args.rate))
         return
-    loops = [row for s in scenarios for row in measure_loops(lib, s, repeats)]
-    bound = [row for s in scenarios for row in measure_bound(lib, s, repeats)]
+    loops: list[Row] = []
+    bound: list[Row] = []
+    if not args.primitives:
+        loops = [row for s in scenarios for row in measure_loops(lib, s, repeats)]
+        bound = [row for s in scenarios for row in measure_bound(lib, s, repeats)]
+    unkeyed = unkeyed_rows(lib, scenarios, repeats)
     if args.json:
-        print(as_json(lib, iterations, repeats, loops, bound))
+        print(as_json(lib, iterations, repeats, loops, bound, unkeyed))
     else:
-        print(report(lib, iterations, repeats, loops, bound))
+        print(report(lib, iterations, repeats, loops, bound, unkeyed))
 
 
 if __name__ == "__main__":
