@@ -32,7 +32,7 @@ use super::limiter::RateLimiter;
 
 /// A method of `RateLimiter` whose common call is handled here; pyo3's wrapper of the same
 /// name is kept for the calls this module hands back to it.
-pub(super) struct FastMethod {
+struct FastMethod {
     name: &'static CStr,
     generic: OnceLock<Py<PyAny>>,
 }
@@ -55,7 +55,7 @@ pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
 }
 
 impl FastMethod {
-    pub(super) const fn new(name: &'static CStr) -> Self {
+    const fn new(name: &'static CStr) -> Self {
         FastMethod {
             name,
             generic: OnceLock::new(),
@@ -63,7 +63,7 @@ impl FastMethod {
     }
 
     /// Keeps pyo3's descriptor as the general path and puts `function` in its place.
-    pub(super) fn install(
+    fn install(
         &'static self,
         ty: &Bound<'_, PyType>,
         function: ffi::PyCFunctionFastWithKeywords,
@@ -106,7 +106,7 @@ impl FastMethod {
     /// The arguments are those CPython passed to a `METH_FASTCALL | METH_KEYWORDS` method.
     #[cold]
     #[inline(never)]
-    pub(super) unsafe fn call_generic(
+    unsafe fn call_generic(
         &self,
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
@@ -337,7 +337,7 @@ unsafe extern "C" fn noop(
 }
 
 #[inline(always)]
-pub(super) fn new_bool(value: bool) -> *mut ffi::PyObject {
+fn new_bool(value: bool) -> *mut ffi::PyObject {
     // SAFETY: the bool singletons are always alive; the caller gets a new reference.
     unsafe {
         ffi::Py_NewRef(if value {
@@ -352,7 +352,7 @@ pub(super) fn new_bool(value: bool) -> *mut ffi::PyObject {
 /// under pyo3's own wrapper.
 #[cold]
 #[inline(never)]
-pub(super) fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
+fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
     let message = payload
         .downcast_ref::<String>()
         .map(String::as_str)

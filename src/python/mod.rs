@@ -9,7 +9,6 @@ mod concurrency;
 mod decision;
 mod failure;
 mod fast_methods;
-mod fast_process;
 mod lease;
 mod limiter;
 mod pending;
@@ -73,7 +72,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<unkeyed::PyGcra>()?;
     m.add_class::<unkeyed::PyFixedWindow>()?;
     m.add_class::<unkeyed::PySlidingWindow>()?;
-    fast_process::install(m.py())?;
     m.add_class::<ready::Ready>()?;
     m.add_class::<concurrency::PyConcurrencyLimiter>()?;
     m.add_class::<lease::Lease>()?;
