@@ -125,6 +125,8 @@ class RateLimiter:
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
         on_full: Literal["reject", "evict"] | None = None,
+        track_top: int | None = None,
+        name: str | None = None,
     ) -> RateLimiter: ...
     @classmethod
     def from_rate(
@@ -143,6 +145,8 @@ class RateLimiter:
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
         on_full: Literal["reject", "evict"] | None = None,
+        track_top: int | None = None,
+        name: str | None = None,
     ) -> RateLimiter: ...
     def with_rate(
         self,
@@ -160,6 +164,8 @@ class RateLimiter:
         local_deny_cache: bool | None = None,
         fallback: Literal["memory"] | None = None,
         on_full: Literal["reject", "evict"] | None = None,
+        track_top: int | None = None,
+        name: str | None = None,
     ) -> RateLimiter:
         """A limiter for another rate with this one's settings (not its burst or counts);
         the keyword arguments given replace this limiter's."""
@@ -211,6 +217,14 @@ class RateLimiter:
         wait: bool | None = None,
         timeout: float | None = None,
     ) -> Callable[[_F], _F]: ...
+    @property
+    def name(self) -> str:
+        """``name=``, or the algorithm and rates: ``"fixed:100/60s"``."""
+    @property
+    def track_top(self) -> int:
+        """Keys monitored per shard for ``top_blocked`` (0: not tracked)."""
+    def top_blocked(self, n: int | None = None, *, reset: bool = False) -> list[tuple[str, int]]:
+        """The keys refused most often since the last reset, most first: ``(key, refusals)``."""
     @property
     def max_requests(self) -> int: ...
     @property

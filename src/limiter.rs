@@ -7,12 +7,15 @@ use crate::algorithm::{
 use crate::clock::{Clock, MAX_NS};
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::{Ask, Decision, NEVER};
+use crate::metrics::{Counted, TopKeys};
 #[cfg(unix)]
 use crate::store::shm::region::Region;
 #[cfg(unix)]
 use crate::store::shm::SharedStore;
 use crate::store::{MemoryStore, MultiRate, SingleRate, Store, StoreStats};
 use crate::unkeyed::Reservation;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(unix)]
 use std::sync::Arc;
 
@@ -107,6 +110,28 @@ pub struct Limiter {
     store: AnyStore,
     clock: Clock,
     config: LimiterConfig,
+    /// The most refused keys among decisions that no in-memory shard tracks: a shared
+    /// table's, and those made elsewhere and told with [`Self::note_refused`] (Redis).
+    outside_top: OutsideTop,
+}
+
+/// [`Limiter::track_top`]'s tracker for the refusals no shard sees, under one lock (taken
+/// only on a refusal, and only when tracking).
+#[derive(Default)]
+struct OutsideTop {
+    on: AtomicBool,
+    hasher: foldhash::fast::RandomState,
+    top: parking_lot::Mutex<Option<TopKeys>>,
+}
+
+impl OutsideTop {
+    #[cold]
+    #[inline(never)]
+    fn note(&self, key: &[u8]) {
+        if let Some(top) = self.top.lock().as_mut() {
+            top.record(self.hasher.hash_one(key), key, 1);
+        }
+    }
 }
 
 impl std::fmt::Debug for Limiter {
@@ -182,6 +207,7 @@ impl Limiter {
             store,
             clock,
             config,
+            outside_top: OutsideTop::default(),
         })
     }
 
@@ -200,6 +226,7 @@ impl Limiter {
             store,
             clock,
             config,
+            outside_top: OutsideTop::default(),
         })
     }
 
@@ -215,7 +242,64 @@ impl Limiter {
     pub fn decide(&self, key: &(impl AsRef<[u8]> + ?Sized), cost: u64) -> Decision {
         let key = key.as_ref();
         let now = self.clock.now_ns();
-        dispatch!(&self.store, s => s.decide(key, cost, now))
+        dispatch!(&self.store, s => s.decide(key, cost, now), shared t => {
+            let decision = t.decide(key, cost, now);
+            self.shared_refused(decision.allowed, key);
+            decision
+        })
+    }
+
+    /// Notes a shared table's refusal of `key` for [`Self::top_refused`] (the in-memory
+    /// shards note their own).
+    #[inline(always)]
+    fn shared_refused(&self, allowed: bool, key: &[u8]) {
+        if !allowed && self.outside_top.on.load(Ordering::Relaxed) {
+            self.outside_top.note(key);
+        }
+    }
+
+    /// Tracks the keys refused most often, up to `capacity` of them in each shard of an
+    /// in-memory store (and `capacity` for a shared table's refusals and those told by
+    /// [`Self::note_refused`]); None stops tracking and forgets them. See
+    /// [`crate::metrics::TopKeys`] for the error bound.
+    ///
+    /// With `in_shards` false the in-memory shards track nothing and only what is told counts
+    /// (a Redis limiter, whose answers include those of its in-memory fallback).
+    pub fn track_top(&self, capacity: Option<usize>, in_shards: bool) {
+        let shards = capacity.filter(|_| in_shards);
+        dispatch!(&self.store, s => s.track_top(shards), shared _t => ());
+        *self.outside_top.top.lock() = capacity.map(TopKeys::new);
+        self.outside_top
+            .on
+            .store(capacity.is_some(), Ordering::Relaxed);
+    }
+
+    /// Counts a refusal of `key` decided outside this limiter (by Redis) among the most
+    /// refused keys, when tracking.
+    pub fn note_refused(&self, key: &[u8]) {
+        if self.outside_top.on.load(Ordering::Relaxed) {
+            self.outside_top.note(key);
+        }
+    }
+
+    /// The `n` keys refused most often since the last reset of the tracker, most first, with
+    /// the number of refusals counted since then (`N` of the error bound); `reset` starts a
+    /// new interval. None when not tracking.
+    pub fn top_refused(&self, n: usize, reset: bool) -> Option<(Vec<Counted>, u64)> {
+        let in_memory = dispatch!(&self.store, s => s.top_refused(n, reset), shared _t => None);
+        let mut outside = self.outside_top.top.lock();
+        let outside = outside.as_mut()?;
+        let (mut all, mut total) = in_memory.unwrap_or_default();
+        all.extend(outside.top(n));
+        total += outside.total();
+        if reset {
+            outside.reset();
+        }
+        // A key is counted by its shard or by the told tracker, never both (see
+        // `track_top`'s `in_shards`).
+        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        all.truncate(n);
+        Some((all, total))
     }
 
     /// `decide(key, cost).allowed`, compiled separately so that the parts of the decision it
@@ -241,7 +325,11 @@ impl Limiter {
     pub fn allow_at(&self, key: &[u8], cost: u64, now: u64) -> bool {
         // The shared table's loop stays out of line: inlined here, it made LLVM move the whole
         // in-memory fast path out of the Python method (+41 instructions a call).
-        dispatch!(&self.store, s => s.allow(key, cost, now))
+        dispatch!(&self.store, s => s.allow(key, cost, now), shared t => {
+            let allowed = t.allow(key, cost, now);
+            self.shared_refused(allowed, key);
+            allowed
+        })
     }
 
     /// The key's standing now, consuming nothing and counted nowhere: what a request of cost 0
@@ -397,6 +485,29 @@ mod tests {
             clock.advance_ns(10 * NANOS_PER_SECOND).unwrap();
             assert_eq!(l.cleanup_expired(), 1, "{algorithm}: idle keys are swept");
         }
+    }
+
+    #[test]
+    fn the_most_refused_keys_are_tracked_on_request_and_reset_by_interval() {
+        let clock = ManualClock::new(0);
+        let l = limiter("1/hour", AlgorithmKind::Fixed, &clock);
+        assert_eq!(l.top_refused(10, false), None, "not tracked by default");
+        l.track_top(Some(8), true);
+        for (key, tries) in [("a", 5), ("b", 9), ("c", 2), ("d", 1)] {
+            for _ in 0..tries {
+                l.allow(key, 1);
+            }
+        }
+        l.note_refused(b"redis-key");
+        let (top, total) = l.top_refused(3, true).unwrap();
+        let top: Vec<(&[u8], u64)> = top.iter().map(|c| (&*c.key, c.count)).collect();
+        assert_eq!(top, [(&b"b"[..], 8), (b"a", 4), (b"c", 1)]);
+        assert_eq!(total, 8 + 4 + 1 + 1, "every refusal, the one told included");
+        let (top, total) = l.top_refused(3, false).unwrap();
+        assert!(top.is_empty() && total == 0, "reset started a new interval");
+        l.track_top(None, true);
+        assert!(!l.allow("a", 1));
+        assert_eq!(l.top_refused(3, false), None);
     }
 
     #[test]

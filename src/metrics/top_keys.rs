@@ -12,9 +12,10 @@
 //! - every key whose true count exceeds `N / capacity` is monitored (its count could not have
 //!   stayed the smallest long enough to be evicted).
 //!
-//! A key is found by the hash its caller already computed (the store's), so recording a
-//! monitored key costs one probe; taking a new key's place scans for the smallest count
-//! (`capacity` compares), which is why a store keeps one small sketch per shard.
+//! A key is found by the hash its caller already computed (the store's, randomly seeded), so
+//! recording a monitored key costs a scan of a few hashes (a probe of an index for large
+//! sketches); taking a new key's place scans for the smallest count (`capacity` compares),
+//! which is why a store keeps one small sketch per shard.
 
 use hashbrown::HashTable;
 
@@ -34,15 +35,24 @@ struct Slot {
     counted: Counted,
 }
 
+/// Up to this many slots a key is found by scanning their hashes: through the hash table, a
+/// refusal recorded on a default-sized sketch cost 82 instructions (callgrind).
+const SCANNED: usize = 64;
+
 /// The most frequent keys of a stream, within `N / capacity`.
 #[derive(Clone, Debug)]
 pub struct TopKeys {
     capacity: usize,
     slots: Vec<Slot>,
-    /// Index into `slots`, by the key's hash.
+    /// The slots' hashes, in slot order: a small sketch finds a key by scanning them.
+    hashes: Vec<u64>,
+    /// Index into `slots`, by the key's hash; only above [`SCANNED`] slots.
     index: HashTable<usize>,
     /// Weight recorded since the last reset (`N`).
     total: u64,
+    /// The slot recorded last: a key refused again and again (the usual offender) is counted
+    /// without a search, inline in the store's denied path ([`Self::record_again`]).
+    last: usize,
 }
 
 impl TopKeys {
@@ -52,8 +62,10 @@ impl TopKeys {
         TopKeys {
             capacity: capacity.max(1),
             slots: Vec::new(),
+            hashes: Vec::new(),
             index: HashTable::new(),
             total: 0,
+            last: 0,
         }
     }
 
@@ -69,15 +81,54 @@ impl TopKeys {
     /// Records `weight` occurrences of `key`, whose hash is `hash` (the same function for every
     /// key of this sketch).
     pub fn record(&mut self, hash: u64, key: &[u8], weight: u64) {
+        if !self.record_again(hash, weight) {
+            self.record_anew(hash, key, weight);
+        }
+    }
+
+    /// Counts `weight` more of the key recorded last, if `hash` is its; false otherwise
+    /// (then [`Self::record_anew`] it).
+    #[inline(always)]
+    pub fn record_again(&mut self, hash: u64, weight: u64) -> bool {
+        match self.slots.get_mut(self.last) {
+            Some(slot) if slot.hash == hash => {
+                slot.counted.count = slot.counted.count.saturating_add(weight);
+                self.total = self.total.saturating_add(weight);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Self::record`] past the last key's shortcut.
+    #[inline(never)]
+    pub fn record_anew(&mut self, hash: u64, key: &[u8], weight: u64) {
         self.total = self.total.saturating_add(weight);
-        let slots = &self.slots;
-        if let Some(&at) = self.index.find(hash, |&i| {
-            slots[i].hash == hash && &*slots[i].counted.key == key
-        }) {
+        if let Some(at) = self.find(hash) {
             let counted = &mut self.slots[at].counted;
             counted.count = counted.count.saturating_add(weight);
+            self.last = at;
             return;
         }
+        self.add(hash, key, weight);
+    }
+
+    /// The slot of the key of `hash`. Keys are told apart by their 64-bit hash alone: the
+    /// store's hash is seeded at random per process, so two keys share a slot with a chance
+    /// of about `capacity / 2^64`, which no client can aim at; comparing the bytes as well
+    /// cost a `memcmp` call on every refusal.
+    #[inline]
+    fn find(&self, hash: u64) -> Option<usize> {
+        if self.capacity <= SCANNED {
+            return self.hashes.iter().position(|&h| h == hash);
+        }
+        let slots = &self.slots;
+        self.index.find(hash, |&i| slots[i].hash == hash).copied()
+    }
+
+    /// A key not monitored yet: a free place, or the smallest count's.
+    #[cold]
+    fn add(&mut self, hash: u64, key: &[u8], weight: u64) {
         if self.slots.len() < self.capacity {
             let at = self.slots.len();
             self.slots.push(Slot {
@@ -88,11 +139,19 @@ impl TopKeys {
                     error: 0,
                 },
             });
-            let slots = &self.slots;
-            self.index.insert_unique(hash, at, |&i| slots[i].hash);
+            self.hashes.push(hash);
+            self.index_insert(hash, at);
+            self.last = at;
             return;
         }
         self.replace_smallest(hash, key, weight);
+    }
+
+    fn index_insert(&mut self, hash: u64, at: usize) {
+        if self.capacity > SCANNED {
+            let slots = &self.slots;
+            self.index.insert_unique(hash, at, |&i| slots[i].hash);
+        }
     }
 
     /// Gives the place of the key with the smallest count to `key`.
@@ -105,10 +164,11 @@ impl TopKeys {
             .map(|(i, slot)| (i, slot.counted.count))
             .min_by_key(|&(_, count)| count)
             .expect("a full sketch has at least one slot");
-        let old_hash = self.slots[at].hash;
-        let found = self.index.find_entry(old_hash, |&i| i == at);
-        if let Ok(entry) = found {
-            entry.remove();
+        if self.capacity > SCANNED {
+            let old_hash = self.slots[at].hash;
+            if let Ok(entry) = self.index.find_entry(old_hash, |&i| i == at) {
+                entry.remove();
+            }
         }
         self.slots[at] = Slot {
             hash,
@@ -118,8 +178,9 @@ impl TopKeys {
                 error: smallest,
             },
         };
-        let slots = &self.slots;
-        self.index.insert_unique(hash, at, |&i| slots[i].hash);
+        self.hashes[at] = hash;
+        self.index_insert(hash, at);
+        self.last = at;
     }
 
     /// The monitored keys, most counted first (ties by key, so the order is stable).

@@ -43,6 +43,69 @@ fn decision_object(py: Python<'_>, answer: Answer) -> PyResult<Py<PyAny>> {
         .unbind())
 }
 
+/// The default `track_top`: keys monitored a shard (16 shards or more a limiter).
+const DEFAULT_TRACK_TOP: usize = 16;
+
+/// The largest `track_top`.
+const MAX_TRACK_TOP: u64 = 65_536;
+
+/// `track_top=`: None for the default, 0 for off, else keys monitored a shard.
+fn track_top_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(Some(DEFAULT_TRACK_TOP));
+    };
+    if value.extract::<i128>().ok() == Some(0) && !value.is_instance_of::<pyo3::types::PyBool>() {
+        return Ok(None);
+    }
+    let n = args::positive_int(value, "track_top", MAX_TRACK_TOP).map_err(|e| {
+        let py = value.py();
+        if e.is_instance_of::<PyValueError>(py) {
+            PyValueError::new_err(format!(
+                "`track_top` must be from 0 (off) to {MAX_TRACK_TOP}, got {}",
+                value.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        } else {
+            e
+        }
+    })?;
+    Ok(Some(n as usize))
+}
+
+/// `name=`: a non-empty str, or None for the default.
+fn name_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let text = value.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "`name` must be a str, not {} ({})",
+            args::type_name(value),
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })?;
+    let text = text.to_str()?;
+    if text.trim().is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "`name` must not be empty, got {text:?}"
+        )));
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// The name of a limiter given none: its algorithm and rates, `"fixed:100/60s"`,
+/// `"gcra:10/1s;1000/3600s"`.
+fn default_name(config: &LimiterConfig, source: &RateSource) -> String {
+    let rates: Vec<String> = match source {
+        RateSource::LimitWindow(window) => vec![format!("{}/{window}s", config.rates[0].limit)],
+        RateSource::Text(_) => config
+            .rates
+            .iter()
+            .map(|r| format!("{}/{}s", r.limit, Seconds::from_ns(r.period_ns)))
+            .collect(),
+    };
+    format!("{}:{}", config.algorithm.name(), rates.join(";"))
+}
+
 /// The shortest `cleanup_interval`: one millisecond.
 const MIN_CLEANUP_INTERVAL_NS: u64 = 1_000_000;
 
@@ -60,6 +123,12 @@ enum RateSource {
 #[pyclass(frozen, name = "RateLimiter", module = "rust_py_rate_limit._core")]
 pub struct RateLimiter {
     limiter: Arc<Limiter>,
+    /// `name=`, or one derived from the settings (`"fixed:100/60s"`).
+    name: String,
+    /// `name=` as given (shown in `repr`).
+    given_name: Option<String>,
+    /// Keys monitored per shard for `top_blocked`; None when off.
+    track_top: Option<usize>,
     source: RateSource,
     cleanup_interval: Option<Seconds>,
     _sweeper: Option<Sweeper>,
@@ -76,7 +145,7 @@ pub struct RateLimiter {
 
 /// The settings given besides the rates and the burst, which `with_rate` carries over (in the
 /// order `build` reads them).
-const SETTING_NAMES: [&str; 11] = [
+const SETTING_NAMES: [&str; 12] = [
     "algorithm",
     "max_keys",
     "on_full",
@@ -88,6 +157,7 @@ const SETTING_NAMES: [&str; 11] = [
     "on_storage_error",
     "local_deny_cache",
     "fallback",
+    "track_top",
 ];
 
 /// The settings shared by the constructor and `from_rate`.
@@ -99,6 +169,8 @@ struct Options<'a, 'py> {
     on_full: Option<&'a Bound<'py, PyAny>>,
     cleanup_interval: Option<&'a Bound<'py, PyAny>>,
     clock: Option<&'a Bound<'py, PyAny>>,
+    track_top: Option<&'a Bound<'py, PyAny>>,
+    name: Option<&'a Bound<'py, PyAny>>,
     storage: StorageOptions<'a, 'py>,
 }
 
@@ -123,6 +195,7 @@ impl RateLimiter {
             storage.on_storage_error,
             storage.local_deny_cache,
             storage.fallback,
+            opts.track_top,
         ];
         for (name, value) in SETTING_NAMES.into_iter().zip(values) {
             if let Some(value) = value.filter(|v| !v.is_none()) {
@@ -172,6 +245,8 @@ impl RateLimiter {
         }
         let clock = clock_setting(opts.clock)?;
         let on_full = on_full_setting(opts.on_full)?;
+        let track_top = track_top_setting(opts.track_top)?;
+        let given_name = name_setting(opts.name)?;
         let config = LimiterConfig {
             rates,
             algorithm,
@@ -213,8 +288,17 @@ impl RateLimiter {
                 })
             })
             .transpose()?;
+        // A Redis limiter's refusals are counted where Redis answers (its in-memory fallback's
+        // shards would count an outage's twice).
+        limiter.track_top(track_top, redis.is_none());
+        let name = given_name
+            .clone()
+            .unwrap_or_else(|| default_name(limiter.config(), &source));
         Ok(RateLimiter {
             limiter,
+            name,
+            given_name,
+            track_top,
             source,
             cleanup_interval: cleanup_interval.map(|(given, _)| given),
             _sweeper: sweeper,
@@ -304,9 +388,9 @@ impl RateLimiter {
     // explained (a rate string given as `limit`); the signature shown says it is required.
     #[new]
     #[pyo3(
-        text_signature = "(limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None)"
+        text_signature = "(limit, window_seconds, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None, track_top=None, name=None)"
     )]
-    #[pyo3(signature = (limit, window_seconds=None, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None))]
+    #[pyo3(signature = (limit, window_seconds=None, algorithm=None, max_keys=None, cleanup_interval=None, *, burst=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None, track_top=None, name=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -323,6 +407,8 @@ impl RateLimiter {
         local_deny_cache: Option<&Bound<'_, PyAny>>,
         fallback: Option<&Bound<'_, PyAny>>,
         on_full: Option<&Bound<'_, PyAny>>,
+        track_top: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if let Ok(text) = limit.cast::<PyString>() {
             if parse_rates(text.to_str()?).is_ok() {
@@ -348,6 +434,8 @@ impl RateLimiter {
             on_full,
             cleanup_interval,
             clock,
+            track_top,
+            name,
             storage: StorageOptions {
                 storage,
                 key_prefix,
@@ -368,7 +456,7 @@ impl RateLimiter {
     /// A limiter from a rate string such as `"10/second; 1000/hour"`; with several rates every
     /// one must admit a request.
     #[classmethod]
-    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None))]
+    #[pyo3(signature = (rate, algorithm=None, *, burst=None, max_keys=None, cleanup_interval=None, clock=None, storage=None, key_prefix=None, timeout=None, on_storage_error=None, local_deny_cache=None, fallback=None, on_full=None, track_top=None, name=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_rate(
         _cls: &Bound<'_, PyType>,
@@ -385,6 +473,8 @@ impl RateLimiter {
         local_deny_cache: Option<&Bound<'_, PyAny>>,
         fallback: Option<&Bound<'_, PyAny>>,
         on_full: Option<&Bound<'_, PyAny>>,
+        track_top: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = rate
             .cast::<PyString>()
@@ -404,6 +494,8 @@ impl RateLimiter {
             on_full,
             cleanup_interval,
             clock,
+            track_top,
+            name,
             storage: StorageOptions {
                 storage,
                 key_prefix,
@@ -439,11 +531,11 @@ impl RateLimiter {
                     .cast::<PyString>()
                     .ok()
                     .and_then(|n| n.to_str().ok())
-                    .is_some_and(|n| n == "burst" || SETTING_NAMES.contains(&n));
+                    .is_some_and(|n| n == "burst" || n == "name" || SETTING_NAMES.contains(&n));
                 if !known {
                     return Err(PyTypeError::new_err(format!(
                         "RateLimiter.with_rate() got an unexpected keyword argument {} \
-                         (it takes burst, {})",
+                         (it takes burst, name, {})",
                         name.repr()?,
                         SETTING_NAMES.join(", ")
                     )));
@@ -710,6 +802,41 @@ impl RateLimiter {
             .call((slf, key), Some(&kwargs))
     }
 
+    /// The limiter's name: `name=`, or its algorithm and rates (`"fixed:100/60s"`).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Keys monitored per shard for `top_blocked` (0: not tracked).
+    #[getter]
+    fn track_top(&self) -> usize {
+        self.track_top.unwrap_or(0)
+    }
+
+    /// The `n` keys refused most often since the tracker was last reset, most first, as
+    /// `(key, refusals)`; `reset=True` starts a new interval.
+    #[pyo3(signature = (n=None, *, reset=false))]
+    fn top_blocked(
+        &self,
+        n: Option<&Bound<'_, PyAny>>,
+        reset: bool,
+    ) -> PyResult<Vec<(String, u64)>> {
+        let n = match n.filter(|n| !n.is_none()) {
+            Some(n) => args::positive_int(n, "n", u32::MAX as u64)? as usize,
+            None => 10,
+        };
+        let Some((top, _)) = self.limiter.top_refused(n, reset) else {
+            return Err(PyValueError::new_err(
+                "this limiter does not track the keys it refuses (track_top=0)",
+            ));
+        };
+        Ok(top
+            .into_iter()
+            .map(|c| (String::from_utf8_lossy(&c.key).into_owned(), c.count))
+            .collect())
+    }
+
     /// The limit of the first rate.
     #[getter]
     fn max_requests(&self) -> u64 {
@@ -892,6 +1019,12 @@ impl RateLimiter {
         }
         if self.on_full == OnFull::Evict {
             out.push_str(", on_full=\"evict\"");
+        }
+        if self.track_top != Some(DEFAULT_TRACK_TOP) {
+            out.push_str(&format!(", track_top={}", self.track_top.unwrap_or(0)));
+        }
+        if let Some(name) = &self.given_name {
+            out.push_str(&format!(", name={name:?}"));
         }
         if let Some(redis) = &self.redis {
             out.push_str(&format!(

@@ -70,6 +70,9 @@ pub fn refuse_redis_settings(opts: &StorageOptions<'_, '_>, besides: &str) -> Py
 /// A limiter's Redis side.
 pub struct RedisSide {
     backend: Arc<RedisBackend>,
+    /// The in-process limiter: its tracker of the most refused keys counts the refusals
+    /// answered here (Redis's, and the failure policy's), as its shards do not.
+    tracker: Arc<Limiter>,
     pub failure: FailurePolicy,
     pub url: String,
     pub prefix: String,
@@ -165,6 +168,7 @@ impl RedisSide {
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Some(RedisSide {
             backend: Arc::new(backend),
+            tracker: memory.clone(),
             failure: FailurePolicy::new(on_error, fallback, url.clone(), config),
             url,
             prefix,
@@ -199,7 +203,7 @@ impl RedisSide {
     /// released for the round trip.
     pub fn answer(&self, py: Python<'_>, key: &[u8], ask: Ask) -> PyResult<Decision> {
         if let Some(decision) = self.failure.while_down(key, ask) {
-            return Ok(decision);
+            return Ok(noted(&self.tracker, key, ask, decision));
         }
         let backend = &self.backend;
         let result = py.detach(|| {
@@ -208,7 +212,8 @@ impl RedisSide {
             }
             runtime().block_on(backend.answer(key, ask))
         });
-        self.failure.after(backend, result, key, ask)
+        let decision = self.failure.after(backend, result, key, ask)?;
+        Ok(noted(&self.tracker, key, ask, decision))
     }
 
     /// Forgets `key`; a storage failure raises whatever the policy, since nothing was decided.
@@ -234,14 +239,15 @@ impl RedisSide {
         convert: Convert,
     ) -> PyResult<Bound<'py, PyAny>> {
         if let Some(decision) = self.failure.while_down(&key, ask) {
+            let decision = noted(&self.tracker, &key, ask, decision);
             return Self::spawn(py, async move { Ok(Answer::Decision(decision)) }, convert);
         }
         let (backend, failure) = (self.backend.clone(), self.failure.clone());
+        let tracker = self.tracker.clone();
         let round_trip = async move {
             let result = backend.answer(&key, ask).await;
-            failure
-                .after(&backend, result, &key, ask)
-                .map(Answer::Decision)
+            let decision = failure.after(&backend, result, &key, ask)?;
+            Ok(Answer::Decision(noted(&tracker, &key, ask, decision)))
         };
         Self::spawn(py, round_trip, convert)
     }
@@ -277,6 +283,15 @@ impl RedisSide {
             Python::attach(|py| convert(py, answer))
         })
     }
+}
+
+/// `decision`, its refusal of `key` counted among the most refused keys (a decision, not a
+/// preview or a standing).
+fn noted(tracker: &Limiter, key: &[u8], ask: Ask, decision: Decision) -> Decision {
+    if !decision.allowed && matches!(ask, Ask::Decide(_)) {
+        tracker.note_refused(key);
+    }
+    decision
 }
 
 /// The tokio runtime every Redis round trip runs on (shared with the asyncio twins).

@@ -16,6 +16,7 @@ use super::on_full::OnFull;
 use super::policy::Policy;
 use super::shard_lock::ShardLock;
 use crate::decision::Decision;
+use crate::metrics::{Counted, TopKeys};
 use crate::rate::NANOS_PER_SECOND;
 
 type Hasher = foldhash::fast::RandomState;
@@ -61,15 +62,30 @@ struct Shard<V> {
     blocked: u64,
     rejected_full: u64,
     evicted: u64,
+    /// The shard's most refused keys (`track_top`), or None when not tracked. Per shard, so it
+    /// is updated under the lock the decision already holds: the keys of two shards never
+    /// meet, and the store's top is the union of the shards' (see [`MemoryStore::top_refused`]).
+    top: Option<Box<TopKeys>>,
 }
 
 impl<V> Shard<V> {
     #[inline]
-    fn record(&mut self, decision: &Decision) {
+    fn record(&mut self, decision: &Decision, hash: u64, key: &[u8]) {
         if decision.allowed {
             self.allowed += 1;
         } else {
-            self.blocked += 1;
+            self.refused(hash, key);
+        }
+    }
+
+    #[inline]
+    fn refused(&mut self, hash: u64, key: &[u8]) {
+        self.blocked += 1;
+        if let Some(top) = &mut self.top {
+            // The same offender again: counted inline; any other key out of line.
+            if !top.record_again(hash, 1) {
+                top.record_anew(hash, key, 1);
+            }
         }
     }
 }
@@ -116,6 +132,7 @@ impl<P: Policy> MemoryStore<P> {
                     blocked: 0,
                     rejected_full: 0,
                     evicted: 0,
+                    top: None,
                 }))
             })
             .collect();
@@ -172,7 +189,7 @@ impl<P: Policy> MemoryStore<P> {
         let mut shard = self.shard(hash).lock();
         if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.matches(key)) {
             let decision = self.policy.apply(value, now, cost);
-            shard.record(&decision);
+            shard.record(&decision, hash, key);
             return out(decision);
         }
         drop(shard);
@@ -189,12 +206,12 @@ impl<P: Policy> MemoryStore<P> {
             let mut shard = lock.lock();
             if let Some((_, value)) = shard.table.find_mut(hash, |(k, _)| k.matches(key)) {
                 let decision = self.policy.apply(value, now, cost);
-                shard.record(&decision);
+                shard.record(&decision, hash, key);
                 return decision;
             }
             let (decision, value) = self.policy.apply_fresh(now, cost);
             let Some(value) = value else {
-                shard.record(&decision);
+                shard.record(&decision, hash, key);
                 return decision;
             };
             if self.reserve_slot() {
@@ -203,7 +220,7 @@ impl<P: Policy> MemoryStore<P> {
                     .insert_unique(hash, (CompactKey::new(key), value), |(k, _)| {
                         self.hash(k.as_bytes())
                     });
-                shard.record(&decision);
+                shard.record(&decision, hash, key);
                 return decision;
             }
             if !swept && self.claim_full_sweep(now) {
@@ -219,7 +236,7 @@ impl<P: Policy> MemoryStore<P> {
                 }
                 shard = lock.lock();
             }
-            shard.blocked += 1;
+            shard.refused(hash, key);
             shard.rejected_full += 1;
             return self.full_decision();
         }
@@ -323,8 +340,34 @@ impl<P: Policy> MemoryStore<P> {
         let mut shard = self.shard(hash).lock();
         let (_, value) = shard.table.find_mut(hash, |(k, _)| k.matches(key))?;
         let decision = self.policy.apply(value, at, cost);
-        shard.record(&decision);
+        shard.record(&decision, hash, key);
         Some(decision)
+    }
+
+    /// Tracks the most refused keys, up to `capacity` a shard (None: stops, forgetting them).
+    pub fn track_top(&self, capacity: Option<usize>) {
+        for shard in self.shards.iter() {
+            shard.0.lock().top = capacity.map(|c| Box::new(TopKeys::new(c)));
+        }
+    }
+
+    /// The `n` most refused keys since the last reset of the tracker, most first, and the
+    /// refusals counted since then; `reset` starts a new interval. None when not tracked.
+    pub fn top_refused(&self, n: usize, reset: bool) -> Option<(Vec<Counted>, u64)> {
+        let mut all = Vec::new();
+        let mut total = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.0.lock();
+            let top = shard.top.as_mut()?;
+            all.extend(top.top(n));
+            total += top.total();
+            if reset {
+                top.reset();
+            }
+        }
+        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        all.truncate(n);
+        Some((all, total))
     }
 
     /// Gives back `cost` that a waiter reserved on `key` and will not use.
