@@ -28,7 +28,7 @@ from ._core import (
 from ._waiting import Throttle
 from .decorators import KeySpec, rate_limit
 from .exceptions import Overloaded, RateLimitExceeded
-from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
+from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats, StorageLatency
 
 __all__ = [
     "ALGORITHMS",
@@ -49,6 +49,7 @@ __all__ = [
     "SlidingWindow",
     "Stats",
     "StorageError",
+    "StorageLatency",
     "Throttle",
     "TokenBucket",
     "__version__",

@@ -5,7 +5,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, final
 
 from ._waiting import Throttle
 from .decorators import KeySpec
-from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats
+from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats, StorageLatency
 
 __all__ = [
     "ALGORITHMS",
@@ -223,6 +223,8 @@ class RateLimiter:
     @property
     def track_top(self) -> int:
         """Keys monitored per shard for ``top_blocked`` (0: not tracked)."""
+    def storage_latency(self) -> StorageLatency | None:
+        """The Redis round trips' latency histogram; None in process."""
     def top_blocked(self, n: int | None = None, *, reset: bool = False) -> list[tuple[str, int]]:
         """The keys refused most often since the last reset, most first: ``(key, refusals)``."""
     @property

@@ -57,3 +57,14 @@ class ConcurrencyStats(TypedDict):
     in_flight: int
     queued: int
     active_keys: int
+
+
+class StorageLatency(TypedDict):
+    """``RateLimiter.storage_latency()``: the Redis round trips' latency histogram."""
+
+    #: ``(upper bound in seconds, round trips at or below it)``, cumulative, 50 µs to 1 s.
+    buckets: list[tuple[float, int]]
+    #: Every round trip, those above the last bound included (Prometheus' ``+Inf`` bucket).
+    count: int
+    #: Their total duration, in seconds.
+    sum: float

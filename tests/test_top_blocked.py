@@ -134,3 +134,25 @@ def test_a_redis_limiter_tracks_refusals_sync_and_async(redis_server: RedisServe
 
     asyncio.run(run())
     assert limiter.top_blocked() == [("b", 3), ("a", 1)]
+
+
+def test_a_redis_limiter_keeps_its_round_trips_latency(redis_server: RedisServer) -> None:
+    assert RateLimiter(1, 1).storage_latency() is None, "none in process"
+    limiter = RateLimiter(5, 60, storage=redis_server.url, key_prefix="latency")
+    empty = limiter.storage_latency()
+    assert empty is not None and empty["count"] == 0
+    for _ in range(7):
+        limiter.allow("k")
+
+    async def run() -> None:
+        await limiter.adecide("k")
+
+    asyncio.run(run())
+    latency = limiter.storage_latency()
+    assert latency is not None
+    assert latency["count"] == 8, "sync and async round trips"
+    bounds = [bound for bound, _ in latency["buckets"]]
+    assert bounds[0] == 0.00005 and bounds[-1] == 1.0 and bounds == sorted(bounds)
+    counts = [n for _, n in latency["buckets"]]
+    assert counts == sorted(counts), "cumulative"
+    assert counts[-1] <= 8 and 0 < latency["sum"] < 8.0

@@ -1,5 +1,7 @@
 //! What the limiters count about themselves, for `stats()`, the exporters and the dashboard.
 
+mod histogram;
 mod top_keys;
 
+pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_NS};
 pub use top_keys::{Counted, TopKeys};

@@ -837,6 +837,28 @@ impl RateLimiter {
             .collect())
     }
 
+    /// How long the round trips to Redis took, as a histogram: `{"buckets": [(upper bound
+    /// in seconds, round trips at or below it), ...], "count": n, "sum": seconds}` (the
+    /// buckets cumulative, as Prometheus reads them); None for a limiter that decides in
+    /// process.
+    fn storage_latency<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(redis) = &self.redis else {
+            return Ok(None);
+        };
+        let snapshot = redis.latency();
+        let seconds = |ns: u64| ns as f64 / crate::rate::NANOS_PER_SECOND as f64;
+        let buckets: Vec<(f64, u64)> = snapshot
+            .cumulative
+            .iter()
+            .map(|&(bound, n)| (seconds(bound), n))
+            .collect();
+        let out = PyDict::new(py);
+        out.set_item("buckets", buckets)?;
+        out.set_item("count", snapshot.count)?;
+        out.set_item("sum", seconds(snapshot.sum_ns))?;
+        Ok(Some(out))
+    }
+
     /// The limit of the first rate.
     #[getter]
     fn max_requests(&self) -> u64 {

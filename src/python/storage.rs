@@ -192,6 +192,11 @@ impl RedisSide {
         ]
     }
 
+    /// How long the decisions' round trips took (see `RateLimiter.storage_latency`).
+    pub fn latency(&self) -> crate::metrics::HistogramSnapshot {
+        self.backend.latency()
+    }
+
     /// Deletes every key of the prefix.
     pub fn clear(&self, py: Python<'_>) -> PyResult<u64> {
         let backend = &self.backend;

@@ -22,6 +22,7 @@ use crate::algorithm::AlgorithmKind;
 use crate::clock::Clock;
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::{Ask, Decision, NEVER};
+use crate::metrics::{Histogram, HistogramSnapshot};
 
 /// A failed round trip: the server is unreachable, slow, or answered with an error.
 #[derive(Debug)]
@@ -101,6 +102,8 @@ pub struct RedisBackend {
     deny_cache: Option<DenyCache>,
     allowed: AtomicU64,
     blocked: AtomicU64,
+    /// How long decisions' round trips took.
+    latency: Histogram,
 }
 
 impl RedisBackend {
@@ -185,6 +188,7 @@ impl RedisBackend {
             deny_cache: local_deny_cache.then(DenyCache::default),
             allowed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            latency: Histogram::default(),
         })
     }
 
@@ -203,6 +207,12 @@ impl RedisBackend {
                 && self.outage.swap(false, Ordering::AcqRel))
             .then_some(false),
         }
+    }
+
+    /// How long the decisions' round trips took (failed ones included: a timeout is a
+    /// round trip of the timeout's length).
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
     }
 
     /// Requests Redis admitted and refused through this backend.
@@ -327,14 +337,17 @@ impl RedisBackend {
 
     async fn evaluate(&self, key: &[u8], ask: Ask) -> Result<Decision, StorageError> {
         let invocation = self.invocation(key, ask);
-        let reply: Reply = self
+        let began = std::time::Instant::now();
+        let reply = self
             .round_trip(|connection| async move {
                 match connection {
                     Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
                     Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
                 }
             })
-            .await?;
+            .await;
+        self.latency.observe(elapsed_ns(began));
+        let reply: Reply = reply?;
         Ok(self.decision(reply))
     }
 
@@ -384,9 +397,10 @@ impl RedisBackend {
         }
         let pool = self.blocking.as_ref().expect("has_blocking() was checked");
         let invocation = self.invocation(key, ask);
-        let reply: Reply = pool
-            .with(|connection| invocation.invoke(connection))
-            .map_err(|e| self.failed(e))?;
+        let began = std::time::Instant::now();
+        let reply = pool.with(|connection| invocation.invoke(connection));
+        self.latency.observe(elapsed_ns(began));
+        let reply: Reply = reply.map_err(|e| self.failed(e))?;
         let decision = self.decision(reply);
         self.decided(key, ask, &decision);
         Ok(decision)
@@ -590,4 +604,10 @@ impl RedisBackend {
             .await?;
         Ok(removed > 0)
     }
+}
+
+/// Nanoseconds since `began` (a round trip's latency: the wall clock, not the limiter's,
+/// which may be a test's manual clock).
+fn elapsed_ns(began: std::time::Instant) -> u64 {
+    u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
