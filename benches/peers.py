@@ -6,7 +6,10 @@ round-robin. Peers that are not installed are skipped (install them with
 ``pip install limits pyrate-limiter throttled-py``). Printed: ns per call and the multiple of
 ``rust_py_rate_limit``'s time for the same algorithm family.
 
-Run from outside the checkout:  python benches/peers.py [--calls N]
+Run from outside the checkout:  python benches/peers.py [--calls N] [--chart PNG]
+
+``--chart`` also draws the table as a PNG (matplotlib, log scale: the peers are 30-400x
+slower), one panel per scenario; the README shows ``docs/images/peers.png``.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000, help="calls per loop")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chart", type=Path, help="also write the table as a PNG chart here")
     args = parser.parse_args()
     many = [f"user:{i:07d}" for i in range(100_000)]
     scenarios = {
@@ -124,18 +128,59 @@ def main() -> None:
     print("| library | algorithm | " + " | ".join(f"{s} ns (x ours)" for s in scenarios) + " |")
     print("|---|---|" + "--:|" * len(scenarios))
     baseline: dict[tuple[str, str], float] = {}
+    rows: list[Row] = []
     for family in ["fixed", "sliding", "token_bucket", "gcra"]:
         cells = []
         for name, keys in scenarios.items():
             baseline[family, name] = ns_per_call(ours(family), keys, args.repeats)
             cells.append(f"{baseline[family, name]:,.0f}")
+        rows.append(("rust-py-rate-limit", family, [baseline[family, n] for n in scenarios]))
         print(f"| rust-py-rate-limit | {family} | " + " | ".join(cells) + " |")
     for library, family, make in peer_checks():
-        cells = []
+        cells, times = [], []
         for name, keys in scenarios.items():
             ns = ns_per_call(make(), keys, args.repeats)
+            times.append(ns)
             cells.append(f"{ns:,.0f} ({ns / baseline[family, name]:.0f}x)")
+        rows.append((library, family, times))
         print(f"| {library} | {family} | " + " | ".join(cells) + " |")
+    if args.chart:
+        chart(rows, list(scenarios), args.chart)
+        print(f"\nchart: {args.chart}")
+
+
+#: (library, algorithm family, ns per call in each scenario)
+Row = tuple[str, str, list[float]]
+
+
+def chart(rows: list[Row], scenarios: list[str], path: Path) -> None:
+    """The table as horizontal bars, one panel per scenario, ns on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{library} ({family})" for library, family, _ in rows]
+    ours_color, peer_color = "#d9480f", "#868e96"
+    colors = [ours_color if lib == "rust-py-rate-limit" else peer_color for lib, _, _ in rows]
+    figure, axes = plt.subplots(
+        1, len(scenarios), figsize=(11, 0.38 * len(rows) + 1.6), sharey=True
+    )
+    for column, (axis, scenario) in enumerate(zip(axes, scenarios, strict=True)):
+        times = [row[2][column] for row in rows]
+        axis.barh(range(len(rows)), times, color=colors)
+        axis.set_xscale("log")
+        axis.set_title(f"{scenario}: ns per call (log scale, lower is better)", fontsize=10)
+        axis.invert_yaxis()
+        for y, ns in enumerate(times):
+            axis.text(ns * 1.08, y, f"{ns:,.0f}", va="center", fontsize=8)
+        axis.set_xlim(right=max(times) * 4)
+        axis.grid(axis="x", which="major", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
