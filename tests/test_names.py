@@ -65,3 +65,14 @@ def test_a_bad_name_is_refused_by_name_as_rate_limiter_refuses_it(
     with pytest.raises(error) as raised:
         make(name=name)
     assert str(raised.value) == message
+
+
+def test_the_overload_policy_names_the_limiter_it_builds() -> None:
+    from rust_py_rate_limit.overload import OverloadPolicy
+
+    assert OverloadPolicy(max_in_flight=4).limiter.name == "concurrency:4"
+    assert OverloadPolicy(max_in_flight="auto", name="site").limiter.name == "site"
+    with pytest.raises(ValueError, match="`name` must not be empty"):
+        OverloadPolicy(max_in_flight=4, name="")
+    with pytest.raises(TypeError, match=r"either `concurrency` or the settings .*\(name\)"):
+        OverloadPolicy(concurrency=ConcurrencyLimiter(4), name="site")
