@@ -320,6 +320,7 @@ class ConcurrencyLimiter:
         max_limit: int | None = None,
         tolerance: float | None = None,
         probe_limit: int | None = None,
+        name: str | None = None,
     ) -> ConcurrencyLimiter: ...
     def _try_grant(self, key: str | None, /) -> Lease | None:
         """One free permit, or None without recording a refusal (the middlewares' fast path)."""
@@ -331,6 +332,9 @@ class ConcurrencyLimiter:
         self, key: str | None = None, cost: int | None = None, *, priority: int | None = None
     ) -> Acquisition:
         """Permits for a ``with`` or ``async with`` block (or ``await``)."""
+    @property
+    def name(self) -> str:
+        """``name=``, or made from the limit: ``"concurrency:4"``, ``"concurrency:auto"``."""
     @property
     def limit(self) -> int:
         """The limit now (an adaptive one moves)."""
@@ -362,6 +366,7 @@ class TokenBucket:
         period_secs: float,
         *,
         clock: ManualClock | None = None,
+        name: str | None = None,
     ) -> TokenBucket: ...
     def process(self) -> bool:
         """Whether one request goes now (consuming it)."""
@@ -385,6 +390,9 @@ class TokenBucket:
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property
+    def name(self) -> str:
+        """``name=``, or made from the settings: ``"token_bucket:1/5s,capacity=2"``."""
+    @property
     def capacity(self) -> int: ...
 
 @final
@@ -398,6 +406,7 @@ class Gcra:
         burst: int | None = None,
         *,
         clock: ManualClock | None = None,
+        name: str | None = None,
     ) -> Gcra: ...
     def process(self) -> bool:
         """Whether one request goes now (consuming it)."""
@@ -421,6 +430,9 @@ class Gcra:
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property
+    def name(self) -> str:
+        """``name=``, or made from the settings: ``"gcra:10/1s"``."""
+    @property
     def limit(self) -> int: ...
 
 @final
@@ -428,7 +440,12 @@ class FixedWindow:
     """Up to ``capacity`` requests per window of ``interval_secs``."""
 
     def __new__(
-        cls, capacity: int, interval_secs: float, *, clock: ManualClock | None = None
+        cls,
+        capacity: int,
+        interval_secs: float,
+        *,
+        clock: ManualClock | None = None,
+        name: str | None = None,
     ) -> FixedWindow: ...
     def process(self) -> bool:
         """Whether one request goes now (consuming it)."""
@@ -452,6 +469,9 @@ class FixedWindow:
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
     @property
+    def name(self) -> str:
+        """``name=``, or made from the settings: ``"fixed:100/60s"``."""
+    @property
     def capacity(self) -> int: ...
 
 @final
@@ -459,7 +479,12 @@ class SlidingWindow:
     """Up to ``capacity`` requests in any sliding ``interval_secs``."""
 
     def __new__(
-        cls, capacity: int, interval_secs: float, *, clock: ManualClock | None = None
+        cls,
+        capacity: int,
+        interval_secs: float,
+        *,
+        clock: ManualClock | None = None,
+        name: str | None = None,
     ) -> SlidingWindow: ...
     def process(self) -> bool:
         """Whether one request goes now (consuming it)."""
@@ -482,5 +507,8 @@ class SlidingWindow:
     def _reserve(self, cost: int | None, max_wait: float | None) -> tuple[int, float, Decision]: ...
     def _refund(self, cost: int | None) -> None: ...
     def _clock(self) -> ManualClock | None: ...
+    @property
+    def name(self) -> str:
+        """``name=``, or made from the settings: ``"sliding:100/60s"``."""
     @property
     def capacity(self) -> int: ...

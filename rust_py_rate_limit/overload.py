@@ -63,6 +63,8 @@ class OverloadPolicy:
     - ``max_in_flight``: an int >= 1, or ``"auto"`` to learn it from latency (``adaptive``,
       ``initial_limit``, ``min_limit``, ``max_limit`` tune that); or ``concurrency``, a ready
       :class:`ConcurrencyLimiter` (then none of these settings).
+    - ``name``: the name of the ConcurrencyLimiter built (its metrics' ``limiter`` label);
+      default ``"concurrency:<max_in_flight>"``.
     - ``queue``, ``queue_timeout``, ``order``: how many requests wait for a slot, for how long,
       and which is served first (``"fifo"``/``"lifo"``).
     - ``timeout``: the latency SLA in seconds, queue time included; a request whose response
@@ -89,6 +91,7 @@ class OverloadPolicy:
         initial_limit: int | None = None,
         min_limit: int | None = None,
         max_limit: int | None = None,
+        name: str | None = None,
         concurrency: ConcurrencyLimiter | None = None,
         clock: ManualClock | None = None,
         timeout: float | None = None,
@@ -113,6 +116,7 @@ class OverloadPolicy:
                 "initial_limit": initial_limit,
                 "min_limit": min_limit,
                 "max_limit": max_limit,
+                "name": name,
                 "clock": clock,
             }
             named = [name for name, value in given.items() if value is not None]
@@ -136,6 +140,7 @@ class OverloadPolicy:
                 initial_limit=initial_limit,
                 min_limit=min_limit,
                 max_limit=max_limit,
+                name=name,
             )
         #: The clock queue waits and ``timeout`` are measured on: ``clock`` when given (a
         #: ManualClock, for tests), else the monotonic clock.

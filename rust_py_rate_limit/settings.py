@@ -118,6 +118,7 @@ class OverloadSettings(TypedDict, total=False):
     initial_limit: int | None
     min_limit: int | None
     max_limit: int | None
+    name: str | None
     concurrency: ConcurrencyLimiter | None
     clock: ManualClock | None
     timeout: float | None

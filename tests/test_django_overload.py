@@ -517,6 +517,7 @@ BAD_OVERLOAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
     ({"MAX_IN_FLIGHT": "auto", "MIN_LIMIT": -1}, r"\['MIN_LIMIT'\] is invalid"),
     ({"MAX_IN_FLIGHT": "auto", "MAX_LIMIT": "x"}, r"\['MAX_LIMIT'\] is invalid"),
     ({"MAX_IN_FLIGHT": 2, "CONCURRENCY_KEY": 5}, r"\['CONCURRENCY_KEY'\] must be a callable"),
+    ({"MAX_IN_FLIGHT": 2, "NAME": " "}, r"\['NAME'\] is invalid.*`name` must not be empty"),
 ]
 
 

@@ -460,6 +460,7 @@ BAD_CONFIG_VALUES: dict[str, Any] = {
     "timeout_status": 99,
     "retry_after": -1,
     "body": 1.5,
+    "name": 7,
     "timeout_body": 1.5,
 }
 

@@ -28,6 +28,28 @@ pub fn choice(value: &Bound<'_, PyAny>, name: &str, choices: &str) -> PyResult<S
     Ok(text.to_string_lossy().into_owned())
 }
 
+/// `name=` of a limiter: a `str` with something besides whitespace, or None (the default,
+/// which the limiter derives from its settings).
+pub fn name_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let text = value.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "`name` must be a str, not {} ({})",
+            type_name(value),
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })?;
+    let text = text.to_str()?;
+    if text.trim().is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "`name` must not be empty, got {text:?}"
+        )));
+    }
+    Ok(Some(text.to_string()))
+}
+
 /// A key: any `str`.
 #[inline]
 pub fn key<'a, 'py>(value: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyString>> {

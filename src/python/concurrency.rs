@@ -87,6 +87,10 @@ impl Shared {
 )]
 pub struct PyConcurrencyLimiter {
     shared: Arc<Shared>,
+    /// `name=`, or one derived from the limit (`"concurrency:4"`, `"concurrency:auto"`).
+    name: String,
+    /// Whether `name=` was given (then `repr` shows it).
+    named: bool,
 }
 
 /// An int `>= min` (not a bool) no larger than `max`.
@@ -213,7 +217,7 @@ fn queue_timeout(value: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
 #[pymethods]
 impl PyConcurrencyLimiter {
     #[new]
-    #[pyo3(signature = (limit, *, queue=None, queue_timeout=None, order=None, max_keys=None, clock=None, adaptive=None, initial_limit=None, min_limit=None, max_limit=None, tolerance=None, probe_limit=None))]
+    #[pyo3(signature = (limit, *, queue=None, queue_timeout=None, order=None, max_keys=None, clock=None, adaptive=None, initial_limit=None, min_limit=None, max_limit=None, tolerance=None, probe_limit=None, name=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: &Bound<'_, PyAny>,
@@ -228,7 +232,9 @@ impl PyConcurrencyLimiter {
         max_limit: Option<&Bound<'_, PyAny>>,
         tolerance: Option<&Bound<'_, PyAny>>,
         probe_limit: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let given_name = args::name_setting(name)?;
         let adaptive_args = AdaptiveArgs {
             adaptive,
             initial_limit,
@@ -264,6 +270,11 @@ impl PyConcurrencyLimiter {
             None => None,
         };
         let clock = clock_setting(clock)?;
+        let named = given_name.is_some();
+        let name = given_name.unwrap_or_else(|| match &limit {
+            LimitSetting::Fixed(limit) => format!("concurrency:{limit}"),
+            LimitSetting::Adaptive(_) => "concurrency:auto".to_string(),
+        });
         let config = ConcurrencyConfig {
             limit,
             queue,
@@ -295,7 +306,11 @@ impl PyConcurrencyLimiter {
                 _expiry: expiry,
             }
         });
-        Ok(PyConcurrencyLimiter { shared })
+        Ok(PyConcurrencyLimiter {
+            shared,
+            name,
+            named,
+        })
     }
 
     /// Takes `cost` permits now if they are free and nobody waits, else returns None.
@@ -348,6 +363,13 @@ impl PyConcurrencyLimiter {
     ) -> PyResult<Acquisition> {
         let request = Request::parse(&self.shared, key, cost, priority)?;
         Ok(Acquisition::new(self.shared.clone(), request))
+    }
+
+    /// The limiter's name: `name=`, or one made from its limit (`"concurrency:4"`,
+    /// `"concurrency:auto"`).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
     }
 
     /// The limit now (an adaptive one moves); for a key, that key's.
@@ -442,8 +464,13 @@ impl PyConcurrencyLimiter {
                 )
             }
         };
+        let name = if self.named {
+            format!(", name={:?}", self.name)
+        } else {
+            String::new()
+        };
         format!(
-            "ConcurrencyLimiter(limit={limit}, queue={}, queue_timeout={}, order='{}')",
+            "ConcurrencyLimiter(limit={limit}, queue={}, queue_timeout={}, order='{}'{name})",
             config.queue,
             self.queue_timeout(),
             config.order.name()

@@ -71,27 +71,6 @@ fn track_top_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>
     Ok(Some(n as usize))
 }
 
-/// `name=`: a non-empty str, or None for the default.
-fn name_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
-    let Some(value) = value.filter(|v| !v.is_none()) else {
-        return Ok(None);
-    };
-    let text = value.cast::<PyString>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "`name` must be a str, not {} ({})",
-            args::type_name(value),
-            value.repr().map(|r| r.to_string()).unwrap_or_default()
-        ))
-    })?;
-    let text = text.to_str()?;
-    if text.trim().is_empty() {
-        return Err(PyValueError::new_err(format!(
-            "`name` must not be empty, got {text:?}"
-        )));
-    }
-    Ok(Some(text.to_string()))
-}
-
 /// The name of a limiter given none: its algorithm and rates, `"fixed:100/60s"`,
 /// `"gcra:10/1s;1000/3600s"`.
 fn default_name(config: &LimiterConfig, source: &RateSource) -> String {
@@ -246,7 +225,7 @@ impl RateLimiter {
         let clock = clock_setting(opts.clock)?;
         let on_full = on_full_setting(opts.on_full)?;
         let track_top = track_top_setting(opts.track_top)?;
-        let given_name = name_setting(opts.name)?;
+        let given_name = args::name_setting(opts.name)?;
         let config = LimiterConfig {
             rates,
             algorithm,

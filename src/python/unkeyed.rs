@@ -72,6 +72,10 @@ macro_rules! unkeyed_class {
             /// The constructor's arguments as given, for `repr`.
             settings: String,
             $capacity: u64,
+            /// `name=`, or one made from the settings (`"token_bucket:1/5s,capacity=2"`).
+            name: String,
+            /// Whether `name=` was given (then `repr` shows it).
+            named: bool,
         }
 
         #[pymethods]
@@ -140,8 +144,19 @@ macro_rules! unkeyed_class {
                 self.$capacity
             }
 
+            /// The limiter's name: `name=`, or one made from its settings.
+            #[getter]
+            fn name(&self) -> &str {
+                &self.name
+            }
+
             fn __repr__(&self) -> String {
-                format!("{}({})", $name, self.settings)
+                let name = if self.named {
+                    format!(", name={:?}", self.name)
+                } else {
+                    String::new()
+                };
+                format!("{}({}{name})", $name, self.settings)
             }
         }
     };
@@ -150,6 +165,17 @@ macro_rules! unkeyed_class {
 /// An int argument of at most [`MAX_COUNT`], named as the constructor names it.
 fn count(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
     args::positive_int(value, name, MAX_COUNT)
+}
+
+/// `(name, whether given)`: `name=` checked, or `default()`.
+fn naming(
+    name: Option<&Bound<'_, PyAny>>,
+    default: impl FnOnce() -> String,
+) -> PyResult<(String, bool)> {
+    Ok(match args::name_setting(name)? {
+        Some(given) => (given, true),
+        None => (default(), false),
+    })
 }
 
 fn clock_repr(clock: Option<&Bound<'_, PyAny>>) -> String {
@@ -163,12 +189,13 @@ unkeyed_class!(PyTokenBucket, "TokenBucket", TokenBucket, capacity, {
     /// `capacity` tokens, refilled continuously at `increment` tokens every `period_secs`
     /// seconds, starting full.
     #[new]
-    #[pyo3(signature = (capacity, increment, period_secs, *, clock=None))]
+    #[pyo3(signature = (capacity, increment, period_secs, *, clock=None, name=None))]
     fn new(
         capacity: &Bound<'_, PyAny>,
         increment: &Bound<'_, PyAny>,
         period_secs: &Bound<'_, PyAny>,
         clock: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let capacity = count(capacity, "capacity")?;
         let increment = count(increment, "increment")?;
@@ -176,8 +203,13 @@ unkeyed_class!(PyTokenBucket, "TokenBucket", TokenBucket, capacity, {
         let inner = TokenBucket::new(capacity, increment, Duration::from_nanos(ns))
             .map_err(period_error)?
             .with_clock(clock_setting(clock)?);
+        let (name, named) = naming(name, || {
+            format!("token_bucket:{increment}/{given}s,capacity={capacity}")
+        })?;
         Ok(PyTokenBucket {
             inner,
+            name,
+            named,
             settings: format!(
                 "capacity={capacity}, increment={increment}, period_secs={given}{}",
                 clock_repr(clock)
@@ -191,12 +223,13 @@ unkeyed_class!(PyGcra, "Gcra", Gcra, limit, {
     /// `limit` requests every `period_secs` seconds, evenly spaced, in bursts of up to
     /// `burst` (the limit when None).
     #[new]
-    #[pyo3(signature = (limit, period_secs, burst=None, *, clock=None))]
+    #[pyo3(signature = (limit, period_secs, burst=None, *, clock=None, name=None))]
     fn new(
         limit: &Bound<'_, PyAny>,
         period_secs: &Bound<'_, PyAny>,
         burst: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let limit = count(limit, "limit")?;
         let (given, ns) = period(period_secs, "period_secs")?;
@@ -208,8 +241,14 @@ unkeyed_class!(PyGcra, "Gcra", Gcra, limit, {
             .map_err(period_error)?
             .with_clock(clock_setting(clock)?);
         let burst_text = burst.map(|b| format!(", burst={b}")).unwrap_or_default();
+        let (name, named) = naming(name, || {
+            let burst = burst.map(|b| format!(",burst={b}")).unwrap_or_default();
+            format!("gcra:{limit}/{given}s{burst}")
+        })?;
         Ok(PyGcra {
             inner,
+            name,
+            named,
             settings: format!(
                 "limit={limit}, period_secs={given}{burst_text}{}",
                 clock_repr(clock)
@@ -219,15 +258,18 @@ unkeyed_class!(PyGcra, "Gcra", Gcra, limit, {
     }
 });
 
-/// A window class's limiter, its `repr` arguments and its capacity, from the constructor's
-/// arguments (`build` and `with_clock` are the Rust type's).
+/// A window class's limiter, its `repr` arguments, its capacity and its name (`kind`, then
+/// the rate: `"fixed:100/60s"`), from the constructor's arguments (`build` and `with_clock`
+/// are the Rust type's).
 fn window<T>(
     capacity: &Bound<'_, PyAny>,
     interval_secs: &Bound<'_, PyAny>,
     clock: Option<&Bound<'_, PyAny>>,
+    name: Option<&Bound<'_, PyAny>>,
+    kind: &str,
     build: fn(u64, Duration) -> Result<T, ConfigError>,
     with_clock: fn(T, Clock) -> T,
-) -> PyResult<(T, String, u64)> {
+) -> PyResult<(T, String, u64, (String, bool))> {
     let capacity = count(capacity, "capacity")?;
     let (given, ns) = period(interval_secs, "interval_secs")?;
     let inner = build(capacity, Duration::from_nanos(ns)).map_err(config_error)?;
@@ -235,23 +277,32 @@ fn window<T>(
         "capacity={capacity}, interval_secs={given}{}",
         clock_repr(clock)
     );
-    Ok((with_clock(inner, clock_setting(clock)?), settings, capacity))
+    let naming = naming(name, || format!("{kind}:{capacity}/{given}s"))?;
+    Ok((
+        with_clock(inner, clock_setting(clock)?),
+        settings,
+        capacity,
+        naming,
+    ))
 }
 
 unkeyed_class!(PyFixedWindow, "FixedWindow", FixedWindow, capacity, {
     /// Up to `capacity` requests per window of `interval_secs` seconds (a window starts at
     /// the first request after the last one ended).
     #[new]
-    #[pyo3(signature = (capacity, interval_secs, *, clock=None))]
+    #[pyo3(signature = (capacity, interval_secs, *, clock=None, name=None))]
     fn new(
         capacity: &Bound<'_, PyAny>,
         interval_secs: &Bound<'_, PyAny>,
         clock: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let (inner, settings, capacity) = window(
+        let (inner, settings, capacity, (name, named)) = window(
             capacity,
             interval_secs,
             clock,
+            name,
+            "fixed",
             FixedWindow::new,
             FixedWindow::with_clock,
         )?;
@@ -259,6 +310,8 @@ unkeyed_class!(PyFixedWindow, "FixedWindow", FixedWindow, capacity, {
             inner,
             settings,
             capacity,
+            name,
+            named,
         })
     }
 });
@@ -267,16 +320,19 @@ unkeyed_class!(PySlidingWindow, "SlidingWindow", SlidingWindow, capacity, {
     /// Up to `capacity` requests in any sliding `interval_secs` seconds (the previous
     /// window's count weighted by how much of it the sliding window still covers).
     #[new]
-    #[pyo3(signature = (capacity, interval_secs, *, clock=None))]
+    #[pyo3(signature = (capacity, interval_secs, *, clock=None, name=None))]
     fn new(
         capacity: &Bound<'_, PyAny>,
         interval_secs: &Bound<'_, PyAny>,
         clock: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let (inner, settings, capacity) = window(
+        let (inner, settings, capacity, (name, named)) = window(
             capacity,
             interval_secs,
             clock,
+            name,
+            "sliding",
             SlidingWindow::new,
             SlidingWindow::with_clock,
         )?;
@@ -284,6 +340,8 @@ unkeyed_class!(PySlidingWindow, "SlidingWindow", SlidingWindow, capacity, {
             inner,
             settings,
             capacity,
+            name,
+            named,
         })
     }
 });

@@ -1,0 +1,195 @@
+"""``PrometheusCollector``: the limiters' counters and gauges as a prometheus-client custom
+collector (the ``[prometheus]`` extra).
+
+Each scrape reads the limiters as they are then (``stats()``, ``top_blocked()``, ``status``):
+nothing is counted twice, nothing is kept here between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+try:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+except ModuleNotFoundError as missing:  # pragma: no cover - the extra is installed in tests
+    raise ModuleNotFoundError(
+        "rust_py_rate_limit.metrics.PrometheusCollector needs prometheus-client: "
+        "pip install 'rust-py-rate-limit[prometheus]'",
+        name=missing.name,
+    ) from missing
+
+from .._core import ConcurrencyLimiter, RateLimiter
+from ._keys import KeyLabels, MetricsKeys
+from ._limiters import AnyLimiter, checked_limiters
+
+__all__ = ["MAX_TOP", "PrometheusCollector"]
+
+#: The most keys ``top=`` may ask for, a limiter (each is a series).
+MAX_TOP = 1000
+
+_PREFIX = "rust_py_rate_limit_"
+
+# (kind, name without the prefix (and without _total), help, labels besides `limiter`)
+_RATE = (
+    ("counter", "requests", "Rate limiter decisions, by result.", ("result",)),
+    ("counter", "rejected_full", "New keys refused: the store was full (on_full='reject').", ()),
+    ("counter", "evicted", "Key states evicted to make room (on_full='evict').", ()),
+    ("counter", "storage_errors", "Round trips to the storage (Redis) that failed.", ()),
+)
+_ACTIVE_KEYS = ("gauge", "active_keys", "Keys tracked now.", ())
+_TOP = (
+    "gauge",
+    "top_blocked",
+    "Refusals of the most refused keys, since the limiter's tracker was last reset.",
+    ("key",),
+)
+_CONCURRENCY = (
+    (
+        "counter",
+        "concurrency_requests",
+        "Concurrency limiter acquisitions, by how they ended.",
+        ("result",),
+    ),
+    ("counter", "concurrency_enqueued", "Callers that waited in the queue.", ()),
+    ("gauge", "concurrency_in_flight", "Permits held now.", ()),
+    ("gauge", "concurrency_queued", "Callers waiting now.", ()),
+    ("gauge", "concurrency_limit", "The limit now (an adaptive one moves).", ()),
+    ("gauge", "concurrency_max_in_flight_seen", "The most permits held at once.", ()),
+)
+_UNKEYED = (("gauge", "remaining", "Requests of cost 1 an unkeyed limiter would admit now.", ()),)
+
+_Spec = tuple[str, str, str, tuple[str, ...]]
+_Family = CounterMetricFamily | GaugeMetricFamily
+
+
+def _family(spec: _Spec) -> _Family:
+    kind, name, documentation, labels = spec
+    make = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+    return make(_PREFIX + name, documentation, labels=["limiter", *labels])
+
+
+def _top_setting(top: object) -> int:
+    if isinstance(top, bool) or not isinstance(top, int):
+        raise TypeError(f"`top` must be an int, not {type(top).__name__} ({top!r})")
+    if not 0 <= top <= MAX_TOP:
+        raise ValueError(f"`top` must be from 0 (no top_blocked series) to {MAX_TOP}, got {top}")
+    return top
+
+
+class PrometheusCollector(Collector):
+    """The counters and gauges of ``limiters`` for prometheus-client.
+
+    ``registry.register(PrometheusCollector(a, b))``, or ``PrometheusCollector(a, b).register()``
+    for prometheus-client's default ``REGISTRY``. Every series has a ``limiter`` label, the
+    limiter's ``name`` (two limiters with one name are a ``ValueError``).
+
+    - ``top``: the most refused keys of each ``RateLimiter`` exported (its ``top_blocked``),
+      10 by default; 0 for none.
+    - ``metrics_keys``: how those keys appear: ``"plain"`` (as they are, the default),
+      ``"hash"`` (the first 16 hex digits of an HMAC-SHA256 of the key, under ``salt`` or a
+      random salt of this collector), ``"none"`` (no key series at all).
+    """
+
+    def __init__(
+        self,
+        *limiters: AnyLimiter,
+        top: int = 10,
+        metrics_keys: MetricsKeys = "plain",
+        salt: bytes | str | None = None,
+    ) -> None:
+        self.limiters = checked_limiters(limiters, "PrometheusCollector")
+        self.top = _top_setting(top)
+        self._keys = KeyLabels(metrics_keys, salt)
+
+    @property
+    def metrics_keys(self) -> MetricsKeys:
+        return self._keys.mode
+
+    def register(self, registry: CollectorRegistry | None = None) -> PrometheusCollector:
+        """Registers this collector on ``registry`` (default: prometheus-client's ``REGISTRY``)
+        and returns it."""
+        (REGISTRY if registry is None else registry).register(self)
+        return self
+
+    def _specs(self) -> list[_Spec]:
+        """The metric families this collector's limiters export, in the order they come."""
+        kinds = {type(limiter) for limiter in self.limiters}
+        specs: list[_Spec] = []
+        rate = RateLimiter in kinds
+        if rate:
+            specs.extend(_RATE)
+        if rate or ConcurrencyLimiter in kinds:
+            specs.append(_ACTIVE_KEYS)
+        if rate and self._shows_keys():
+            specs.append(_TOP)
+        if ConcurrencyLimiter in kinds:
+            specs.extend(_CONCURRENCY)
+        if kinds - {RateLimiter, ConcurrencyLimiter}:
+            specs.extend(_UNKEYED)
+        return specs
+
+    def _shows_keys(self) -> bool:
+        return self.top > 0 and self._keys.mode != "none"
+
+    def describe(self) -> Iterator[_Family]:
+        """The families ``collect`` yields, without samples (how a registry finds name
+        clashes without scraping)."""
+        for spec in self._specs():
+            yield _family(spec)
+
+    def collect(self) -> Iterator[_Family]:
+        """Every family, with one sample set per limiter, read now."""
+        families = {spec[1]: _family(spec) for spec in self._specs()}
+        for limiter in self.limiters:
+            name = limiter.name
+            if isinstance(limiter, RateLimiter):
+                self._rate(families, name, limiter)
+            elif isinstance(limiter, ConcurrencyLimiter):
+                _concurrency(families, name, limiter)
+            else:
+                families["remaining"].add_metric([name], limiter.remaining())
+        yield from families.values()
+
+    def _rate(self, families: dict[str, _Family], name: str, limiter: RateLimiter) -> None:
+        stats = limiter.stats()
+        requests = families["requests"]
+        requests.add_metric([name, "allowed"], stats["allowed"])
+        requests.add_metric([name, "blocked"], stats["blocked"])
+        # On Redis the process does not know the keys nor the storage's fullness: no series.
+        if not limiter._remote:
+            families["active_keys"].add_metric([name], stats["active_keys"])
+            families["rejected_full"].add_metric([name], stats["rejected_full"])
+            families["evicted"].add_metric([name], stats["evicted"])
+        families["storage_errors"].add_metric([name], stats["storage_errors"])
+        if self._shows_keys() and limiter.track_top > 0:
+            top = families["top_blocked"]
+            for label, refusals in _summed(self._labels(limiter.top_blocked(self.top))):
+                top.add_metric([name, label], refusals)
+
+    def _labels(self, top: list[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+        for key, refusals in top:
+            label = self._keys.label(key)
+            if label is not None:
+                yield label, refusals
+
+
+def _summed(pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One sample a label: two keys whose hashes share their first digits are added up."""
+    totals: dict[str, int] = {}
+    for label, value in pairs:
+        totals[label] = totals.get(label, 0) + value
+    return list(totals.items())
+
+
+def _concurrency(families: dict[str, _Family], name: str, limiter: ConcurrencyLimiter) -> None:
+    stats = limiter.stats()
+    requests = families["concurrency_requests"]
+    for result in ("acquired", "rejected", "timed_out", "cancelled"):
+        requests.add_metric([name, result], stats[result])
+    families["concurrency_enqueued"].add_metric([name], stats["queued_total"])
+    families["active_keys"].add_metric([name], stats["active_keys"])
+    families["concurrency_in_flight"].add_metric([name], stats["in_flight"])
+    families["concurrency_queued"].add_metric([name], stats["queued"])
+    families["concurrency_limit"].add_metric([name], limiter.limit)
+    families["concurrency_max_in_flight_seen"].add_metric([name], stats["max_in_flight_seen"])
