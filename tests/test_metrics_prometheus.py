@@ -275,6 +275,13 @@ def test_a_redis_limiter_exports_its_decisions_and_storage_errors_not_its_keys(
     assert only(series, "rust_py_rate_limit_top_blocked") == {labels(limiter="r", key="a"): 1}
     assert not only(series, "rust_py_rate_limit_active_keys"), "Redis keeps the keys"
     assert not only(series, "rust_py_rate_limit_rejected_full_total")
+    # Three round trips timed: two answered, one failed (the server was gone).
+    latency = only(series, "rust_py_rate_limit_storage_latency_seconds_count")
+    assert latency == {labels(limiter="r"): 3}
+    buckets = only(series, "rust_py_rate_limit_storage_latency_seconds_bucket")
+    assert buckets[labels(limiter="r", le="+Inf")] == 3
+    assert buckets[labels(limiter="r", le="1.0")] <= 3
+    assert only(series, "rust_py_rate_limit_storage_latency_seconds_sum")[labels(limiter="r")] > 0
 
 
 def test_register_uses_the_default_registry_and_returns_the_collector() -> None:

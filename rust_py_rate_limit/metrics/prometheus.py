@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
     from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 except ModuleNotFoundError as missing:  # pragma: no cover - the extra is installed in tests
     raise ModuleNotFoundError(
@@ -38,6 +42,8 @@ _RATE = (
     ("counter", "storage_errors", "Round trips to the storage (Redis) that failed.", ()),
 )
 _ACTIVE_KEYS = ("gauge", "active_keys", "Keys tracked now.", ())
+_LATENCY_NAME = _PREFIX + "storage_latency_seconds"
+_LATENCY_HELP = "How long the decisions' round trips to the storage (Redis) took."
 _TOP = (
     "gauge",
     "top_blocked",
@@ -67,6 +73,10 @@ def _family(spec: _Spec) -> _Family:
     kind, name, documentation, labels = spec
     make = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
     return make(_PREFIX + name, documentation, labels=["limiter", *labels])
+
+
+def _latency_family() -> HistogramMetricFamily:
+    return HistogramMetricFamily(_LATENCY_NAME, _LATENCY_HELP, labels=["limiter"])
 
 
 def _top_setting(top: object) -> int:
@@ -132,13 +142,19 @@ class PrometheusCollector(Collector):
     def _shows_keys(self) -> bool:
         return self.top > 0 and self._keys.mode != "none"
 
-    def describe(self) -> Iterator[_Family]:
+    def _remote(self) -> list[RateLimiter]:
+        """The limiters deciding on Redis, whose round trips are timed."""
+        return [x for x in self.limiters if isinstance(x, RateLimiter) and x._remote]
+
+    def describe(self) -> Iterator[_Family | HistogramMetricFamily]:
         """The families ``collect`` yields, without samples (how a registry finds name
         clashes without scraping)."""
         for spec in self._specs():
             yield _family(spec)
+        if self._remote():
+            yield _latency_family()
 
-    def collect(self) -> Iterator[_Family]:
+    def collect(self) -> Iterator[_Family | HistogramMetricFamily]:
         """Every family, with one sample set per limiter, read now."""
         families = {spec[1]: _family(spec) for spec in self._specs()}
         for limiter in self.limiters:
@@ -150,6 +166,9 @@ class PrometheusCollector(Collector):
             else:
                 families["remaining"].add_metric([name], limiter.remaining())
         yield from families.values()
+        remote = self._remote()
+        if remote:
+            yield _latency(remote)
 
     def _rate(self, families: dict[str, _Family], name: str, limiter: RateLimiter) -> None:
         stats = limiter.stats()
@@ -172,6 +191,19 @@ class PrometheusCollector(Collector):
             label = self._keys.label(key)
             if label is not None:
                 yield label, refusals
+
+
+def _latency(limiters: list[RateLimiter]) -> HistogramMetricFamily:
+    """The Redis limiters' round-trip latency (``storage_latency()``), one histogram each."""
+    family = _latency_family()
+    for limiter in limiters:
+        latency = limiter.storage_latency()
+        if latency is None:
+            continue
+        buckets = [(repr(bound), float(n)) for bound, n in latency["buckets"]]
+        buckets.append(("+Inf", float(latency["count"])))
+        family.add_metric([limiter.name], buckets, sum_value=latency["sum"])
+    return family
 
 
 def _summed(pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
