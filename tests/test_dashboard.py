@@ -1,0 +1,132 @@
+"""The dashboard as an ASGI app under FastAPI and as a WSGI app under Flask: the page, its
+``api/state``, the history it samples, keys escaped or hidden, ``auth``, bad settings."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from rust_py_rate_limit import ConcurrencyLimiter, ManualClock, RateLimiter, TokenBucket
+from rust_py_rate_limit.dashboard import Dashboard
+
+
+def refuse(limiter: RateLimiter, key: str, times: int) -> None:
+    limiter.allow(key)
+    for _ in range(times):
+        limiter.allow(key)
+
+
+def stepping_clock(dashboard: Dashboard, step: float = 1.0) -> None:
+    """Each sample of the dashboard's history one ``step`` after the last."""
+    ticks = itertools.count()
+    dashboard._now = lambda: next(ticks) * step
+
+
+def asgi_client(dashboard: Dashboard) -> TestClient:
+    app = FastAPI()
+    app.mount("/limits", dashboard)
+    return TestClient(app)
+
+
+def test_the_page_and_its_state_under_fastapi(clock: ManualClock) -> None:
+    api = RateLimiter(1, 3600, name="api", clock=clock)
+    pool = ConcurrencyLimiter(2, name="db")
+    outbound = TokenBucket(capacity=5, increment=1, period_secs=1, clock=clock)
+    dashboard = Dashboard(api, pool, outbound)
+    stepping_clock(dashboard)
+    client = asgi_client(dashboard)
+    moved = client.get("/limits", follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"].endswith("/limits/")
+    refuse(api, "ip:203.0.113.7", 3)
+    with pool.acquire():
+        first = client.get("/limits/api/state").json()
+    refuse(api, "ip:198.51.100.2", 1)
+    state = client.get("/limits/api/state").json()
+    names = [limiter["name"] for limiter in state["limiters"]]
+    assert names == ["api", "db", outbound.name]
+    rate = state["limiters"][0]
+    assert (rate["allowed"], rate["blocked"], rate["active_keys"]) == (2, 4, 2)
+    assert rate["top_blocked"] == [["ip:203.0.113.7", 3], ["ip:198.51.100.2", 1]]
+    # Two samples a second apart: between them one admission and one refusal.
+    assert rate["history"]["allowed"] == [[0.0, 1.0]]
+    assert rate["history"]["blocked"] == [[0.0, 1.0]]
+    assert first["limiters"][1]["in_flight"] == 1
+    assert state["limiters"][1]["history"]["in_flight"] == [[-1.0, 1.0], [0.0, 0.0]]
+    assert state["limiters"][2]["remaining"] == 5
+    page = client.get("/limits/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text.count("<svg") == 2, "a chart for the rate limiter and the pool"
+    assert "ip:203.0.113.7" in page.text and 'fetch("api/state"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text, "nothing from outside"
+    assert client.post("/limits/api/state").status_code == 405
+    assert client.get("/limits/nothing").status_code == 404
+
+
+def test_keys_are_escaped_hashed_or_hidden() -> None:
+    limiter = RateLimiter(1, 3600, name="web")
+    refuse(limiter, "<script>alert(1)</script>", 2)
+    plain = Dashboard(limiter).state()["html"]
+    assert "<script>alert" not in plain and "&lt;script&gt;alert(1)&lt;/script&gt;" in plain
+    hashed = Dashboard(limiter, metrics_keys="hash", salt="s").state()
+    label = hashed["limiters"][0]["top_blocked"][0][0]
+    assert len(label) == 16 and "script" not in hashed["html"]
+    hidden = Dashboard(limiter, metrics_keys="none").state()
+    assert hidden["limiters"][0]["top_blocked"] == [] and "script" not in hidden["html"]
+
+
+def test_auth_refuses_with_403_and_a_redis_password_never_shows() -> None:
+    limiter = RateLimiter(1, 60, name="x")
+    seen: list[Any] = []
+
+    def auth(request: Any) -> bool:
+        seen.append(request)
+        return dict(request.get("headers", [])).get(b"x-admin") == b"yes"
+
+    client = asgi_client(Dashboard(limiter, auth=auth))
+    assert client.get("/limits/").status_code == 403
+    assert client.get("/limits/", headers={"x-admin": "yes"}).status_code == 200
+    assert seen and seen[0]["type"] == "http", "auth is given the ASGI scope"
+    on_redis = RateLimiter(1, 60, storage="redis://:s3cret@127.0.0.1:1/0", timeout=0.01)
+    assert "s3cret" not in Dashboard(on_redis).state()["html"]
+
+
+def test_the_same_dashboard_as_wsgi_under_flask() -> None:
+    limiter = RateLimiter(1, 3600, name="login")
+    refuse(limiter, "user:7", 2)
+    dashboard = Dashboard(limiter, auth=lambda environ: "HTTP_X_ADMIN" in environ)
+    app = Flask(__name__)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/limits": dashboard.wsgi})  # type: ignore[method-assign]
+    client = app.test_client()
+    assert client.get("/limits/").status_code == 403
+    state = client.get("/limits/api/state", headers={"X-Admin": "1"})
+    assert state.status_code == 200
+    assert state.get_json()["limiters"][0]["top_blocked"] == [["user:7", 2]]
+    page = client.get("/limits/", headers={"X-Admin": "1"})
+    assert b"<svg" in page.data and b"user:7" in page.data
+    moved = client.get("/limits", headers={"X-Admin": "1"})
+    assert moved.status_code == 307 and moved.headers["location"].endswith("/limits/")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "named"),
+    [
+        ((), {}, ValueError, "at least one limiter"),
+        (("api",), {}, TypeError, "str"),
+        ((RateLimiter(1, 1),), {"auth": "yes"}, TypeError, "`auth`"),
+        ((RateLimiter(1, 1),), {"top": 101}, ValueError, "`top`"),
+        ((RateLimiter(1, 1),), {"top": True}, TypeError, "`top`"),
+        ((RateLimiter(1, 1),), {"metrics_keys": "all"}, ValueError, "`metrics_keys`"),
+        ((RateLimiter(1, 1),), {"title": ""}, ValueError, "`title`"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    with pytest.raises(error, match=named):
+        Dashboard(*args, **kwargs)
