@@ -130,3 +130,27 @@ def test_bad_settings_are_refused_by_name(
 ) -> None:
     with pytest.raises(error, match=named):
         Dashboard(*args, **kwargs)
+
+
+def test_the_same_dashboard_as_a_django_view() -> None:
+    import sys
+    import types
+
+    import django_support  # noqa: F401  (configures Django)
+    from django.test import Client, override_settings
+    from django.urls import re_path
+
+    limiter = RateLimiter(1, 3600, name="signup")
+    refuse(limiter, "ip:192.0.2.1", 3)
+    dashboard = Dashboard(limiter, auth=lambda meta: meta.get("HTTP_X_ADMIN") == "1")
+    urls = types.ModuleType("dashboard_urls")
+    urls.urlpatterns = [re_path(r"^limits/(?P<path>.*)$", dashboard.django_view)]  # type: ignore[attr-defined]
+    sys.modules["dashboard_urls"] = urls
+    with override_settings(ROOT_URLCONF="dashboard_urls", MIDDLEWARE=[]):
+        client = Client()
+        assert client.get("/limits/").status_code == 403
+        state = client.get("/limits/api/state", HTTP_X_ADMIN="1")
+        assert state.status_code == 200 and state["content-type"] == "application/json"
+        assert state.json()["limiters"][0]["top_blocked"] == [["ip:192.0.2.1", 3]]
+        page = client.get("/limits/", HTTP_X_ADMIN="1")
+        assert b"<svg" in page.content and b"ip:192.0.2.1" in page.content

@@ -126,6 +126,24 @@ class Dashboard:
         start_response(reply.status_line, reply.str_headers)
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else reply.body]
 
+    def django_view(self, request: Any, path: str = "") -> Any:
+        """The dashboard as a Django view, for a URL pattern that passes what follows the
+        mount point as ``path``:
+        ``re_path(r"^limits/(?P<path>.*)$", dashboard.django_view)``. ``auth`` is given the
+        request's ``META``."""
+        reply = self._answer("/" + path, request.method, request.META)
+        return _django_response(reply)
+
+
+def _django_response(reply: _Reply) -> Any:
+    from django.http import HttpResponse
+
+    response = HttpResponse(reply.body, status=reply.status)
+    for name, value in reply.headers:
+        if name != "content-length":
+            response[name] = value
+    return response
+
 
 def _relative(path: str, root_path: str) -> str:
     """The path below the mount point (Starlette keeps the full path in ``path``)."""
