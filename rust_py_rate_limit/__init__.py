@@ -28,7 +28,14 @@ from ._core import (
 from ._waiting import Throttle
 from .decorators import KeySpec, rate_limit
 from .exceptions import Overloaded, RateLimitExceeded
-from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats, StorageLatency
+from .results import (
+    CheckResult,
+    ConcurrencyStats,
+    ConcurrencyStatus,
+    Histogram,
+    Stats,
+    StorageLatency,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -40,6 +47,7 @@ __all__ = [
     "Decision",
     "FixedWindow",
     "Gcra",
+    "Histogram",
     "KeySpec",
     "Lease",
     "ManualClock",

@@ -5,7 +5,14 @@ from typing import Any, Final, Generic, Literal, TypeVar, final
 
 from ._waiting import Throttle
 from .decorators import KeySpec
-from .results import CheckResult, ConcurrencyStats, ConcurrencyStatus, Stats, StorageLatency
+from .results import (
+    CheckResult,
+    ConcurrencyStats,
+    ConcurrencyStatus,
+    Histogram,
+    Stats,
+    StorageLatency,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -354,6 +361,10 @@ class ConcurrencyLimiter:
         """The limit, permits held and callers waiting for one key (or the unkeyed slot)."""
     def stats(self) -> ConcurrencyStats:
         """Totals since creation and the counts now."""
+    def queue_time(self) -> Histogram:
+        """How long the callers that queued waited until granted (limiter's clock), seconds."""
+    def lease_duration(self) -> Histogram:
+        """How long permits were held, from grant to release (limiter's clock), seconds."""
 
 @final
 class TokenBucket:

@@ -59,12 +59,20 @@ class ConcurrencyStats(TypedDict):
     active_keys: int
 
 
-class StorageLatency(TypedDict):
-    """``RateLimiter.storage_latency()``: the Redis round trips' latency histogram."""
+class Histogram(TypedDict):
+    """Durations in fixed buckets, read as Prometheus reads a histogram.
 
-    #: ``(upper bound in seconds, round trips at or below it)``, cumulative, 50 µs to 1 s.
+    ``RateLimiter.storage_latency()`` (Redis round trips, bounds 50 µs to 1 s),
+    ``ConcurrencyLimiter.queue_time()`` and ``.lease_duration()`` (bounds 50 µs to 5 min).
+    """
+
+    #: ``(upper bound in seconds, observations at or below it)``, cumulative.
     buckets: list[tuple[float, int]]
-    #: Every round trip, those above the last bound included (Prometheus' ``+Inf`` bucket).
+    #: Every observation, those above the last bound included (Prometheus' ``+Inf`` bucket).
     count: int
     #: Their total duration, in seconds.
     sum: float
+
+
+#: ``RateLimiter.storage_latency()``'s histogram (its earlier name, kept).
+StorageLatency = Histogram

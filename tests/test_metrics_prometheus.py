@@ -19,6 +19,7 @@ from rust_py_rate_limit import (
     ConcurrencyLimiter,
     FixedWindow,
     Gcra,
+    Lease,
     ManualClock,
     Overloaded,
     RateLimiter,
@@ -148,6 +149,57 @@ def test_a_concurrency_limiter_exports_acquisitions_by_result_and_its_gauges(
         assert await waiting == "served"
 
     asyncio.run(run())
+
+
+def test_a_concurrency_limiter_exports_its_queue_and_lease_histograms(clock: ManualClock) -> None:
+    db = ConcurrencyLimiter(1, queue=2, queue_timeout=5, clock=clock, name="db")
+    idle = ConcurrencyLimiter(1, name="idle")
+
+    async def take() -> Lease:
+        return await db.acquire()
+
+    async def run() -> None:
+        held = db.try_acquire()
+        assert held is not None
+        waiting = asyncio.create_task(take())
+        await asyncio.sleep(0)
+        clock.advance(0.03)
+        held.release()  # held 30 ms; the waiter waited 30 ms
+        lease = await waiting
+        clock.advance(45)
+        lease.release()  # held 45 s
+        blocker = db.try_acquire()
+        assert blocker is not None
+        late = asyncio.create_task(take())
+        await asyncio.sleep(0)
+        clock.advance(5)  # the late one times out: its wait is not in the histogram
+        with pytest.raises(Overloaded):
+            await late
+        blocker.release()  # held 5 s
+
+    asyncio.run(run())
+    series = scrape(PrometheusCollector(db, idle))
+    queue = "rust_py_rate_limit_concurrency_queue_seconds"
+    lease = "rust_py_rate_limit_concurrency_lease_seconds"
+    waited = only(series, f"{queue}_bucket")
+    assert waited[labels(limiter="db", le="0.025")] == 0
+    assert waited[labels(limiter="db", le="0.05")] == 1
+    assert waited[labels(limiter="db", le="300.0")] == 1
+    assert waited[labels(limiter="db", le="+Inf")] == 1
+    assert only(series, f"{queue}_count") == {labels(limiter="db"): 1, labels(limiter="idle"): 0}
+    assert only(series, f"{queue}_sum")[labels(limiter="db")] == pytest.approx(0.03)
+    held = only(series, f"{lease}_bucket")
+    assert held[labels(limiter="db", le="0.025")] == 0
+    assert held[labels(limiter="db", le="0.05")] == 1
+    assert held[labels(limiter="db", le="2.5")] == 1
+    assert held[labels(limiter="db", le="5.0")] == 2
+    assert held[labels(limiter="db", le="30.0")] == 2
+    assert held[labels(limiter="db", le="60.0")] == 3
+    assert held[labels(limiter="db", le="+Inf")] == 3
+    assert held[labels(limiter="idle", le="+Inf")] == 0
+    assert only(series, f"{lease}_sum")[labels(limiter="db")] == pytest.approx(50.03)
+    buckets = {dict(key)["le"] for key in held if dict(key)["limiter"] == "db"}
+    assert len(buckets) == 22, "21 bounds, 50 µs to 5 minutes, and +Inf"
 
 
 def test_an_adaptive_limit_is_exported_as_it_moves(clock: ManualClock) -> None:

@@ -1,8 +1,9 @@
-"""``PrometheusCollector``: the limiters' counters and gauges as a prometheus-client custom
-collector (the ``[prometheus]`` extra).
+"""``PrometheusCollector``: the limiters' counters, gauges and histograms as a
+prometheus-client custom collector (the ``[prometheus]`` extra).
 
-Each scrape reads the limiters as they are then (``stats()``, ``top_blocked()``, ``status``):
-nothing is counted twice, nothing is kept here between scrapes.
+Each scrape reads the limiters as they are then (``stats()``, ``top_blocked()``, ``status``,
+``storage_latency()``, ``queue_time()``, ``lease_duration()``): nothing is counted twice,
+nothing is kept here between scrapes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - the extra is instal
     ) from missing
 
 from .._core import ConcurrencyLimiter, RateLimiter
+from ..results import Histogram
 from ._keys import KeyLabels, MetricsKeys
 from ._limiters import AnyLimiter, checked_limiters
 
@@ -42,8 +44,19 @@ _RATE = (
     ("counter", "storage_errors", "Round trips to the storage (Redis) that failed.", ()),
 )
 _ACTIVE_KEYS = ("gauge", "active_keys", "Keys tracked now.", ())
-_LATENCY_NAME = _PREFIX + "storage_latency_seconds"
-_LATENCY_HELP = "How long the decisions' round trips to the storage (Redis) took."
+# (name without the prefix, help): the histograms, in seconds
+_LATENCY = (
+    "storage_latency_seconds",
+    "How long the decisions' round trips to the storage (Redis) took.",
+)
+_QUEUE_TIME = (
+    "concurrency_queue_seconds",
+    "How long the callers that queued waited until they were granted their permits.",
+)
+_LEASE = (
+    "concurrency_lease_seconds",
+    "How long concurrency permits were held, from grant to release.",
+)
 _TOP = (
     "gauge",
     "top_blocked",
@@ -75,8 +88,16 @@ def _family(spec: _Spec) -> _Family:
     return make(_PREFIX + name, documentation, labels=["limiter", *labels])
 
 
-def _latency_family() -> HistogramMetricFamily:
-    return HistogramMetricFamily(_LATENCY_NAME, _LATENCY_HELP, labels=["limiter"])
+def _histogram_family(spec: tuple[str, str]) -> HistogramMetricFamily:
+    name, documentation = spec
+    return HistogramMetricFamily(_PREFIX + name, documentation, labels=["limiter"])
+
+
+def _add_histogram(family: HistogramMetricFamily, name: str, histogram: Histogram) -> None:
+    """One limiter's histogram as a family's samples (the ``+Inf`` bucket is its count)."""
+    buckets = [(repr(bound), float(n)) for bound, n in histogram["buckets"]]
+    buckets.append(("+Inf", float(histogram["count"])))
+    family.add_metric([name], buckets, sum_value=histogram["sum"])
 
 
 def _top_setting(top: object) -> int:
@@ -146,13 +167,19 @@ class PrometheusCollector(Collector):
         """The limiters deciding on Redis, whose round trips are timed."""
         return [x for x in self.limiters if isinstance(x, RateLimiter) and x._remote]
 
+    def _concurrency_limiters(self) -> list[ConcurrencyLimiter]:
+        return [x for x in self.limiters if isinstance(x, ConcurrencyLimiter)]
+
     def describe(self) -> Iterator[_Family | HistogramMetricFamily]:
         """The families ``collect`` yields, without samples (how a registry finds name
         clashes without scraping)."""
         for spec in self._specs():
             yield _family(spec)
         if self._remote():
-            yield _latency_family()
+            yield _histogram_family(_LATENCY)
+        if self._concurrency_limiters():
+            yield _histogram_family(_QUEUE_TIME)
+            yield _histogram_family(_LEASE)
 
     def collect(self) -> Iterator[_Family | HistogramMetricFamily]:
         """Every family, with one sample set per limiter, read now."""
@@ -169,6 +196,15 @@ class PrometheusCollector(Collector):
         remote = self._remote()
         if remote:
             yield _latency(remote)
+        concurrency = self._concurrency_limiters()
+        if concurrency:
+            queue_time = _histogram_family(_QUEUE_TIME)
+            lease = _histogram_family(_LEASE)
+            for limiter in concurrency:
+                _add_histogram(queue_time, limiter.name, limiter.queue_time())
+                _add_histogram(lease, limiter.name, limiter.lease_duration())
+            yield queue_time
+            yield lease
 
     def _rate(self, families: dict[str, _Family], name: str, limiter: RateLimiter) -> None:
         stats = limiter.stats()
@@ -195,14 +231,11 @@ class PrometheusCollector(Collector):
 
 def _latency(limiters: list[RateLimiter]) -> HistogramMetricFamily:
     """The Redis limiters' round-trip latency (``storage_latency()``), one histogram each."""
-    family = _latency_family()
+    family = _histogram_family(_LATENCY)
     for limiter in limiters:
         latency = limiter.storage_latency()
-        if latency is None:
-            continue
-        buckets = [(repr(bound), float(n)) for bound, n in latency["buckets"]]
-        buckets.append(("+Inf", float(latency["count"])))
-        family.add_metric([limiter.name], buckets, sum_value=latency["sum"])
+        if latency is not None:
+            _add_histogram(family, limiter.name, latency)
     return family
 
 

@@ -13,6 +13,12 @@
 //! expired (`expire`, which a `ManualClock` drives) or cancelled (`cancel`, which a waiter's own
 //! timer or a cancelled task calls). Whichever comes first under the lock wins, so a waiter that
 //! has left never takes a permit afterwards.
+//!
+//! Two histograms, on the limiter's clock (a `ManualClock` makes them exact): how long the
+//! callers that queued waited until they were granted their permits (those that left the
+//! queue without permits, timed out, shed or cancelled, are counted in the stats, not timed),
+//! and how long permits were held, from grant to release. Both are recorded where the clock is
+//! already read, so a grant and a release cost an atomic add or two and no more clock reads.
 
 use hashbrown::HashMap;
 use parking_lot::Mutex;
@@ -22,6 +28,7 @@ use super::config::{ConcurrencyConfig, ConcurrencyConfigError};
 use super::queue::{Place, Waiter};
 use super::slot::Slot;
 use crate::clock::Clock;
+use crate::metrics::{Histogram, HistogramSnapshot, DURATION_BOUNDS_NS};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -166,11 +173,18 @@ impl<W> Table<W> {
         }
     }
 
-    /// Serves the waiters of a slot that now have room, as notices.
-    fn serve(&mut self, key: Option<&[u8]>, now_ns: u64, notices: &mut Vec<Notice<W>>) {
+    /// Serves the waiters of a slot that now have room, as notices, timing their wait.
+    fn serve(
+        &mut self,
+        key: Option<&[u8]>,
+        now_ns: u64,
+        queue_time: &Histogram,
+        notices: &mut Vec<Notice<W>>,
+    ) {
         let Some(slot) = self.slot(key) else { return };
         let served = slot.serve_waiting();
         for (waiter, in_flight) in served {
+            queue_time.observe(now_ns.saturating_sub(waiter.enqueued_ns));
             let permit = self.granted(key, waiter.cost, in_flight, now_ns);
             notices.push(Notice::Granted(waiter.wake, permit));
         }
@@ -182,6 +196,10 @@ pub struct ConcurrencyLimiter<W> {
     config: ConcurrencyConfig,
     clock: Clock,
     table: Mutex<Table<W>>,
+    /// From queued to granted, for the callers that waited and got their permits.
+    queue_time: Histogram,
+    /// From granted to released.
+    lease_duration: Histogram,
 }
 
 impl<W> ConcurrencyLimiter<W> {
@@ -197,6 +215,8 @@ impl<W> ConcurrencyLimiter<W> {
             config,
             clock,
             table: Mutex::new(table),
+            queue_time: Histogram::with_bounds(&DURATION_BOUNDS_NS),
+            lease_duration: Histogram::with_bounds(&DURATION_BOUNDS_NS),
         })
     }
 
@@ -267,6 +287,7 @@ impl<W> ConcurrencyLimiter<W> {
             priority,
             Waiter {
                 cost,
+                enqueued_ns: now_ns,
                 deadline_ns,
                 wake,
             },
@@ -318,6 +339,7 @@ impl<W> ConcurrencyLimiter<W> {
         let mut notices = Vec::new();
         let mut table = self.table.lock();
         let rtt_ns = now_ns.saturating_sub(permit.start_ns);
+        self.lease_duration.observe(rtt_ns);
         table.mean_hold_ns = if table.mean_hold_ns == 0 {
             rtt_ns
         } else {
@@ -334,7 +356,7 @@ impl<W> ConcurrencyLimiter<W> {
                 },
             );
         }
-        table.serve(key, now_ns, &mut notices);
+        table.serve(key, now_ns, &self.queue_time, &mut notices);
         notices
     }
 
@@ -356,7 +378,7 @@ impl<W> ConcurrencyLimiter<W> {
                 table.stats.cancelled += 1;
             }
             // The head may have been the one that did not fit.
-            table.serve(key, self.clock.now_ns(), &mut notices);
+            table.serve(key, self.clock.now_ns(), &self.queue_time, &mut notices);
         }
         (removed, notices)
     }
@@ -386,7 +408,7 @@ impl<W> ConcurrencyLimiter<W> {
         }
         table.stats.timed_out += notices.len() as u64;
         for key in expired_keys {
-            table.serve(key.as_deref(), now_ns, &mut notices);
+            table.serve(key.as_deref(), now_ns, &self.queue_time, &mut notices);
         }
         notices
     }
@@ -412,6 +434,16 @@ impl<W> ConcurrencyLimiter<W> {
     /// A guess at how long until a permit frees: the mean time permits are held.
     pub fn mean_hold_ns(&self) -> u64 {
         self.table.lock().mean_hold_ns
+    }
+
+    /// How long the callers that queued waited for their permits (granted ones only).
+    pub fn queue_time(&self) -> HistogramSnapshot {
+        self.queue_time.snapshot()
+    }
+
+    /// How long permits were held, from grant to release.
+    pub fn lease_duration(&self) -> HistogramSnapshot {
+        self.lease_duration.snapshot()
     }
 
     pub fn stats(&self) -> ConcurrencyStats {

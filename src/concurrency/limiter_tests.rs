@@ -158,6 +158,49 @@ fn expired_and_cancelled_waiters_leave_and_never_take_a_permit() {
     );
 }
 
+/// Observations at or below `bound_ns` in a snapshot (a bound of `DURATION_BOUNDS_NS`).
+fn at_or_below(snapshot: &HistogramSnapshot, bound_ns: u64) -> u64 {
+    snapshot
+        .cumulative
+        .iter()
+        .find(|&&(bound, _)| bound == bound_ns)
+        .map(|&(_, n)| n)
+        .expect("a bound of the histogram")
+}
+
+#[test]
+fn waits_of_granted_waiters_and_leases_are_timed_on_the_limiters_clock() {
+    let (limiter, clock) = limiter(1, 3, Order::Fifo);
+    let held = granted(limiter.acquire(None, 1, 0, None).0);
+    queued(limiter.acquire(None, 1, 0, Some(1)).0);
+    let cancelled = queued(limiter.acquire(None, 1, 0, Some(2)).0);
+    clock.advance_ns(2_000_000).unwrap();
+    let first = woken_permit(limiter.release(&held, false), 1);
+    assert!(limiter.cancel(&cancelled, false).0);
+    queued(limiter.acquire(None, 1, 0, Some(3)).0);
+    clock.advance_ns(100).unwrap();
+    assert_eq!(woken(limiter.expire(clock.now_ns())).len(), 1, "timed out");
+    clock.advance_ns(3_000_000_000).unwrap();
+    assert!(limiter.release(&first, false).is_empty());
+
+    let waited = limiter.queue_time();
+    assert_eq!(
+        waited.count, 1,
+        "the cancelled and the timed out waiters are not timed"
+    );
+    assert_eq!(waited.sum_ns, 2_000_000);
+    assert_eq!(at_or_below(&waited, 1_000_000), 0);
+    assert_eq!(at_or_below(&waited, 2_500_000), 1);
+
+    let held = limiter.lease_duration();
+    assert_eq!(held.count, 2);
+    assert_eq!(held.sum_ns, 2_000_000 + 3_000_000_100);
+    assert_eq!(at_or_below(&held, 2_500_000), 1);
+    assert_eq!(at_or_below(&held, 2_500_000_000), 1);
+    assert_eq!(at_or_below(&held, 5_000_000_000), 2);
+    assert_eq!(held.cumulative.len(), DURATION_BOUNDS_NS.len());
+}
+
 #[test]
 fn a_big_request_at_the_head_is_not_overtaken_and_leaving_lets_the_next_in() {
     let (limiter, _) = limiter(3, 4, Order::Fifo);

@@ -50,10 +50,12 @@ impl Place {
     }
 }
 
-/// One waiter: the permits it asks for, when it gives up, and how to wake it (`W`).
+/// One waiter: the permits it asks for, when it came and gives up, and how to wake it (`W`).
 #[derive(Debug)]
 pub struct Waiter<W> {
     pub cost: u32,
+    /// When it was queued (the limiter's clock), for the time-in-queue histogram.
+    pub enqueued_ns: u64,
     pub deadline_ns: u64,
     pub wake: W,
 }
@@ -149,6 +151,7 @@ mod tests {
     fn waiter(wake: u32) -> Waiter<u32> {
         Waiter {
             cost: 1,
+            enqueued_ns: 0,
             deadline_ns: u64::from(wake) * 10,
             wake,
         }

@@ -3,5 +3,5 @@
 mod histogram;
 mod top_keys;
 
-pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_NS};
+pub use histogram::{Histogram, HistogramSnapshot, DURATION_BOUNDS_NS, LATENCY_BOUNDS_NS};
 pub use top_keys::{Counted, TopKeys};

@@ -11,6 +11,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 use super::acquisition::Acquisition;
 use super::args;
 use super::clock::clock_setting;
+use super::histogram::histogram_dict;
 use super::lease::Lease;
 use super::waiting::{deliver, Wake};
 use crate::clock::{AdvanceListener, Clock};
@@ -422,6 +423,20 @@ impl PyConcurrencyLimiter {
             stats.set_item(name, value)?;
         }
         Ok(stats)
+    }
+
+    /// How long the callers that queued waited until they got their permits, as a histogram
+    /// (the shape of `RateLimiter.storage_latency()`), on the limiter's clock. Callers that
+    /// left the queue without permits (timed out, shed, cancelled) are counted in `stats()`,
+    /// not here.
+    fn queue_time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        histogram_dict(py, &self.shared.core.queue_time())
+    }
+
+    /// How long permits were held, from grant to release, as a histogram, on the limiter's
+    /// clock.
+    fn lease_duration<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        histogram_dict(py, &self.shared.core.lease_duration())
     }
 
     #[getter]

@@ -824,18 +824,7 @@ impl RateLimiter {
         let Some(redis) = &self.redis else {
             return Ok(None);
         };
-        let snapshot = redis.latency();
-        let seconds = |ns: u64| ns as f64 / crate::rate::NANOS_PER_SECOND as f64;
-        let buckets: Vec<(f64, u64)> = snapshot
-            .cumulative
-            .iter()
-            .map(|&(bound, n)| (seconds(bound), n))
-            .collect();
-        let out = PyDict::new(py);
-        out.set_item("buckets", buckets)?;
-        out.set_item("count", snapshot.count)?;
-        out.set_item("sum", seconds(snapshot.sum_ns))?;
-        Ok(Some(out))
+        super::histogram::histogram_dict(py, &redis.latency()).map(Some)
     }
 
     /// The limit of the first rate.

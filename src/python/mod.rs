@@ -9,6 +9,7 @@ mod concurrency;
 mod decision;
 mod failure;
 mod fast_methods;
+mod histogram;
 mod lease;
 mod limiter;
 mod pending;
