@@ -54,7 +54,7 @@ _PREFIX = "rust_py_rate_limit.rate_limiting."
 ATTRIBUTE_LIMITER = _PREFIX + "limiter"
 #: How a request ended, on ``rust_py_rate_limit.rate_limiting.requests``.
 ATTRIBUTE_RESULT = _PREFIX + "result"
-#: A refused key (as ``metrics_keys`` shows it), on ``rust_py_rate_limit.rate_limiting.top_blocked``.
+#: A refused key (as ``metrics_keys`` shows it), on ``...rate_limiting.top_blocked``.
 ATTRIBUTE_KEY = _PREFIX + "key"
 
 # The `result` of a decision: ASP.NET Core's "acquired" and "request_canceled" where they mean
@@ -110,12 +110,10 @@ def _is_unkeyed(limiter: AnyLimiter) -> bool:
 
 
 def _requests(_: Instrumentation, limiter: AnyLimiter) -> _Points:
-    if isinstance(limiter, RateLimiter):
-        rate = limiter.stats()
-        return [(rate[ours], {ATTRIBUTE_RESULT: theirs}) for ours, theirs in _RATE_RESULTS]
-    assert isinstance(limiter, ConcurrencyLimiter)
-    held = limiter.stats()
-    return [(held[ours], {ATTRIBUTE_RESULT: theirs}) for ours, theirs in _CONCURRENCY_RESULTS]
+    assert isinstance(limiter, RateLimiter | ConcurrencyLimiter)
+    stats = cast("Mapping[str, int]", limiter.stats())
+    results = _RATE_RESULTS if isinstance(limiter, RateLimiter) else _CONCURRENCY_RESULTS
+    return [(stats[ours], {ATTRIBUTE_RESULT: theirs}) for ours, theirs in results]
 
 
 def _stat(field: str) -> Callable[[Instrumentation, AnyLimiter], _Points]:
