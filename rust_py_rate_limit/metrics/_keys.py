@@ -1,14 +1,18 @@
 """``metrics_keys=``: how an exporter shows a client's key, which may be personal data (an IP
-address, a user id)."""
+address, a user id); ``top=``: how many of a limiter's most refused keys it shows."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["KeyLabels", "MetricsKeys"]
+__all__ = ["MAX_TOP", "KeyLabels", "MetricsKeys", "top_setting"]
+
+#: The most keys ``top=`` may ask for, a limiter (each is a series).
+MAX_TOP = 1000
 
 #: ``"plain"``: the key as it is; ``"hash"``: a keyed SHA-256 of it; ``"none"``: no key at all.
 MetricsKeys = Literal["plain", "hash", "none"]
@@ -18,6 +22,16 @@ _CHOICES = ("plain", "hash", "none")
 #: Hex digits of the digest shown (64 bits: two keys share a label with a chance of about
 #: 2**-64 a pair).
 HASH_DIGITS = 16
+
+
+def top_setting(top: object) -> int:
+    """``top`` if it is an int from 0 (no key series) to :data:`MAX_TOP`; else a TypeError or
+    ValueError naming it."""
+    if isinstance(top, bool) or not isinstance(top, int):
+        raise TypeError(f"`top` must be an int, not {type(top).__name__} ({top!r})")
+    if not 0 <= top <= MAX_TOP:
+        raise ValueError(f"`top` must be from 0 (no top_blocked series) to {MAX_TOP}, got {top}")
+    return top
 
 
 class KeyLabels:
@@ -55,3 +69,14 @@ class KeyLabels:
             return None
         data = key.encode("utf-8", "surrogatepass")
         return hmac.new(self._salt, data, hashlib.sha256).hexdigest()[:HASH_DIGITS]
+
+    def top(self, pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+        """``(label, refusals)`` for ``top_blocked()``'s ``(key, refusals)``: none when keys
+        are not shown, and one pair a label (two keys whose hashes share their first digits
+        are added up)."""
+        totals: dict[str, int] = {}
+        for key, refusals in pairs:
+            label = self.label(key)
+            if label is not None:
+                totals[label] = totals.get(label, 0) + refusals
+        return list(totals.items())
