@@ -167,6 +167,12 @@ def test_a_concurrency_limiter_reports_leases_queue_and_results(
         assert after["active_request_leases"] == {attrs("db"): 0}
         assert after["queued_requests"] == {attrs("db"): 0}
         assert after["requests"][attrs("db", result="acquired")] == 3
+        # One granted waiter, at once (timed-out and cancelled waiters are not timed); two
+        # leases held 1 s and the waiter's for no time.
+        assert after["request.time_in_queue.count"] == {attrs("db"): 1}
+        assert after["request.time_in_queue.sum"] == {attrs("db"): 0.0}
+        assert after["request_lease.duration.count"] == {attrs("db"): 3}
+        assert after["request_lease.duration.sum"] == {attrs("db"): 2.0}
 
     asyncio.run(run())
     handle.close()
@@ -209,7 +215,7 @@ def test_every_data_point_names_its_limiter_in_one_metric_a_name(
     for name, points in seen.points.items():
         for point in points:
             assert dict(point)[LIMITER] in {"fixed:1/60s", "pool", "token_bucket:1/1s,capacity=5"}
-        assert seen.units[name] in {"{request}", "{key}", "{error}"}, name
+        assert seen.units[name] in {"{request}", "{key}", "{error}", "s"}, name
 
 
 def test_top_caps_the_keys_and_keys_can_be_hashed_or_left_out(

@@ -25,11 +25,8 @@ def read(limiter: AnyLimiter, keys: KeyLabels, top: int) -> dict[str, Any]:
         stats = limiter.stats()
         latency = limiter.storage_latency()
         top_keys: list[list[Any]] = []
-        if top and limiter.track_top and keys.mode != "none":
-            for key, refusals in limiter.top_blocked(top):
-                label = keys.label(key)
-                if label is not None:
-                    top_keys.append([label, refusals])
+        if top and limiter.track_top:
+            top_keys = [[label, n] for label, n in keys.top(limiter.top_blocked(top))]
         return {
             "name": limiter.name,
             "kind": "rate",

@@ -144,6 +144,19 @@ def _latency(field: Literal["count", "sum"]) -> Callable[[Instrumentation, AnyLi
     return read
 
 
+def _held(
+    which: Literal["queue_time", "lease_duration"], field: Literal["count", "sum"]
+) -> Callable[[Instrumentation, AnyLimiter], _Points]:
+    """A ConcurrencyLimiter histogram's count or sum (``queue_time()``, ``lease_duration()``)."""
+
+    def read(_: Instrumentation, limiter: AnyLimiter) -> _Points:
+        assert isinstance(limiter, ConcurrencyLimiter)
+        histogram = getattr(limiter, which)()
+        return [(histogram[field], {})]
+
+    return read
+
+
 def _lease_limit(_: Instrumentation, limiter: AnyLimiter) -> _Points:
     assert isinstance(limiter, ConcurrencyLimiter)
     return [(limiter.limit, {})]
@@ -258,6 +271,38 @@ _SPECS = (
         "The total duration of the round trips to the storage (Redis).",
         _remote_rate,
         _latency("sum"),
+    ),
+    _Spec(
+        "counter",
+        "request.time_in_queue.count",
+        "{request}",
+        "Requests granted a permit after waiting in the queue.",
+        _is_concurrency,
+        _held("queue_time", "count"),
+    ),
+    _Spec(
+        "counter",
+        "request.time_in_queue.sum",
+        "s",
+        "The total time granted requests waited in the queue.",
+        _is_concurrency,
+        _held("queue_time", "sum"),
+    ),
+    _Spec(
+        "counter",
+        "request_lease.duration.count",
+        "{request}",
+        "Leases released.",
+        _is_concurrency,
+        _held("lease_duration", "count"),
+    ),
+    _Spec(
+        "counter",
+        "request_lease.duration.sum",
+        "s",
+        "The total time released leases were held.",
+        _is_concurrency,
+        _held("lease_duration", "sum"),
     ),
     _Spec(
         "gauge",

@@ -8,7 +8,7 @@ nothing is kept here between scrapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 try:
     from prometheus_client.core import (
@@ -26,13 +26,11 @@ except ModuleNotFoundError as missing:  # pragma: no cover - the extra is instal
 
 from .._core import ConcurrencyLimiter, RateLimiter
 from ..results import Histogram
-from ._keys import KeyLabels, MetricsKeys
+from ._keys import MAX_TOP, KeyLabels, MetricsKeys, top_setting
 from ._limiters import AnyLimiter, checked_limiters
 
 __all__ = ["MAX_TOP", "PrometheusCollector"]
 
-#: The most keys ``top=`` may ask for, a limiter (each is a series).
-MAX_TOP = 1000
 
 _PREFIX = "rust_py_rate_limit_"
 
@@ -100,14 +98,6 @@ def _add_histogram(family: HistogramMetricFamily, name: str, histogram: Histogra
     family.add_metric([name], buckets, sum_value=histogram["sum"])
 
 
-def _top_setting(top: object) -> int:
-    if isinstance(top, bool) or not isinstance(top, int):
-        raise TypeError(f"`top` must be an int, not {type(top).__name__} ({top!r})")
-    if not 0 <= top <= MAX_TOP:
-        raise ValueError(f"`top` must be from 0 (no top_blocked series) to {MAX_TOP}, got {top}")
-    return top
-
-
 class PrometheusCollector(Collector):
     """The counters and gauges of ``limiters`` for prometheus-client.
 
@@ -130,7 +120,7 @@ class PrometheusCollector(Collector):
         salt: bytes | str | None = None,
     ) -> None:
         self.limiters = checked_limiters(limiters, "PrometheusCollector")
-        self.top = _top_setting(top)
+        self.top = top_setting(top)
         self._keys = KeyLabels(metrics_keys, salt)
 
     @property
@@ -219,14 +209,8 @@ class PrometheusCollector(Collector):
         families["storage_errors"].add_metric([name], stats["storage_errors"])
         if self._shows_keys() and limiter.track_top > 0:
             top = families["top_blocked"]
-            for label, refusals in _summed(self._labels(limiter.top_blocked(self.top))):
+            for label, refusals in self._keys.top(limiter.top_blocked(self.top)):
                 top.add_metric([name, label], refusals)
-
-    def _labels(self, top: list[tuple[str, int]]) -> Iterator[tuple[str, int]]:
-        for key, refusals in top:
-            label = self._keys.label(key)
-            if label is not None:
-                yield label, refusals
 
 
 def _latency(limiters: list[RateLimiter]) -> HistogramMetricFamily:
@@ -237,14 +221,6 @@ def _latency(limiters: list[RateLimiter]) -> HistogramMetricFamily:
         if latency is not None:
             _add_histogram(family, limiter.name, latency)
     return family
-
-
-def _summed(pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-    """One sample a label: two keys whose hashes share their first digits are added up."""
-    totals: dict[str, int] = {}
-    for label, value in pairs:
-        totals[label] = totals.get(label, 0) + value
-    return list(totals.items())
 
 
 def _concurrency(families: dict[str, _Family], name: str, limiter: ConcurrencyLimiter) -> None:
