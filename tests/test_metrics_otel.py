@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import subprocess
 import sys
 
 import pytest
+from concurrency_outcomes import run_every_outcome
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
@@ -20,7 +20,6 @@ from rust_py_rate_limit import (
     FixedWindow,
     Gcra,
     ManualClock,
-    Overloaded,
     RateLimiter,
     SlidingWindow,
     TokenBucket,
@@ -119,31 +118,10 @@ def test_a_rate_limiter_reports_its_decisions_keys_and_top_offenders(
 def test_a_concurrency_limiter_reports_leases_queue_and_results(
     clock: ManualClock, reader: InMemoryMetricReader, provider: MeterProvider
 ) -> None:
-    db = ConcurrencyLimiter(2, queue=2, queue_timeout=1, clock=clock, name="db")
-    handle = instrument(db, meter_provider=provider)
+    handles: list[Instrumentation] = []
 
-    async def waiter() -> str:
-        try:
-            async with db.acquire():
-                return "served"
-        except Overloaded as refused:
-            return refused.reason
-
-    async def run() -> None:
-        held = [db.try_acquire(), db.try_acquire()]  # acquired: 2
-        assert None not in held
-        assert db.try_acquire() is None  # rejected: 1
-        late = asyncio.create_task(waiter())
-        await asyncio.sleep(0)
-        clock.advance(1)  # timed out: 1
-        assert await late == "timed_out"
-        gone = asyncio.create_task(waiter())
-        await asyncio.sleep(0)
-        gone.cancel()  # cancelled: 1
-        with pytest.raises(asyncio.CancelledError):
-            await gone
-        waiting = asyncio.create_task(waiter())
-        await asyncio.sleep(0)
+    def check(db: ConcurrencyLimiter) -> None:
+        handles.append(instrument(db, meter_provider=provider))
         seen = Collected(reader)
         assert seen["requests"] == {
             attrs("db", result="acquired"): 2,
@@ -159,23 +137,19 @@ def test_a_concurrency_limiter_reports_leases_queue_and_results(
         assert seen["lease_limit"] == {attrs("db"): 2}
         assert seen["peak_active_request_leases"] == {attrs("db"): 2}
         assert seen["active_keys"] == {attrs("db"): 0}
-        for lease in held:
-            assert lease is not None
-            lease.release()
-        assert await waiting == "served"
-        after = Collected(reader)
-        assert after["active_request_leases"] == {attrs("db"): 0}
-        assert after["queued_requests"] == {attrs("db"): 0}
-        assert after["requests"][attrs("db", result="acquired")] == 3
-        # One granted waiter, at once (timed-out and cancelled waiters are not timed); two
-        # leases held 1 s and the waiter's for no time.
-        assert after["request.time_in_queue.count"] == {attrs("db"): 1}
-        assert after["request.time_in_queue.sum"] == {attrs("db"): 0.0}
-        assert after["request_lease.duration.count"] == {attrs("db"): 3}
-        assert after["request_lease.duration.sum"] == {attrs("db"): 2.0}
 
-    asyncio.run(run())
-    handle.close()
+    run_every_outcome(clock, check)
+    after = Collected(reader)
+    assert after["active_request_leases"] == {attrs("db"): 0}
+    assert after["queued_requests"] == {attrs("db"): 0}
+    assert after["requests"][attrs("db", result="acquired")] == 3
+    # One granted waiter, at once (timed-out and cancelled waiters are not timed); two
+    # leases held 1 s and the waiter's for no time.
+    assert after["request.time_in_queue.count"] == {attrs("db"): 1}
+    assert after["request.time_in_queue.sum"] == {attrs("db"): 0.0}
+    assert after["request_lease.duration.count"] == {attrs("db"): 3}
+    assert after["request_lease.duration.sum"] == {attrs("db"): 2.0}
+    handles[0].close()
 
 
 def test_the_unkeyed_limiters_report_what_remains(

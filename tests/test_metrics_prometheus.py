@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from concurrency_outcomes import run_every_outcome
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
@@ -102,30 +103,7 @@ def test_a_full_store_counts_its_refused_and_evicted_keys(clock: ManualClock) ->
 def test_a_concurrency_limiter_exports_acquisitions_by_result_and_its_gauges(
     clock: ManualClock,
 ) -> None:
-    db = ConcurrencyLimiter(2, queue=2, queue_timeout=1, clock=clock, name="db")
-
-    async def waiter() -> str:
-        try:
-            async with db.acquire():
-                return "served"
-        except Overloaded as refused:
-            return refused.reason
-
-    async def run() -> None:
-        held = [db.try_acquire(), db.try_acquire()]  # acquired: 2
-        assert None not in held
-        assert db.try_acquire() is None  # rejected: 1
-        late = asyncio.create_task(waiter())
-        await asyncio.sleep(0)
-        clock.advance(1)  # timed out: 1
-        assert await late == "timed_out"
-        gone = asyncio.create_task(waiter())
-        await asyncio.sleep(0)
-        gone.cancel()  # cancelled: 1
-        with pytest.raises(asyncio.CancelledError):
-            await gone
-        waiting = asyncio.create_task(waiter())
-        await asyncio.sleep(0)
+    def check(db: ConcurrencyLimiter) -> None:
         series = scrape(PrometheusCollector(db))
         assert only(series, "rust_py_rate_limit_concurrency_requests_total") == {
             labels(limiter="db", result="acquired"): 2,
@@ -143,12 +121,8 @@ def test_a_concurrency_limiter_exports_acquisitions_by_result_and_its_gauges(
         }
         for metric, value in gauges.items():
             assert only(series, f"rust_py_rate_limit_{metric}") == {labels(limiter="db"): value}
-        for lease in held:
-            assert lease is not None
-            lease.release()
-        assert await waiting == "served"
 
-    asyncio.run(run())
+    run_every_outcome(clock, check)
 
 
 def test_a_concurrency_limiter_exports_its_queue_and_lease_histograms(clock: ManualClock) -> None:
