@@ -230,6 +230,9 @@ class RateLimiter:
     @property
     def track_top(self) -> int:
         """Keys monitored per shard for ``top_blocked`` (0: not tracked)."""
+    @property
+    def storage_healthy(self) -> bool | None:
+        """On Redis, False while an outage is under way; None in process."""
     def storage_latency(self) -> StorageLatency | None:
         """The Redis round trips' latency histogram; None in process."""
     def top_blocked(self, n: int | None = None, *, reset: bool = False) -> list[tuple[str, int]]:

@@ -189,7 +189,7 @@ def test_every_data_point_names_its_limiter_in_one_metric_a_name(
     for name, points in seen.points.items():
         for point in points:
             assert dict(point)[LIMITER] in {"fixed:1/60s", "pool", "token_bucket:1/1s,capacity=5"}
-        assert seen.units[name] in {"{request}", "{key}", "{error}", "s"}, name
+        assert seen.units[name] in {"{request}", "{key}", "{error}", "s", "1"}, name
 
 
 def test_top_caps_the_keys_and_keys_can_be_hashed_or_left_out(
@@ -286,10 +286,13 @@ def test_a_redis_limiter_reports_its_round_trips_and_errors_not_its_keys(
     limiter.reset("a")
     assert limiter.allow("a")
     assert not limiter.allow("a")
+    with instrument(limiter, meter_provider=provider):
+        assert Collected(reader)["storage.up"] == {attrs("r"): 1}
     own_server.kill()
     assert limiter.allow("a"), "on_storage_error='allow'"
     with instrument(limiter, meter_provider=provider):
         seen = Collected(reader)
+    assert seen["storage.up"] == {attrs("r"): 0}, "an outage under way"
     assert seen["storage.errors"] == {attrs("r"): 1}
     assert seen["top_blocked"] == {attrs("r", key="a"): 1}
     assert not seen["active_keys"], "Redis keeps the keys"

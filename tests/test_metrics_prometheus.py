@@ -294,9 +294,14 @@ def test_a_redis_limiter_exports_its_decisions_and_storage_errors_not_its_keys(
     limiter.reset("a")
     assert limiter.allow("a")
     assert not limiter.allow("a")
+    assert limiter.storage_healthy is True
+    up = scrape(PrometheusCollector(limiter))
+    assert only(up, "rust_py_rate_limit_storage_up") == {labels(limiter="r"): 1}
     own_server.kill()
     assert limiter.allow("a"), "on_storage_error='allow'"
+    assert limiter.storage_healthy is False, "the last round trip failed"
     series = scrape(PrometheusCollector(limiter))
+    assert only(series, "rust_py_rate_limit_storage_up") == {labels(limiter="r"): 0}
     assert only(series, "rust_py_rate_limit_storage_errors_total") == {labels(limiter="r"): 1}
     assert only(series, "rust_py_rate_limit_top_blocked") == {labels(limiter="r", key="a"): 1}
     assert not only(series, "rust_py_rate_limit_active_keys"), "Redis keeps the keys"

@@ -69,7 +69,9 @@ def card(reading: dict[str, Any], series: dict[str, list[list[float]]], window: 
             _row("storage", reading["storage"]),
         ]
         if reading["storage"] != "memory://" and not reading["storage"].startswith("shm://"):
+            healthy = reading["storage_healthy"]
             rows += [
+                _row("storage answering", "yes" if healthy else "no: outage under way"),
                 _row("storage errors", reading["storage_errors"]),
                 _row("round trip, mean ms", reading["latency_ms"]),
                 _row("fallback", reading["fallback"]),

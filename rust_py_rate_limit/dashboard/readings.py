@@ -37,6 +37,7 @@ def read(limiter: AnyLimiter, keys: KeyLabels, top: int) -> dict[str, Any]:
             "blocked": stats["blocked"],
             "active_keys": None if limiter._remote else stats["active_keys"],
             "storage_errors": stats["storage_errors"],
+            "storage_healthy": limiter.storage_healthy,
             "latency_ms": None if latency is None else _mean_ms(latency["sum"], latency["count"]),
             "fallback": limiter.fallback,
             "tracking": bool(limiter.track_top),

@@ -157,6 +157,11 @@ def _held(
     return read
 
 
+def _storage_up(_: Instrumentation, limiter: AnyLimiter) -> _Points:
+    assert isinstance(limiter, RateLimiter)
+    return [(1 if limiter.storage_healthy else 0, {})]
+
+
 def _lease_limit(_: Instrumentation, limiter: AnyLimiter) -> _Points:
     assert isinstance(limiter, ConcurrencyLimiter)
     return [(limiter.limit, {})]
@@ -255,6 +260,14 @@ _SPECS = (
         "Round trips to the storage (Redis) that failed.",
         _is_rate,
         _stat("storage_errors"),
+    ),
+    _Spec(
+        "gauge",
+        "storage.up",
+        "1",
+        "1 while the storage (Redis) answers, 0 during an outage (the last round trip failed).",
+        _remote_rate,
+        _storage_up,
     ),
     _Spec(
         "counter",

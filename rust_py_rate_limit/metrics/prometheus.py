@@ -42,6 +42,12 @@ _RATE = (
     ("counter", "storage_errors", "Round trips to the storage (Redis) that failed.", ()),
 )
 _ACTIVE_KEYS = ("gauge", "active_keys", "Keys tracked now.", ())
+_STORAGE_UP = (
+    "gauge",
+    "storage_up",
+    "1 while the storage (Redis) answers, 0 during an outage (the last round trip failed).",
+    (),
+)
 # (name without the prefix, help): the histograms, in seconds
 _LATENCY = (
     "storage_latency_seconds",
@@ -144,6 +150,8 @@ class PrometheusCollector(Collector):
             specs.append(_ACTIVE_KEYS)
         if rate and self._shows_keys():
             specs.append(_TOP)
+        if any(isinstance(x, RateLimiter) and x._remote for x in self.limiters):
+            specs.append(_STORAGE_UP)
         if ConcurrencyLimiter in kinds:
             specs.extend(_CONCURRENCY)
         if kinds - {RateLimiter, ConcurrencyLimiter}:
@@ -207,6 +215,8 @@ class PrometheusCollector(Collector):
             families["rejected_full"].add_metric([name], stats["rejected_full"])
             families["evicted"].add_metric([name], stats["evicted"])
         families["storage_errors"].add_metric([name], stats["storage_errors"])
+        if limiter._remote:
+            families["storage_up"].add_metric([name], 1 if limiter.storage_healthy else 0)
         if self._shows_keys() and limiter.track_top > 0:
             top = families["top_blocked"]
             for label, refusals in self._keys.top(limiter.top_blocked(self.top)):

@@ -827,6 +827,13 @@ impl RateLimiter {
         super::histogram::histogram_dict(py, &redis.latency()).map(Some)
     }
 
+    /// On Redis, False while an outage is under way (the last round trip failed, until one
+    /// succeeds: the failure policy or the fallback answers meanwhile); None in process.
+    #[getter]
+    fn storage_healthy(&self) -> Option<bool> {
+        self.redis.as_ref().map(|redis| redis.healthy())
+    }
+
     /// The limit of the first rate.
     #[getter]
     fn max_requests(&self) -> u64 {

@@ -192,6 +192,11 @@ impl RedisSide {
         ]
     }
 
+    /// False while an outage is under way (the last round trip failed).
+    pub fn healthy(&self) -> bool {
+        !self.backend.in_outage()
+    }
+
     /// How long the decisions' round trips took (see `RateLimiter.storage_latency`).
     pub fn latency(&self) -> crate::metrics::HistogramSnapshot {
         self.backend.latency()

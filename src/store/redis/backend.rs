@@ -197,6 +197,11 @@ impl RedisBackend {
         self.errors.load(Ordering::Relaxed)
     }
 
+    /// Whether an outage is under way: the last round trip failed (until one succeeds).
+    pub fn in_outage(&self) -> bool {
+        self.outage.load(Ordering::Relaxed)
+    }
+
     /// Records how a round trip went; `Some(true)` when it is the first failure of an outage,
     /// `Some(false)` when it is the first success after one, so that an outage is reported
     /// once, not once per request.
