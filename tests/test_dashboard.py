@@ -160,3 +160,37 @@ def test_the_same_dashboard_as_a_django_view() -> None:
         assert state.json()["limiters"][0]["top_blocked"] == [["ip:192.0.2.1", 3]]
         page = client.get("/limits/", HTTP_X_ADMIN="1")
         assert b"<svg" in page.content and b"ip:192.0.2.1" in page.content
+
+
+def test_the_bare_asgi_app_redirects_answers_head_and_lifespan() -> None:
+    dashboard = Dashboard(RateLimiter(1, 60, name="bare"))
+    sent: list[dict[str, Any]] = []
+
+    async def call(scope: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+        incoming = iter(messages)
+
+        async def receive() -> dict[str, Any]:
+            return next(incoming)
+
+        async def send(message: Any) -> None:
+            sent.append(dict(message))
+
+        await dashboard(scope, receive, send)
+
+    import asyncio
+
+    http = {"type": "http", "method": "GET", "root_path": "/limits", "path": "/limits"}
+    asyncio.run(call(http, []))
+    assert sent[0]["status"] == 307
+    assert (b"location", b"/limits/") in sent[0]["headers"]
+    sent.clear()
+    asyncio.run(call({**http, "method": "HEAD", "path": "/limits/api/state"}, []))
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"", "HEAD: headers, no body"
+    sent.clear()
+    lifespan = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    asyncio.run(call({"type": "lifespan"}, lifespan))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    environ = {"PATH_INFO": "/api/state", "REQUEST_METHOD": "DELETE", "SCRIPT_NAME": "/limits"}
+    statuses: list[str] = []
+    dashboard.wsgi(environ, lambda status, headers: statuses.append(status))
+    assert statuses == ["405 Method Not Allowed"]

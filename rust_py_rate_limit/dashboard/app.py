@@ -107,7 +107,9 @@ class Dashboard:
             return
         path = _relative(scope.get("path", "/"), scope.get("root_path", ""))
         if path == "":
-            target = scope.get("root_path", "") + scope.get("path", "")
+            full, root = scope.get("path", ""), scope.get("root_path", "")
+            # Starlette keeps the mount point in `path`; other servers give it apart.
+            target = full if root and full.startswith(root) else root + full
             reply = _Reply(307, "text/plain", b"", location=target.rstrip("/") + "/")
         else:
             reply = self._answer(path, scope.get("method", "GET"), scope)
@@ -152,7 +154,13 @@ def _relative(path: str, root_path: str) -> str:
     return path
 
 
-_REASONS = {200: "OK", 307: "Temporary Redirect", 403: "Forbidden", 404: "Not Found"}
+_REASONS = {
+    200: "OK",
+    307: "Temporary Redirect",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+}
 
 
 class _Reply:
@@ -185,4 +193,4 @@ class _Reply:
 
     @property
     def status_line(self) -> str:
-        return f"{self.status} {_REASONS.get(self.status, 'Method Not Allowed')}"
+        return f"{self.status} {_REASONS[self.status]}"

@@ -32,29 +32,30 @@ pub const LATENCY_BOUNDS_NS: [u64; 14] = [
 /// Upper bounds of the wait and lease buckets, nanoseconds: 50 µs to 5 minutes, the latency
 /// bounds and then 2.5 s, 5 s, 10 s, 30 s, 1, 2 and 5 minutes (a request may hold a
 /// concurrency permit, or wait for one, for as long as it takes: a long upload, a report).
-pub const DURATION_BOUNDS_NS: [u64; 21] = [
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-    30_000_000_000,
-    60_000_000_000,
-    120_000_000_000,
-    300_000_000_000,
-];
+pub const DURATION_BOUNDS_NS: [u64; 21] = longer(
+    LATENCY_BOUNDS_NS,
+    [
+        2_500_000_000,
+        5_000_000_000,
+        10_000_000_000,
+        30_000_000_000,
+        60_000_000_000,
+        120_000_000_000,
+        300_000_000_000,
+    ],
+);
+
+/// The latency bounds followed by `more` (so the two tables share their first buckets and
+/// cannot drift apart).
+const fn longer(first: [u64; 14], more: [u64; 7]) -> [u64; 21] {
+    let mut out = [0; 21];
+    let mut i = 0;
+    while i < 21 {
+        out[i] = if i < 14 { first[i] } else { more[i - 14] };
+        i += 1;
+    }
+    out
+}
 
 /// Durations observed, by bucket.
 #[derive(Debug)]
