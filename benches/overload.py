@@ -34,7 +34,8 @@ errors. For the burst, a second table tells where the server's time went (see ``
     cd /tmp && /path/to/venv/bin/python /path/to/checkout/benches/overload.py
     #   --quick   short runs, h11 only, under a minute
     #   --scenario unloaded,overload,burst   --variants bare,overload-8   --servers h11,httptools
-    #   --rate R (overload arrivals per second)   --burst N (1500)   --chart docs/overload.png
+    #   --rate R (overload arrivals per second)   --burst N (1500)
+    #   --chart docs/images/overload.png
     #   --json PATH (every summary, for later)
 
 Needs uvicorn, httptools, uvloop and Starlette (``pip install 'uvicorn[standard]' starlette``)

@@ -363,7 +363,9 @@ class ConcurrencyLimiter:
     def status(self, key: str | None = None) -> ConcurrencyStatus:
         """The limit, permits held and callers waiting for one key (or the unkeyed slot)."""
     def stats(self) -> ConcurrencyStats:
-        """Totals since creation and the counts now."""
+        """The name, totals since creation (refusals by reason) and the counts now."""
+    def _note_deadline_missed(self) -> None:
+        """Counts a permit whose holder missed its deadline (the overload layers' ``timeout``)."""
     def queue_time(self) -> Histogram:
         """How long the callers that queued waited until granted (limiter's clock), seconds."""
     def lease_duration(self) -> Histogram:

@@ -117,7 +117,7 @@ class _Guard:
         try:
             if policy.timeout is not None and policy.now() - arrived >= policy.timeout:
                 lease.release(dropped=True)
-                return self._refuse(environ, start_response, request, policy.deadline_error(key))
+                return self._refuse(environ, start_response, request, policy.missed_deadline(key))
             iterable = self.wsgi_app(environ, start_response)
         except BaseException:
             lease.release()

@@ -206,8 +206,10 @@ class OverloadPolicy:
             return self.timed_out, []
         return self.shed, [("Retry-After", str(self.retry_after))]
 
-    def deadline_error(self, key: str | None) -> Overloaded:
-        """The :class:`Overloaded` for a request that missed ``timeout``."""
+    def missed_deadline(self, key: str | None) -> Overloaded:
+        """Counts a request that missed ``timeout`` (``stats()["deadline_missed"]``) and
+        returns its :class:`Overloaded`."""
+        self.limiter._note_deadline_missed()
         status = self.limiter.status(key)
         return Overloaded(
             key,

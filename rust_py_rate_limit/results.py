@@ -21,8 +21,10 @@ class CheckResult(TypedDict):
 
 
 class Stats(TypedDict):
-    """``RateLimiter.stats()``: totals since creation, and the keys tracked now."""
+    """``RateLimiter.stats()``: the limiter's name, totals since creation, and the keys
+    tracked now."""
 
+    name: str
     allowed: int
     blocked: int
     total_checks: int
@@ -41,17 +43,29 @@ class ConcurrencyStatus(TypedDict):
 
 
 class ConcurrencyStats(TypedDict):
-    """``ConcurrencyLimiter.stats()``: totals since creation, then the counts now.
+    """``ConcurrencyLimiter.stats()``: the limiter's name, totals since creation, then the
+    counts now.
 
-    ``rejected`` counts every refusal but timeouts: no permit and no wait, queue full, shed,
-    ``max_keys``. ``cancelled``: waiters that gave up (a cancelled task, an interrupted
-    thread). ``max_in_flight_seen``: the most permits one key (or the unkeyed limiter) held.
+    ``rejected`` counts every refusal but timeouts, and is the sum of its four reasons:
+    ``rejected_no_permit`` (no permit free and the caller would not wait, or no queue),
+    ``rejected_queue_full``, ``rejected_shed`` (pushed out of the queue by a more important
+    caller) and ``rejected_max_keys``. ``timed_out``: waited past ``queue_timeout``.
+    ``cancelled``: waiters that gave up (a cancelled task, an interrupted thread).
+    ``deadline_missed``: requests an overload layer answered because they passed its
+    ``timeout`` (the SLA). ``max_in_flight_seen``: the most permits one key (or the unkeyed
+    limiter) held.
     """
 
+    name: str
     acquired: int
     rejected: int
+    rejected_no_permit: int
+    rejected_queue_full: int
+    rejected_shed: int
+    rejected_max_keys: int
     timed_out: int
     cancelled: int
+    deadline_missed: int
     queued_total: int
     max_in_flight_seen: int
     in_flight: int

@@ -190,7 +190,7 @@ class OverloadMiddleware:
             else:
                 dropped = not await self._within(arrived + timeout, scope, receive, send)
                 if dropped:
-                    await self._refuse(scope, receive, send, policy.deadline_error(key))
+                    await self._refuse(scope, receive, send, policy.missed_deadline(key))
         finally:
             lease.release(dropped=dropped)
 

@@ -50,7 +50,10 @@ class ModelSlot:
 @dataclass
 class ModelStats:
     acquired: int = 0
-    rejected: int = 0
+    #: refusals by reason: no_permit, queue_full, shed, max_keys
+    rejected: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("no_permit", "queue_full", "shed", "max_keys"), 0)
+    )
     timed_out: int = 0
     cancelled: int = 0
     queued_total: int = 0
@@ -125,7 +128,7 @@ class ConcurrencyModel:
         self._forget_if_idle(key)
 
     def _refuse(self, key: str | None, reason: str) -> tuple[str, object]:
-        self.stats.rejected += 1
+        self.stats.rejected[reason] += 1
         self._forget_if_idle(key)
         return ("refused", reason)
 
@@ -138,7 +141,7 @@ class ConcurrencyModel:
         if key not in self.slots:
             tracked = len(self.slots) - 1  # the unkeyed slot is not a key
             if self.max_keys is not None and tracked >= self.max_keys:
-                self.stats.rejected += 1
+                self.stats.rejected["max_keys"] += 1
                 return ("refused", "max_keys")
             self.slots[key] = ModelSlot()
         slot = self.slots[key]
@@ -151,7 +154,7 @@ class ConcurrencyModel:
             tail = self._tail(slot)
             if tail.priority < priority:
                 slot.waiters.remove(tail)
-                self.stats.rejected += 1
+                self.stats.rejected["shed"] += 1
                 self.outcomes[tail.ident] = ("refused", "shed")
             else:
                 return self._refuse(key, "queue_full")
@@ -198,12 +201,15 @@ class ConcurrencyModel:
         slot = self.slots.get(key)
         return len(slot.waiters) if slot else 0
 
-    def stats_dict(self) -> dict[str, int]:
+    def stats_dict(self, name: str) -> dict[str, object]:
         return {
+            "name": name,
             "acquired": self.stats.acquired,
-            "rejected": self.stats.rejected,
+            "rejected": sum(self.stats.rejected.values()),
+            **{f"rejected_{reason}": n for reason, n in self.stats.rejected.items()},
             "timed_out": self.stats.timed_out,
             "cancelled": self.stats.cancelled,
+            "deadline_missed": 0,
             "queued_total": self.stats.queued_total,
             "max_in_flight_seen": self.stats.max_in_flight_seen,
             "in_flight": sum(s.in_flight for s in self.slots.values()),

@@ -381,6 +381,7 @@ def test_remaining_does_not_consume_or_track(algorithm: str, clock: ManualClock)
     limiter = RateLimiter(4, 10, algorithm, clock=clock)
     assert [limiter.remaining("k") for _ in range(10)] == [4] * 10
     assert limiter.stats() == {
+        "name": limiter.name,
         "allowed": 0,
         "blocked": 0,
         "total_checks": 0,
@@ -429,6 +430,7 @@ def test_clear_forgets_every_key_but_keeps_the_totals(clock: ManualClock) -> Non
         assert admitted(limiter, key, 2) == 1
     limiter.clear()
     assert limiter.stats() == {
+        "name": limiter.name,
         "allowed": 3,
         "blocked": 3,
         "total_checks": 6,
@@ -446,14 +448,15 @@ def test_clear_forgets_every_key_but_keeps_the_totals(clock: ManualClock) -> Non
 
 def test_stats_counts_every_decision(clock: ManualClock) -> None:
     limiter = RateLimiter(2, 10, clock=clock)
-    assert limiter.stats() == dict.fromkeys(STATS_KEYS, 0)
+    assert limiter.stats() == {"name": limiter.name, **dict.fromkeys(STATS_KEYS, 0)}
     admitted(limiter, "a", 5)  # 2 allowed, 3 blocked
     limiter.check("b")
     limiter.decide("b", 3)  # blocked: cost above the limit
     limiter.remaining("c")  # not a check
     stats = limiter.stats()
-    assert set(stats) == STATS_KEYS
+    assert set(stats) == STATS_KEYS | {"name"}
     assert stats == {
+        "name": limiter.name,
         "allowed": 3,
         "blocked": 4,
         "total_checks": 7,
@@ -462,7 +465,7 @@ def test_stats_counts_every_decision(clock: ManualClock) -> None:
         "evicted": 0,
         "storage_errors": 0,
     }
-    assert all(type(v) is int for v in stats.values())
+    assert all(type(stats[k]) is int for k in STATS_KEYS)  # type: ignore[literal-required]
 
 
 def test_stats_json_parses_to_stats(clock: ManualClock) -> None:
@@ -472,6 +475,7 @@ def test_stats_json_parses_to_stats(clock: ManualClock) -> None:
     as_json = json.loads(limiter.stats_json())
     assert as_json == limiter.stats()
     assert as_json == {
+        "name": limiter.name,
         "allowed": 2,
         "blocked": 3,
         "total_checks": 5,
@@ -480,6 +484,14 @@ def test_stats_json_parses_to_stats(clock: ManualClock) -> None:
         "evicted": 0,
         "storage_errors": 0,
     }
+
+
+@pytest.mark.parametrize("name", [None, 'api "v2"\\ \n\x01 é ✓'])
+def test_stats_name_the_limiter_and_its_json_escapes_the_name(name: str | None) -> None:
+    limiter = RateLimiter(3, 60, "sliding", name=name)
+    expected = "sliding:3/60s" if name is None else name
+    assert limiter.stats()["name"] == limiter.name == expected
+    assert json.loads(limiter.stats_json())["name"] == expected
 
 
 # --- cleanup_expired() ----------------------------------------------------------------------
@@ -603,6 +615,7 @@ def test_a_full_map_refuses_new_keys_for_one_window(clock: ManualClock) -> None:
     assert refused["retry_after_seconds"] == 2
     assert limiter.decide("d").retry_after == 2.0
     assert limiter.stats() == {
+        "name": limiter.name,
         "allowed": 2,
         "blocked": 2,
         "total_checks": 4,

@@ -209,12 +209,18 @@ def test_a_lease_released_from_another_thread() -> None:
 
 def test_stats_count_every_outcome() -> None:
     clock = ManualClock()
-    limiter = ConcurrencyLimiter(1, queue=1, queue_timeout=1, clock=clock)
+    limiter = ConcurrencyLimiter(1, queue=1, queue_timeout=1, clock=clock, name="db")
     assert limiter.stats() == {
+        "name": "db",
         "acquired": 0,
         "rejected": 0,
+        "rejected_no_permit": 0,
+        "rejected_queue_full": 0,
+        "rejected_shed": 0,
+        "rejected_max_keys": 0,
         "timed_out": 0,
         "cancelled": 0,
+        "deadline_missed": 0,
         "queued_total": 0,
         "max_in_flight_seen": 0,
         "in_flight": 0,
@@ -231,11 +237,18 @@ def test_stats_count_every_outcome() -> None:
         waiting.join()
     assert held is not None
     held.release()
+    limiter._note_deadline_missed()  # what an overload layer does when `timeout` passes
     assert limiter.stats() == {
+        "name": "db",
         "acquired": 1,
         "rejected": 2,
+        "rejected_no_permit": 1,
+        "rejected_queue_full": 1,
+        "rejected_shed": 0,
+        "rejected_max_keys": 0,
         "timed_out": 1,
         "cancelled": 0,
+        "deadline_missed": 1,
         "queued_total": 1,
         "max_in_flight_seen": 1,
         "in_flight": 0,

@@ -194,7 +194,7 @@ class Harness:
                 "queued": self.model.queued(key),
             }
             assert status["in_flight"] <= self.config.limit
-        assert self.limiter.stats() == self.model.stats_dict()
+        assert self.limiter.stats() == self.model.stats_dict(self.limiter.name)
 
     async def finish(self) -> None:
         for task in self.tasks.values():

@@ -44,7 +44,8 @@ def test_the_page_and_its_state_under_fastapi(clock: ManualClock) -> None:
     moved = client.get("/limits", follow_redirects=False)
     assert moved.status_code == 307 and moved.headers["location"].endswith("/limits/")
     refuse(api, "ip:203.0.113.7", 3)
-    with pool.acquire():
+    with pool.acquire(), pool.acquire():
+        assert pool.try_acquire() is None  # refused: no permit free
         first = client.get("/limits/api/state").json()
     refuse(api, "ip:198.51.100.2", 1)
     state = client.get("/limits/api/state").json()
@@ -56,13 +57,21 @@ def test_the_page_and_its_state_under_fastapi(clock: ManualClock) -> None:
     # Two samples a second apart: between them one admission and one refusal.
     assert rate["history"]["allowed"] == [[0.0, 1.0]]
     assert rate["history"]["blocked"] == [[0.0, 1.0]]
-    assert first["limiters"][1]["in_flight"] == 1
-    assert state["limiters"][1]["history"]["in_flight"] == [[-1.0, 1.0], [0.0, 0.0]]
+    assert first["limiters"][1]["in_flight"] == 2
+    assert state["limiters"][1]["history"]["in_flight"] == [[-1.0, 2.0], [0.0, 0.0]]
+    assert state["limiters"][1]["refused"] == {
+        "no_permit": 1,
+        "queue_full": 0,
+        "shed": 0,
+        "max_keys": 0,
+        "timed_out": 0,
+    }
     assert state["limiters"][2]["remaining"] == 5
     page = client.get("/limits/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.text.count("<svg") == 2, "a chart for the rate limiter and the pool"
     assert "ip:203.0.113.7" in page.text and 'fetch("api/state"' in page.text
+    assert "<tr><th>refused, no permit free</th><td>1</td></tr>" in page.text
     assert "http://" not in page.text and "https://" not in page.text, "nothing from outside"
     assert client.post("/limits/api/state").status_code == 405
     assert client.get("/limits/nothing").status_code == 404

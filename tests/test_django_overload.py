@@ -424,6 +424,7 @@ def test_async_timeout_cancels_the_view_and_answers_408() -> None:
     assert took < 1.0
     assert limiter.in_flight == 0
     assert fast.status_code == 200  # a view within the timeout is served as usual
+    assert limiter.stats()["deadline_missed"] == 1
 
 
 def test_async_timeout_counts_the_queue_wait(clock: ManualClock) -> None:

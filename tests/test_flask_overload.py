@@ -197,6 +197,7 @@ def test_timeout_answers_408_without_running_the_view_when_the_wait_used_it_up(
     assert "Retry-After" not in response.headers
     assert app.calls == []  # type: ignore[attr-defined]
     assert overload.limiter.in_flight == 0
+    assert overload.limiter.stats()["deadline_missed"] == 1
 
 
 def test_timeout_never_cuts_a_running_view(clock: ManualClock) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from concurrency_outcomes import run_every_outcome
+from concurrency_outcomes import OUTCOMES, run_every_outcome
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
@@ -69,6 +69,10 @@ class Collected:
         return self.points.get(NS + short_name, {})
 
 
+#: Why a ConcurrencyLimiter refused, as the `reason` attribute says.
+REASONS = ("no_permit", "queue_full", "shed", "max_keys")
+
+
 def attrs(limiter: str, **more: str) -> frozenset[tuple[str, object]]:
     return frozenset({LIMITER: limiter, **{NS + k: v for k, v in more.items()}}.items())
 
@@ -124,16 +128,19 @@ def test_a_concurrency_limiter_reports_leases_queue_and_results(
         handles.append(instrument(db, meter_provider=provider))
         seen = Collected(reader)
         assert seen["requests"] == {
-            attrs("db", result="acquired"): 2,
-            attrs("db", result="rejected"): 1,
-            attrs("db", result="timed_out"): 1,
-            attrs("db", result="request_canceled"): 1,
+            attrs(
+                "db",
+                result="request_canceled" if result == "cancelled" else result,
+                **({"reason": reason} if reason else {}),
+            ): count
+            for (result, reason), count in OUTCOMES.items()
         }
+        assert seen["deadline_missed"] == {attrs("db"): 1}
         assert seen["active_request_leases"] == {attrs("db"): 2}
-        assert seen["queued_requests"] == {attrs("db"): 1}
+        assert seen["queued_requests"] == {attrs("db"): 2}
         assert seen.kinds[NS + "active_request_leases"] == "updown"
         assert seen.kinds[NS + "queued_requests"] == "updown"
-        assert seen["enqueued_requests"] == {attrs("db"): 3}
+        assert seen["enqueued_requests"] == {attrs("db"): 5}
         assert seen["lease_limit"] == {attrs("db"): 2}
         assert seen["peak_active_request_leases"] == {attrs("db"): 2}
         assert seen["active_keys"] == {attrs("db"): 0}
@@ -142,12 +149,12 @@ def test_a_concurrency_limiter_reports_leases_queue_and_results(
     after = Collected(reader)
     assert after["active_request_leases"] == {attrs("db"): 0}
     assert after["queued_requests"] == {attrs("db"): 0}
-    assert after["requests"][attrs("db", result="acquired")] == 3
-    # One granted waiter, at once (timed-out and cancelled waiters are not timed); two
-    # leases held 1 s and the waiter's for no time.
-    assert after["request.time_in_queue.count"] == {attrs("db"): 1}
+    assert after["requests"][attrs("db", result="acquired")] == 4
+    # Two granted waiters, at once (timed-out, cancelled and shed waiters are not timed);
+    # two leases held 1 s and the waiters' for no time.
+    assert after["request.time_in_queue.count"] == {attrs("db"): 2}
     assert after["request.time_in_queue.sum"] == {attrs("db"): 0.0}
-    assert after["request_lease.duration.count"] == {attrs("db"): 3}
+    assert after["request_lease.duration.count"] == {attrs("db"): 4}
     assert after["request_lease.duration.sum"] == {attrs("db"): 2.0}
     handles[0].close()
 
@@ -257,7 +264,7 @@ def test_two_instrumentations_on_one_provider_report_side_by_side(
         attrs("a", result="acquired"),
         attrs("a", result="rejected"),
         attrs("pool", result="acquired"),
-        attrs("pool", result="rejected"),
+        *(attrs("pool", result="rejected", reason=r) for r in REASONS),
         attrs("pool", result="timed_out"),
         attrs("pool", result="request_canceled"),
     }

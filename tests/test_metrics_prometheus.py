@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from concurrency_outcomes import run_every_outcome
+from concurrency_outcomes import OUTCOMES, run_every_outcome
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
@@ -106,15 +106,14 @@ def test_a_concurrency_limiter_exports_acquisitions_by_result_and_its_gauges(
     def check(db: ConcurrencyLimiter) -> None:
         series = scrape(PrometheusCollector(db))
         assert only(series, "rust_py_rate_limit_concurrency_requests_total") == {
-            labels(limiter="db", result="acquired"): 2,
-            labels(limiter="db", result="rejected"): 1,
-            labels(limiter="db", result="timed_out"): 1,
-            labels(limiter="db", result="cancelled"): 1,
+            labels(limiter="db", result=result, reason=reason): count
+            for (result, reason), count in OUTCOMES.items()
         }
         gauges = {
-            "concurrency_enqueued_total": 3,
+            "concurrency_deadline_missed_total": 1,
+            "concurrency_enqueued_total": 5,
             "concurrency_in_flight": 2,
-            "concurrency_queued": 1,
+            "concurrency_queued": 2,
             "concurrency_limit": 2,
             "concurrency_max_in_flight_seen": 2,
             "active_keys": 0,

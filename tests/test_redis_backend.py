@@ -762,6 +762,7 @@ def test_stats_reset_clear_and_cleanup(redis_server: RedisServer, redis: RespCli
     assert [limiter.allow("x") for _ in range(3)] == [True, True, False]
     limiter.allow("y")
     assert limiter.stats() == {
+        "name": limiter.name,
         "allowed": 3,
         "blocked": 1,
         "total_checks": 4,

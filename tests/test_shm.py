@@ -58,6 +58,7 @@ def test_a_shared_limiter_has_the_memory_api(shm_dir: pathlib.Path) -> None:
     assert asyncio.run(limiter.aallow("v")) is True
     assert asyncio.run(limiter.adecide("v")).allowed is False
     assert limiter.stats() == {
+        "name": limiter.name,
         "allowed": 6,
         "blocked": 2,
         "total_checks": 8,

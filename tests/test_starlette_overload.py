@@ -217,6 +217,7 @@ def test_an_app_that_has_not_started_its_response_by_the_timeout_gets_408() -> N
     # started in time, finished after the deadline: never cut
     assert (streamed.status_code, streamed.text) == (200, "first second")
     assert middleware.limiter.in_flight == 0
+    assert middleware.limiter.stats()["deadline_missed"] == 1  # the late one only
 
 
 def test_time_spent_queued_counts_against_the_timeout() -> None:

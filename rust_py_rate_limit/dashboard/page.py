@@ -48,6 +48,16 @@ def chart(series: dict[str, list[list[float]]], names: tuple[str, ...], window: 
     )
 
 
+#: A concurrency limiter's refusals, by reason, as its card names them.
+_REFUSAL_LABELS = (
+    ("no_permit", "refused, no permit free"),
+    ("queue_full", "refused, queue full"),
+    ("shed", "shed for a more important caller"),
+    ("max_keys", "refused, too many keys"),
+    ("timed_out", "timed out in the queue"),
+)
+
+
 def _row(label: str, value: object) -> str:
     shown = "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
     return f"<tr><th>{html.escape(label)}</th><td>{html.escape(shown)}</td></tr>"
@@ -83,7 +93,8 @@ def card(reading: dict[str, Any], series: dict[str, list[list[float]]], window: 
             _row("queued", reading["queued"]),
             _row("limit", reading["limit"]),
             _row("acquired", reading["allowed"]),
-            _row("refused or timed out", reading["blocked"]),
+            *(_row(label, reading["refused"][reason]) for reason, label in _REFUSAL_LABELS),
+            _row("missed the deadline", reading["deadline_missed"]),
         ]
         body = chart(series, ("in_flight", "queued", "limit"), window)
     else:

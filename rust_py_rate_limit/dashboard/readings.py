@@ -9,7 +9,7 @@ from typing import Any
 
 from .._core import ConcurrencyLimiter, RateLimiter
 from ..metrics._keys import KeyLabels
-from ..metrics._limiters import AnyLimiter
+from ..metrics._limiters import CONCURRENCY_OUTCOMES, AnyLimiter
 
 #: How much history the dashboard keeps, seconds.
 HISTORY_SECONDS = 300.0
@@ -50,6 +50,13 @@ def read(limiter: AnyLimiter, keys: KeyLabels, top: int) -> dict[str, Any]:
             "kind": "concurrency",
             "allowed": held["acquired"],
             "blocked": held["rejected"] + held["timed_out"],
+            # refusals by reason, and timeouts: every way a caller went without a permit
+            "refused": {
+                reason or result: held[field]  # type: ignore[literal-required]
+                for field, result, reason in CONCURRENCY_OUTCOMES
+                if result in ("rejected", "timed_out")
+            },
+            "deadline_missed": held["deadline_missed"],
             "in_flight": held["in_flight"],
             "queued": held["queued"],
             "limit": limiter.limit,

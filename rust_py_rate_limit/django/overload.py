@@ -104,7 +104,7 @@ class OverloadMiddleware:
         try:
             if policy.timeout is not None and policy.now() - arrived >= policy.timeout:
                 lease.release(dropped=True)
-                return self._refuse(request, policy.deadline_error(key))
+                return self._refuse(request, policy.missed_deadline(key))
             response = get_response(request)
             held = _hold_until_closed(response, lease)
             return response
@@ -135,7 +135,7 @@ class OverloadMiddleware:
                     response = await asyncio.wait_for(get_response(request), left)
                 except (TimeoutError, asyncio.TimeoutError):
                     lease.release(dropped=True)
-                    return await self._arefuse(request, policy.deadline_error(key))
+                    return await self._arefuse(request, policy.missed_deadline(key))
             held = _hold_until_closed(response, lease)
             return response
         finally:

@@ -13,7 +13,7 @@ from .._core import (
     TokenBucket,
 )
 
-__all__ = ["UNKEYED", "AnyLimiter", "checked_limiters"]
+__all__ = ["CONCURRENCY_OUTCOMES", "UNKEYED", "AnyLimiter", "checked_limiters"]
 
 #: Any limiter an exporter reads.
 AnyLimiter: TypeAlias = (
@@ -22,6 +22,18 @@ AnyLimiter: TypeAlias = (
 
 #: The limiters with no key (one state for the process).
 UNKEYED = (TokenBucket, Gcra, FixedWindow, SlidingWindow)
+
+#: How a ConcurrencyLimiter's acquisitions ended, each counted once: ``(field of stats(),
+#: result, reason)``. A refusal's reason says which; the other results have none.
+CONCURRENCY_OUTCOMES: tuple[tuple[str, str, str | None], ...] = (
+    ("acquired", "acquired", None),
+    ("rejected_no_permit", "rejected", "no_permit"),
+    ("rejected_queue_full", "rejected", "queue_full"),
+    ("rejected_shed", "rejected", "shed"),
+    ("rejected_max_keys", "rejected", "max_keys"),
+    ("timed_out", "timed_out", None),
+    ("cancelled", "cancelled", None),
+)
 
 _TYPES = (RateLimiter, ConcurrencyLimiter, *UNKEYED)
 _TYPE_NAMES = "RateLimiter, ConcurrencyLimiter, TokenBucket, Gcra, FixedWindow or SlidingWindow"

@@ -34,11 +34,12 @@ except ModuleNotFoundError as missing:  # pragma: no cover - the extra is instal
 
 from .._core import ConcurrencyLimiter, RateLimiter, __version__
 from ._keys import KeyLabels, MetricsKeys, top_setting
-from ._limiters import UNKEYED, AnyLimiter, checked_limiters
+from ._limiters import CONCURRENCY_OUTCOMES, UNKEYED, AnyLimiter, checked_limiters
 
 __all__ = [
     "ATTRIBUTE_KEY",
     "ATTRIBUTE_LIMITER",
+    "ATTRIBUTE_REASON",
     "ATTRIBUTE_RESULT",
     "METER_NAME",
     "Instrumentation",
@@ -54,6 +55,9 @@ _PREFIX = "rust_py_rate_limit.rate_limiting."
 ATTRIBUTE_LIMITER = _PREFIX + "limiter"
 #: How a request ended, on ``rust_py_rate_limit.rate_limiting.requests``.
 ATTRIBUTE_RESULT = _PREFIX + "result"
+#: Why a ConcurrencyLimiter refused (``"no_permit"``, ``"queue_full"``, ``"shed"``,
+#: ``"max_keys"``), on ``...rate_limiting.requests`` with ``result="rejected"``.
+ATTRIBUTE_REASON = _PREFIX + "reason"
 #: A refused key (as ``metrics_keys`` shows it), on ``...rate_limiting.top_blocked``.
 ATTRIBUTE_KEY = _PREFIX + "key"
 
@@ -61,12 +65,8 @@ ATTRIBUTE_KEY = _PREFIX + "key"
 # what ours do; its refusals name the limiter that refused ("endpoint_limiter",
 # "global_limiter"), which the `limiter` attribute does here, so a refusal is "rejected".
 _RATE_RESULTS = (("allowed", "acquired"), ("blocked", "rejected"))
-_CONCURRENCY_RESULTS = (
-    ("acquired", "acquired"),
-    ("rejected", "rejected"),
-    ("timed_out", "timed_out"),
-    ("cancelled", "request_canceled"),
-)
+# A ConcurrencyLimiter's: its outcomes, "cancelled" spelled as ASP.NET Core spells it.
+_CONCURRENCY_RESULTS = {"cancelled": "request_canceled"}
 
 Kind = Literal["counter", "up_down_counter", "gauge"]
 _Points = Iterable[tuple[int | float, dict[str, str]]]
@@ -112,8 +112,15 @@ def _is_unkeyed(limiter: AnyLimiter) -> bool:
 def _requests(_: Instrumentation, limiter: AnyLimiter) -> _Points:
     assert isinstance(limiter, RateLimiter | ConcurrencyLimiter)
     stats = cast("Mapping[str, int]", limiter.stats())
-    results = _RATE_RESULTS if isinstance(limiter, RateLimiter) else _CONCURRENCY_RESULTS
-    return [(stats[ours], {ATTRIBUTE_RESULT: theirs}) for ours, theirs in results]
+    if isinstance(limiter, RateLimiter):
+        return [(stats[ours], {ATTRIBUTE_RESULT: theirs}) for ours, theirs in _RATE_RESULTS]
+    points: list[tuple[int | float, dict[str, str]]] = []
+    for field, result, reason in CONCURRENCY_OUTCOMES:
+        attributes = {ATTRIBUTE_RESULT: _CONCURRENCY_RESULTS.get(result, result)}
+        if reason is not None:
+            attributes[ATTRIBUTE_REASON] = reason
+        points.append((stats[field], attributes))
+    return points
 
 
 def _stat(field: str) -> Callable[[Instrumentation, AnyLimiter], _Points]:
@@ -196,6 +203,14 @@ _SPECS = (
         "Requests waiting for a permit now.",
         _is_concurrency,
         _stat("queued"),
+    ),
+    _Spec(
+        "counter",
+        "deadline_missed",
+        "{request}",
+        "Requests an overload layer answered because they passed its timeout (the SLA).",
+        _is_concurrency,
+        _stat("deadline_missed"),
     ),
     _Spec(
         "counter",

@@ -27,7 +27,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - the extra is instal
 from .._core import ConcurrencyLimiter, RateLimiter
 from ..results import Histogram
 from ._keys import MAX_TOP, KeyLabels, MetricsKeys, top_setting
-from ._limiters import AnyLimiter, checked_limiters
+from ._limiters import CONCURRENCY_OUTCOMES, AnyLimiter, checked_limiters
 
 __all__ = ["MAX_TOP", "PrometheusCollector"]
 
@@ -71,8 +71,14 @@ _CONCURRENCY = (
     (
         "counter",
         "concurrency_requests",
-        "Concurrency limiter acquisitions, by how they ended.",
-        ("result",),
+        "Concurrency limiter acquisitions, by how they ended (a refusal's reason: why).",
+        ("result", "reason"),
+    ),
+    (
+        "counter",
+        "concurrency_deadline_missed",
+        "Requests an overload layer answered because they passed its timeout (the SLA).",
+        (),
     ),
     ("counter", "concurrency_enqueued", "Callers that waited in the queue.", ()),
     ("gauge", "concurrency_in_flight", "Permits held now.", ()),
@@ -236,8 +242,9 @@ def _latency(limiters: list[RateLimiter]) -> HistogramMetricFamily:
 def _concurrency(families: dict[str, _Family], name: str, limiter: ConcurrencyLimiter) -> None:
     stats = limiter.stats()
     requests = families["concurrency_requests"]
-    for result in ("acquired", "rejected", "timed_out", "cancelled"):
-        requests.add_metric([name, result], stats[result])
+    for field, result, reason in CONCURRENCY_OUTCOMES:
+        requests.add_metric([name, result, reason or ""], stats[field])  # type: ignore[literal-required]
+    families["concurrency_deadline_missed"].add_metric([name], stats["deadline_missed"])
     families["concurrency_enqueued"].add_metric([name], stats["queued_total"])
     families["active_keys"].add_metric([name], stats["active_keys"])
     families["concurrency_in_flight"].add_metric([name], stats["in_flight"])

@@ -96,11 +96,19 @@ pub enum Notice<W> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConcurrencyStats {
     pub acquired: u64,
-    /// Refused without a permit: no permit and no wait, queue full, shed, or `max_keys`.
-    pub rejected: u64,
+    /// Refused at once: no permit free and the caller would not wait (or no queue).
+    pub rejected_no_permit: u64,
+    /// Refused at once: the queue was full of waiters at least as important.
+    pub rejected_queue_full: u64,
+    /// Waiters pushed out of the queue by more important callers.
+    pub rejected_shed: u64,
+    /// New keys refused: `max_keys` keys were tracked.
+    pub rejected_max_keys: u64,
     pub timed_out: u64,
     /// Waiters that left on their own (a cancelled task, an interrupted thread).
     pub cancelled: u64,
+    /// Permits whose holders missed their deadline (an overload layer's `timeout`).
+    pub deadline_missed: u64,
     pub queued_total: u64,
     /// The most permits one slot has held at once.
     pub max_in_flight_seen: u64,
@@ -110,13 +118,38 @@ pub struct ConcurrencyStats {
 }
 
 impl ConcurrencyStats {
+    /// Every refusal but timeouts: the four `rejected_*` reasons together.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_no_permit
+            + self.rejected_queue_full
+            + self.rejected_shed
+            + self.rejected_max_keys
+    }
+
+    /// Counts a refusal under its reason (a timeout is counted where the waiter leaves).
+    fn refused(&mut self, refusal: Refusal) {
+        let count = match refusal {
+            Refusal::NoPermit => &mut self.rejected_no_permit,
+            Refusal::QueueFull => &mut self.rejected_queue_full,
+            Refusal::Shed => &mut self.rejected_shed,
+            Refusal::TooManyKeys => &mut self.rejected_max_keys,
+            Refusal::TimedOut => &mut self.timed_out,
+        };
+        *count += 1;
+    }
+
     /// Every figure by its public name, in the order `stats()` reports them.
-    pub fn fields(&self) -> [(&'static str, u64); 9] {
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
         [
             ("acquired", self.acquired),
-            ("rejected", self.rejected),
+            ("rejected", self.rejected()),
+            ("rejected_no_permit", self.rejected_no_permit),
+            ("rejected_queue_full", self.rejected_queue_full),
+            ("rejected_shed", self.rejected_shed),
+            ("rejected_max_keys", self.rejected_max_keys),
             ("timed_out", self.timed_out),
             ("cancelled", self.cancelled),
+            ("deadline_missed", self.deadline_missed),
             ("queued_total", self.queued_total),
             ("max_in_flight_seen", self.max_in_flight_seen),
             ("in_flight", self.in_flight),
@@ -247,7 +280,7 @@ impl<W> ConcurrencyLimiter<W> {
         let mut table = self.table.lock();
         let table = &mut *table;
         if !self.track(table, key) {
-            table.stats.rejected += 1;
+            table.stats.refused(Refusal::TooManyKeys);
             return (Acquired::Refused(Refusal::TooManyKeys), notices);
         }
         if let Some(permit) = table.grant_now(key, cost, now_ns) {
@@ -255,7 +288,7 @@ impl<W> ConcurrencyLimiter<W> {
         }
         let slot = table.slot(key).expect("tracked above");
         let refused = |table: &mut Table<W>, refusal| {
-            table.stats.rejected += 1;
+            table.stats.refused(refusal);
             table.forget_if_idle(key);
             Acquired::Refused(refusal)
         };
@@ -272,7 +305,7 @@ impl<W> ConcurrencyLimiter<W> {
                 .is_some_and(|lowest| lowest < priority)
             {
                 let shed = slot.queue.pop_last().expect("the queue is full");
-                table.stats.rejected += 1;
+                table.stats.refused(Refusal::Shed);
                 notices.push(Notice::Refused(shed.wake, Refusal::Shed));
             } else {
                 return (refused(table, Refusal::QueueFull), notices);
@@ -434,6 +467,11 @@ impl<W> ConcurrencyLimiter<W> {
     /// A guess at how long until a permit frees: the mean time permits are held.
     pub fn mean_hold_ns(&self) -> u64 {
         self.table.lock().mean_hold_ns
+    }
+
+    /// Counts a permit whose holder missed its deadline (an overload layer's `timeout`).
+    pub fn note_deadline_missed(&self) {
+        self.table.lock().stats.deadline_missed += 1;
     }
 
     /// How long the callers that queued waited for their permits (granted ones only).

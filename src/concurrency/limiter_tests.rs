@@ -56,7 +56,10 @@ fn permits_up_to_the_limit_then_refused_without_a_queue() {
     assert!(limiter.release(&a, false).is_empty());
     granted(limiter.acquire(None, 1, 0, None).0);
     let stats = limiter.stats();
-    assert_eq!((stats.acquired, stats.rejected, stats.in_flight), (3, 1, 2));
+    assert_eq!(
+        (stats.acquired, stats.rejected(), stats.in_flight),
+        (3, 1, 2)
+    );
     assert_eq!(stats.max_in_flight_seen, 2);
 }
 
@@ -72,7 +75,7 @@ fn try_grant_takes_free_permits_and_otherwise_records_nothing() {
     limiter.release(&keyed, false);
     let stats = limiter.stats();
     assert_eq!(
-        (stats.acquired, stats.rejected, stats.active_keys),
+        (stats.acquired, stats.rejected(), stats.active_keys),
         (2, 0, 0)
     );
     drop(held);
@@ -237,7 +240,11 @@ fn keys_have_their_own_limit_and_idle_keys_are_forgotten() {
         limiter.acquire(Some(b"c"), 1, 0, None).0,
         Acquired::Refused(Refusal::TooManyKeys)
     );
-    assert_eq!(limiter.stats().active_keys, 2);
+    let stats = limiter.stats();
+    assert_eq!(stats.active_keys, 2);
+    assert_eq!((stats.rejected_no_permit, stats.rejected_max_keys), (1, 1));
+    limiter.note_deadline_missed();
+    assert_eq!(limiter.stats().deadline_missed, 1);
     limiter.release(&a, false);
     assert_eq!(limiter.stats().active_keys, 1, "an idle key is dropped");
     granted(limiter.acquire(Some(b"c"), 1, 0, None).0);
@@ -337,6 +344,18 @@ fn run_against_model(seed: u64, order: Order) {
     let mut model_in_flight = 0u32;
     let mut model_queue: Vec<ModelWaiter> = Vec::new();
     let mut next_id = 0u32;
+    // refusals seen by reason: no permit, queue full, shed, timed out
+    let mut refusals = [0u64; 4];
+    let tally = |refusals: &mut [u64; 4], refusal: Refusal| {
+        let slot = match refusal {
+            Refusal::NoPermit => 0,
+            Refusal::QueueFull => 1,
+            Refusal::Shed => 2,
+            Refusal::TimedOut => 3,
+            Refusal::TooManyKeys => panic!("no keys here"),
+        };
+        refusals[slot] += 1;
+    };
     let head = |queue: &Vec<ModelWaiter>| -> Option<usize> {
         (0..queue.len()).min_by_key(|&i| {
             let w = &queue[i];
@@ -407,8 +426,12 @@ fn run_against_model(seed: u64, order: Order) {
                     (Acquired::Queued(ticket), "queued") => {
                         tickets.insert(id, ticket.clone());
                     }
-                    (Acquired::Refused(Refusal::NoPermit), "no_permit") => {}
-                    (Acquired::Refused(Refusal::QueueFull), "queue_full") => {}
+                    (Acquired::Refused(Refusal::NoPermit), "no_permit") => {
+                        tally(&mut refusals, Refusal::NoPermit)
+                    }
+                    (Acquired::Refused(Refusal::QueueFull), "queue_full") => {
+                        tally(&mut refusals, Refusal::QueueFull)
+                    }
                     _ => panic!("{context}: got {acquired:?}, model says {model}"),
                 }
                 notices
@@ -451,9 +474,25 @@ fn run_against_model(seed: u64, order: Order) {
                     held.push(permit);
                     got.push((id, None));
                 }
-                Notice::Refused(id, refusal) => got.push((id, Some(refusal))),
+                Notice::Refused(id, refusal) => {
+                    tally(&mut refusals, refusal);
+                    got.push((id, Some(refusal)));
+                }
             }
         }
+        let stats = limiter.stats();
+        let by_reason = [
+            stats.rejected_no_permit,
+            stats.rejected_queue_full,
+            stats.rejected_shed,
+            stats.timed_out,
+        ];
+        assert_eq!(by_reason, refusals, "{context}");
+        assert_eq!(
+            stats.rejected(),
+            refusals[..3].iter().sum::<u64>(),
+            "{context}"
+        );
         let mut sorted_expected = expected_wakes.clone();
         // expiry reports the timed-out in queue order: compare as sets per kind
         sorted_expected.sort_by_key(|&(id, r)| (r.is_none(), id));

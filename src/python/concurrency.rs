@@ -415,14 +415,21 @@ impl PyConcurrencyLimiter {
         Ok(status)
     }
 
-    /// Totals since creation (acquired, rejected, timed_out, cancelled, queued_total,
-    /// max_in_flight_seen) and the counts now (in_flight, queued, active_keys).
+    /// The name, totals since creation (acquired, rejected and its four reasons, timed_out,
+    /// cancelled, deadline_missed, queued_total, max_in_flight_seen) and the counts now
+    /// (in_flight, queued, active_keys).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = PyDict::new(py);
+        stats.set_item("name", &self.name)?;
         for (name, value) in self.shared.core.stats().fields() {
             stats.set_item(name, value)?;
         }
         Ok(stats)
+    }
+
+    /// Counts a permit whose holder missed its deadline (the overload layers' `timeout`).
+    fn _note_deadline_missed(&self) {
+        self.shared.core.note_deadline_missed();
     }
 
     /// How long the callers that queued waited until they got their permits, as a histogram

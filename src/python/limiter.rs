@@ -695,9 +695,11 @@ impl RateLimiter {
         py.detach(|| self.limiter.cleanup_expired())
     }
 
-    /// `allowed, blocked, total_checks, active_keys, rejected_full`.
+    /// `name`, then `allowed, blocked, total_checks, active_keys, rejected_full, evicted,
+    /// storage_errors`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
+        dict.set_item("name", &self.name)?;
         for (name, value) in self.stats_fields(py) {
             dict.set_item(name, value)?;
         }
@@ -706,10 +708,7 @@ impl RateLimiter {
 
     /// `stats()` as a JSON object.
     fn stats_json(&self, py: Python<'_>) -> String {
-        let fields = self
-            .stats_fields(py)
-            .map(|(name, value)| format!("\"{name}\":{value}"));
-        format!("{{{}}}", fields.join(","))
+        crate::metrics::stats_json(&self.name, &self.stats_fields(py))
     }
 
     /// The waiting code's step (see `_waiting.py`): admit now, reserve a turn, or refuse.
