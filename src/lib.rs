@@ -73,8 +73,9 @@ pub use rate::{parse_rates, Rate, RateParseError};
 pub use store::{OnFull, StoreStats};
 pub use unkeyed::{FixedWindow, Gcra, SlidingWindow, Strategy, TokenBucket};
 
-/// The README's Rust examples, compiled and run by `cargo test` as doctests (the README's other
-/// code blocks are marked `python`, `bash` or `text`, which rustdoc leaves alone).
+/// The Rust examples of the documentation site's Rust page, compiled and run by `cargo test`
+/// as doctests (its other code blocks are marked `python`, `bash`, `toml` or `text`, which
+/// rustdoc leaves alone).
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+#[doc = include_str!("../docs/rust.md")]
+pub struct RustPageDoctests;
