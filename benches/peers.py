@@ -9,7 +9,7 @@ round-robin. Peers that are not installed are skipped (install them with
 Run from outside the checkout:  python benches/peers.py [--calls N] [--chart PNG]
 
 ``--chart`` also draws the table as a PNG (matplotlib, log scale: the peers are 30-400x
-slower), one panel per scenario; the README shows ``docs/images/peers.png``.
+slower), one panel per scenario; docs/benchmarks.md shows ``docs/images/peers.png``.
 """
 
 from __future__ import annotations

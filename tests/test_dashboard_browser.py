@@ -3,7 +3,7 @@ scripts/test like redis-server) loads the page from a real uvicorn server; the t
 DOM after the page's script has run and saves a screenshot.
 
 ``DASHBOARD_SCREENSHOT=path pytest tests/test_dashboard_browser.py`` also copies the screenshot
-there (the README's is ``docs/images/dashboard.png``)."""
+there (the observability page's is ``docs/images/dashboard.png``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 checked against those libraries' own parsers: `limits.parse_many` and django-ratelimit's
 `_split_rate` (a private function, but importable without Django settings).
 
-The grammar (README, "API reference"; `src/rate.rs`) is `limits`' (several rates joined by `,`,
+The grammar (docs/reference/index.md; `src/rate.rs`) is `limits`' (several rates joined by `,`,
 `;` or `|`; `/` or `per`; an optional multiplier; units singular or plural; any case and
 whitespace), plus django-ratelimit's short form as it writes it (`5/m`, `5/10m`: lowercase, no
 spaces). It refuses, where `limits` accepts: a count of 0, a multiplier of 0 (`limits` reads it
