@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import django_support  # noqa: F401  (Django set up for the tests before a page would set it up)
 import pytest
 from conftest import CHECKOUT
 
