@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._callables import check_arity
+
 __all__ = [
     "KeyFunc",
     "accepts_asgi_scope",
@@ -268,8 +270,10 @@ def header_key(name: str, *, fallback: KeyFunc | None = None) -> KeyFunc:
 
 
 def key_func_from_spec(spec: str | KeyFunc, *, trusted_proxies: Any = ()) -> KeyFunc:
-    """A key function from ``"ip"``, ``"user"``, ``"header:<name>"`` or a callable."""
+    """A key function from ``"ip"``, ``"user"``, ``"header:<name>"`` or a callable of the
+    request (one that cannot take one argument is a TypeError here, not at the first request)."""
     if callable(spec):
+        check_arity(spec, 1, "`key_func`", "key_func(request)")
         return spec
     if not isinstance(spec, str):
         raise TypeError(

@@ -5,13 +5,13 @@ responses; every decision goes through :class:`RequestPolicy`.
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._callables import check_arity
 from ._core import Decision, RateLimiter
 from .headers import HeaderWriter
 from .keys import accepts_asgi_scope, key_func_from_spec
@@ -135,17 +135,7 @@ def check_on_blocked(
         return None
     if not callable(on_blocked):
         raise TypeError(f"{setting} must be callable, not {type(on_blocked).__name__}")
-    try:
-        signature = inspect.signature(on_blocked)
-    except (TypeError, ValueError):  # a builtin without a signature: it is called as is
-        return on_blocked
-    try:
-        signature.bind(None, None)
-    except TypeError:
-        name = getattr(on_blocked, "__qualname__", type(on_blocked).__name__)
-        raise TypeError(
-            f"{setting} is called as {call}, which {name}{signature} cannot take"
-        ) from None
+    check_arity(on_blocked, 2, setting, call)
     return on_blocked
 
 

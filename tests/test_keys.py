@@ -283,3 +283,30 @@ def test_the_builtin_address_and_header_keys_read_a_raw_asgi_scope() -> None:
     assert not accepts_asgi_scope(header_key("X-Api-Key", fallback=lambda request: "anon"))
     assert not accepts_asgi_scope(user_key())
     assert not accepts_asgi_scope(lambda request: "k")
+
+
+def test_a_key_function_that_cannot_take_the_request_is_refused_where_it_is_given() -> None:
+    # 0.3.1's Flask key functions took no argument: each request then failed with a 500.
+    from flask import Flask
+
+    from rust_py_rate_limit.django import ratelimit
+    from rust_py_rate_limit.fastapi import RateLimit
+    from rust_py_rate_limit.flask import FlaskRateLimiter
+
+    def no_request() -> str:
+        return "k"
+
+    def two_things(request: object, other: object) -> str:
+        return "k"
+
+    message = r"`key_func` is called as key_func\(request\), which \S*no_request\(\)"
+    with pytest.raises(TypeError, match=message):
+        FlaskRateLimiter(Flask("keys"), limit=1, window_seconds=1, key_func=no_request)
+    with pytest.raises(TypeError, match=message):
+        RateLimit("1/minute", key_func=no_request)
+    with pytest.raises(TypeError, match=r"two_things\(request: 'object', other: 'object'\)"):
+        ratelimit("1/minute", key_func=two_things)
+    # what can take one argument passes: a default, *args, a builtin without a signature
+    RateLimit("1/minute", key_func=lambda request, extra=None: "k")
+    RateLimit("1/minute", key_func=lambda *args: "k")
+    RateLimit("1/minute", key_func=str)
