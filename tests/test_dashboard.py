@@ -133,11 +133,14 @@ def test_the_same_dashboard_as_wsgi_under_flask() -> None:
     [
         ((), {}, ValueError, "at least one limiter"),
         (("api",), {}, TypeError, "str"),
-        ((RateLimiter(1, 1),), {"auth": "yes"}, TypeError, "`auth`"),
+        ((RateLimiter(1, 1),), {"auth": "yes"}, TypeError, r"`auth` .*str \('yes'\)"),
         ((RateLimiter(1, 1),), {"top": 101}, ValueError, "`top`"),
         ((RateLimiter(1, 1),), {"top": True}, TypeError, "`top`"),
         ((RateLimiter(1, 1),), {"metrics_keys": "all"}, ValueError, "`metrics_keys`"),
         ((RateLimiter(1, 1),), {"title": ""}, ValueError, "`title`"),
+        ((RateLimiter(1, 1),), {"title": 5}, TypeError, r"`title` must be a str, not int \(5\)"),
+        ((RateLimiter(1, 1),), {"title": None}, TypeError, r"`title` .*NoneType"),
+        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt` .*\(7\)"),
     ],
 )
 def test_bad_settings_are_refused_by_name(
