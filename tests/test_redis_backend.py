@@ -631,6 +631,16 @@ def test_a_refused_url_hides_its_password_however_it_is_written(url: str) -> Non
     assert "s3" not in str(excinfo.value) and "cret" not in str(excinfo.value), excinfo.value
 
 
+def test_an_outage_log_names_what_decides_meanwhile(caplog: pytest.LogCaptureFixture) -> None:
+    down = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
+    with caplog.at_level(logging.WARNING, logger="rust_py_rate_limit"):
+        assert RateLimiter(1, 60, storage=down, fallback="memory").allow("k")
+        assert RateLimiter(1, 60, storage=down, on_storage_error="allow").allow("k")
+    fallback, policy = [r.getMessage() for r in caplog.records]
+    assert "the in-memory fallback decides" in fallback and "on_storage_error" not in fallback
+    assert 'on_storage_error="allow" applies' in policy
+
+
 def test_storage_must_be_a_str() -> None:
     with pytest.raises(TypeError, match="`storage`"):
         RateLimiter(1, 1, storage=b"redis://h")  # type: ignore[arg-type]
