@@ -549,8 +549,10 @@ mod tests {
         for c in top {
             *seen.entry(c.key.to_vec()).or_default() += c.count;
         }
-        let expected: std::collections::HashMap<Vec<u8>, u64> =
-            keys.iter().map(|k| (k.as_bytes().to_vec(), ROUNDS)).collect();
+        let expected: std::collections::HashMap<Vec<u8>, u64> = keys
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), ROUNDS))
+            .collect();
         assert_eq!(seen, expected);
         assert!(
             intervals_with_counts > 1,

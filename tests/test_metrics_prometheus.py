@@ -252,7 +252,7 @@ def test_every_kind_at_once_makes_an_exposition_both_parsers_read_back(clock: Ma
         SlidingWindow(4, 10, clock=clock),
     )
     for limiter in (untracked, tracked):
-        for key in ("a", "a", "b\n\"}", "b\n\"}"):
+        for key in ("a", "a", 'b\n"}', 'b\n"}'):
             limiter.allow(key)
     assert down.allow("k") and down.storage_healthy is False
     with tenants.acquire("t:1"), pool.acquire():
@@ -279,7 +279,8 @@ def test_every_kind_at_once_makes_an_exposition_both_parsers_read_back(clock: Ma
         (s.labels["limiter"], s.labels["key"]): s.value
         for s in families["rust_py_rate_limit_top_blocked"].samples
     }
-    assert top == {('quote " and \\ back\nslash', "a"): 1, ('quote " and \\ back\nslash', 'b\n\"}'): 1}
+    odd = 'quote " and \\ back\nslash'
+    assert top == {(odd, "a"): 1, (odd, 'b\n"}'): 1}
     for family in families.values():
         if family.type != "histogram":
             continue
@@ -409,7 +410,7 @@ def test_register_uses_the_default_registry_and_returns_the_collector() -> None:
         ((RateLimiter(1, 1),), {"metrics_keys": None}, TypeError, r"`metrics_keys` must be a str"),
         ((RateLimiter(1, 1),), {"salt": b"x"}, ValueError, r"`salt` applies only to .*'hash'"),
         ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": b""}, ValueError, "`salt`"),
-        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt` .*int \(7\)"),
+        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt`.*\(7\)"),
     ],
 )
 def test_bad_collector_arguments_are_named(

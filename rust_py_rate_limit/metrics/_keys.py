@@ -59,9 +59,7 @@ class KeyLabels:
             if not self._salt:
                 raise ValueError("`salt` must not be empty")
         else:
-            raise TypeError(
-                f"`salt` must be bytes or a str, not {type(salt).__name__} ({salt!r})"
-            )
+            raise TypeError(f"`salt` must be bytes or a str, not {type(salt).__name__} ({salt!r})")
 
     def label(self, key: str) -> str | None:
         """The label value for ``key``; None when keys are not shown."""

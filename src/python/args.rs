@@ -55,16 +55,13 @@ pub fn flag(value: Option<&Bound<'_, PyAny>>, name: &str, default: bool) -> PyRe
     let Some(value) = value.filter(|v| !v.is_none()) else {
         return Ok(default);
     };
-    value
-        .cast::<PyBool>()
-        .map(|b| b.is_true())
-        .map_err(|_| {
-            PyTypeError::new_err(format!(
-                "`{name}` must be True or False, not {} ({})",
-                type_name(value),
-                value.repr().map(|r| r.to_string()).unwrap_or_default()
-            ))
-        })
+    value.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "`{name}` must be True or False, not {} ({})",
+            type_name(value),
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })
 }
 
 /// A key: any `str`.

@@ -794,7 +794,12 @@ impl RateLimiter {
 
     /// The `n` keys refused most often since the tracker was last reset, most first, as
     /// `(key, refusals)`; `reset=True` starts a new interval.
-    #[pyo3(signature = (n=None, *, reset=None))]
+    // `reset=None` is taken as False (as None is the default of every other setting), so that
+    // anything else can be refused by name; the signature shows the default it stands for.
+    #[pyo3(
+        signature = (n=None, *, reset=None),
+        text_signature = "($self, /, n=None, *, reset=False)"
+    )]
     fn top_blocked(
         &self,
         n: Option<&Bound<'_, PyAny>>,

@@ -348,7 +348,10 @@ mod tests {
             ("redis://h?password=s3cret", "redis://h?password=***"),
             ("redis://:s3/cret@h:1/0", "redis://***@h:1/0"),
             ("rediss://u:s3?cret@h:6380", "rediss://***@h:6380"),
-            ("redis+cluster://:s3/c@cret@x:1,y:2", "redis+cluster://***@x:1,y:2"),
+            (
+                "redis+cluster://:s3/c@cret@x:1,y:2",
+                "redis+cluster://***@x:1,y:2",
+            ),
         ] {
             let err = parse_storage(url).unwrap_err().0;
             assert!(err.contains(&format!("{quoted:?}")), "{url}: {err}");
