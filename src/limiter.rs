@@ -511,6 +511,56 @@ mod tests {
     }
 
     #[test]
+    fn resetting_while_threads_refuse_loses_and_doubles_no_refusal() {
+        // Few keys (fewer than a shard monitors): the counts are exact, so the intervals that
+        // resets cut, added up, are every refusal, in the shards and in the told tracker.
+        let clock = ManualClock::new(0);
+        let l = std::sync::Arc::new(limiter("1/hour", AlgorithmKind::Fixed, &clock));
+        l.track_top(Some(16), true);
+        let keys: Vec<String> = (0..8).map(|i| format!("client:{i}")).collect();
+        for key in &keys {
+            assert!(l.allow(key, 1));
+        }
+        const ROUNDS: u64 = 20_000;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let mut seen: std::collections::HashMap<Vec<u8>, u64> = Default::default();
+        let mut intervals_with_counts = 0;
+        std::thread::scope(|scope| {
+            for pair in keys.chunks(2) {
+                let (l, done) = (&l, &done);
+                scope.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        assert!(!l.allow(&pair[0], 1));
+                        l.note_refused(pair[1].as_bytes());
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            while done.load(Ordering::Relaxed) < keys.len() / 2 {
+                let (top, total) = l.top_refused(100, true).unwrap();
+                assert_eq!(total, top.iter().map(|c| c.count).sum::<u64>());
+                intervals_with_counts += usize::from(total > 0);
+                for c in top {
+                    *seen.entry(c.key.to_vec()).or_default() += c.count;
+                }
+            }
+        });
+        let (top, _) = l.top_refused(100, true).unwrap();
+        for c in top {
+            *seen.entry(c.key.to_vec()).or_default() += c.count;
+        }
+        let expected: std::collections::HashMap<Vec<u8>, u64> = keys
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), ROUNDS))
+            .collect();
+        assert_eq!(seen, expected);
+        assert!(
+            intervals_with_counts > 1,
+            "no reset came while the threads refused: nothing was raced"
+        );
+    }
+
+    #[test]
     fn a_bucket_key_reserves_instants_in_order_and_takes_refunds_back() {
         let clock = ManualClock::new(0);
         let l = limiter("1/second", AlgorithmKind::TokenBucket, &clock);

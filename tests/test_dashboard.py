@@ -111,6 +111,61 @@ def test_auth_refuses_with_403_and_a_redis_password_never_shows() -> None:
     assert RateLimiter(1, 60).storage_healthy is None, "in process"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:s3cret@127.0.0.1:1/0",
+        "redis://:s3cret@127.0.0.1:1/0?socket_timeout=0.01",
+        "rediss://:s3cret@127.0.0.1:1",
+        "valkey://default:s3cret@127.0.0.1:1/2",
+        "redis+cluster://:s3cret@127.0.0.1:1,127.0.0.1:2",
+        "rediss+cluster://admin:s3cret@127.0.0.1:1,127.0.0.1:2?socket_connect_timeout=1",
+        "redis://:s3cr%40et@127.0.0.1:1/0",  # an '@' in the password, percent-encoded
+        "redis://:s3cr@et@127.0.0.1:1/0",  # or not: the host is after the last '@'
+    ],
+)
+def test_no_form_of_redis_url_shows_its_password_in_the_page_or_the_json(url: str) -> None:
+    limiter = RateLimiter(1, 60, storage=url, on_storage_error="allow", name="r")
+    client = asgi_client(Dashboard(limiter))
+    page = client.get("/limits/").text
+    state = client.get("/limits/api/state").text
+    assert "<svg" in page and '"name": "r"' in state
+    for shown in (page, state, repr(limiter)):
+        assert "s3cr" not in shown and "***@127.0.0.1:" in shown
+
+
+def test_hashed_or_hidden_keys_leave_no_trace_of_the_key() -> None:
+    limiter = RateLimiter(1, 3600, name="web")
+    key = "user:quinn@example.org"  # no run of hex digits: a hash label cannot contain it
+    refuse(limiter, key, 3)
+    for metrics_keys in ("hash", "none"):
+        dashboard = Dashboard(limiter, metrics_keys=metrics_keys)
+        client = asgi_client(dashboard)
+        shown = [client.get("/limits/").text, client.get("/limits/api/state").text]
+        shown += [repr(dashboard), repr(dashboard.wsgi), str(dashboard.state())]
+        for text in shown:
+            assert "quinn" not in text and "example" not in text, (metrics_keys, text)
+
+
+def test_keys_left_out_are_said_to_be_hidden_not_absent() -> None:
+    limiter = RateLimiter(1, 3600, name="web")
+    refuse(limiter, "ip:1", 2)
+    hidden = Dashboard(limiter, metrics_keys="none").state()["html"]
+    assert "<li>none</li>" not in hidden and "hidden (metrics_keys=&quot;none&quot;)" in hidden
+    unlisted = Dashboard(limiter, top=0).state()["html"]
+    assert "<li>none</li>" not in unlisted and "not listed (top=0)" in unlisted
+    assert "<li>none</li>" in Dashboard(RateLimiter(1, 1)).state()["html"], "none refused yet"
+
+
+def test_the_card_says_when_the_fallback_is_deciding() -> None:
+    limiter = RateLimiter(1, 60, storage="redis://127.0.0.1:1/0", fallback="memory", name="r")
+    assert "<tr><th>fallback</th><td>memory</td></tr>" in Dashboard(limiter).state()["html"]
+    assert limiter.allow("k") and not limiter.allow("k"), "nothing on port 1: memory decides"
+    state = Dashboard(limiter).state()
+    assert "<tr><th>fallback</th><td>memory, deciding now</td></tr>" in state["html"]
+    assert state["limiters"][0]["fallback_active"] is True
+
+
 def test_the_same_dashboard_as_wsgi_under_flask() -> None:
     limiter = RateLimiter(1, 3600, name="login")
     refuse(limiter, "user:7", 2)
@@ -133,11 +188,14 @@ def test_the_same_dashboard_as_wsgi_under_flask() -> None:
     [
         ((), {}, ValueError, "at least one limiter"),
         (("api",), {}, TypeError, "str"),
-        ((RateLimiter(1, 1),), {"auth": "yes"}, TypeError, "`auth`"),
+        ((RateLimiter(1, 1),), {"auth": "yes"}, TypeError, r"`auth` .*str \('yes'\)"),
         ((RateLimiter(1, 1),), {"top": 101}, ValueError, "`top`"),
         ((RateLimiter(1, 1),), {"top": True}, TypeError, "`top`"),
         ((RateLimiter(1, 1),), {"metrics_keys": "all"}, ValueError, "`metrics_keys`"),
         ((RateLimiter(1, 1),), {"title": ""}, ValueError, "`title`"),
+        ((RateLimiter(1, 1),), {"title": 5}, TypeError, r"`title` must be a str, not int \(5\)"),
+        ((RateLimiter(1, 1),), {"title": None}, TypeError, r"`title` .*NoneType"),
+        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt` .*\(7\)"),
     ],
 )
 def test_bad_settings_are_refused_by_name(

@@ -225,6 +225,31 @@ def test_top_caps_the_keys_and_keys_can_be_hashed_or_left_out(
         assert all(KEY not in dict(point) for point in points), "no key anywhere"
 
 
+def test_hidden_keys_stay_hidden_beside_an_instrumentation_that_shows_them(
+    clock: ManualClock, reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    # One top_blocked instrument a provider, whose callback reads both instrumentations:
+    # each must apply its own metrics_keys.
+    shown = RateLimiter(1, 60, clock=clock, name="shown")
+    hidden = RateLimiter(1, 60, clock=clock, name="hidden")
+    hashed = RateLimiter(1, 60, clock=clock, name="hashed")
+    for limiter in (shown, hidden, hashed):
+        for _ in range(3):
+            limiter.allow("ip:203.0.113.7")
+    with (
+        instrument(shown, meter_provider=provider),
+        instrument(hidden, meter_provider=provider, metrics_keys="none"),
+        instrument(hashed, meter_provider=provider, metrics_keys="hash", salt="pepper"),
+    ):
+        collected = Collected(reader)
+    digest = hmac.new(b"pepper", b"ip:203.0.113.7", hashlib.sha256).hexdigest()[:16]
+    assert collected["top_blocked"] == {
+        attrs("shown", key="ip:203.0.113.7"): 2,
+        attrs("hashed", key=digest): 2,
+    }
+    assert collected["requests"][attrs("hidden", result="rejected")] == 2
+
+
 def test_close_stops_the_reporting_and_a_new_instrumentation_takes_over(
     clock: ManualClock, reader: InMemoryMetricReader, provider: MeterProvider
 ) -> None:
@@ -327,7 +352,7 @@ def test_a_redis_limiter_reports_its_round_trips_and_errors_not_its_keys(
         ((RateLimiter(1, 1),), {"metrics_keys": "hashed"}, ValueError, r"got 'hashed'"),
         ((RateLimiter(1, 1),), {"metrics_keys": None}, TypeError, r"`metrics_keys` must be a str"),
         ((RateLimiter(1, 1),), {"salt": b"x"}, ValueError, r"`salt` applies only to .*'hash'"),
-        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt` must be"),
+        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt`.*\(7\)"),
         ((RateLimiter(1, 1),), {"meter_provider": "otel"}, TypeError, r"MeterProvider .*'otel'"),
     ],
 )

@@ -12,6 +12,10 @@ import sys
 import pytest
 from concurrency_outcomes import OUTCOMES, run_every_outcome
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_generate
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_parse,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
 from test_adaptive_limit import run_service
@@ -233,6 +237,69 @@ def test_one_collector_reads_every_kind_of_limiter_in_one_family_a_metric(
     assert len(families) == len(set(families)), families
 
 
+def test_every_kind_at_once_makes_an_exposition_both_parsers_read_back(clock: ManualClock) -> None:
+    untracked = RateLimiter(1, 60, clock=clock, track_top=0, name="untracked")
+    tracked = RateLimiter(1, 60, clock=clock, name='quote " and \\ back\nslash')
+    down = RateLimiter(  # nothing listens on port 1: every round trip fails at once
+        1, 60, storage="redis://:s3cret@127.0.0.1:1/0", on_storage_error="allow", name="down"
+    )
+    pool = ConcurrencyLimiter(2, name="pool")
+    tenants = ConcurrencyLimiter(1, name="tenants", max_keys=8)
+    unkeyed = (
+        TokenBucket(2, 1, 5, clock=clock),
+        Gcra(3, 1, clock=clock),
+        FixedWindow(3, 10, clock=clock),
+        SlidingWindow(4, 10, clock=clock),
+    )
+    for limiter in (untracked, tracked):
+        for key in ("a", "a", 'b\n"}', 'b\n"}'):
+            limiter.allow(key)
+    assert down.allow("k") and down.storage_healthy is False
+    with tenants.acquire("t:1"), pool.acquire():
+        assert tenants.try_acquire("t:1") is None
+    collector = PrometheusCollector(untracked, tracked, down, pool, tenants, *unkeyed)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    described = {family.name for family in collector.describe()}
+    assert described == set(families), "describe() names what collect() yields"
+    assert "s3cret" not in text
+    kinds = {name: family.type for name, family in families.items()}
+    assert kinds["rust_py_rate_limit_requests"] == "counter"
+    assert kinds["rust_py_rate_limit_storage_latency_seconds"] == "histogram"
+    assert kinds["rust_py_rate_limit_remaining"] == "gauge"
+    blocked = {
+        s.labels["limiter"]: s.value
+        for s in families["rust_py_rate_limit_requests"].samples
+        if s.labels.get("result") == "blocked"
+    }
+    assert blocked == {"untracked": 2, 'quote " and \\ back\nslash': 2, "down": 0}
+    top = {
+        (s.labels["limiter"], s.labels["key"]): s.value
+        for s in families["rust_py_rate_limit_top_blocked"].samples
+    }
+    odd = 'quote " and \\ back\nslash'
+    assert top == {(odd, "a"): 1, (odd, 'b\n"}'): 1}
+    for family in families.values():
+        if family.type != "histogram":
+            continue
+        for limiter in {s.labels["limiter"] for s in family.samples}:
+            buckets = [
+                s.value
+                for s in family.samples
+                if s.name.endswith("_bucket") and s.labels["limiter"] == limiter
+            ]
+            [count] = [
+                s.value
+                for s in family.samples
+                if s.name.endswith("_count") and s.labels["limiter"] == limiter
+            ]
+            assert buckets == sorted(buckets) and buckets[-1] == count, (family.name, limiter)
+    openmetrics = openmetrics_generate(registry).decode()
+    assert {f.name for f in openmetrics_parse(openmetrics)} == set(families)
+
+
 def test_top_caps_the_keys_and_zero_leaves_them_out(clock: ManualClock) -> None:
     api = RateLimiter(1, 60, clock=clock, name="api")
     for key, tries in (("a", 2), ("b", 4), ("c", 3)):
@@ -343,7 +410,7 @@ def test_register_uses_the_default_registry_and_returns_the_collector() -> None:
         ((RateLimiter(1, 1),), {"metrics_keys": None}, TypeError, r"`metrics_keys` must be a str"),
         ((RateLimiter(1, 1),), {"salt": b"x"}, ValueError, r"`salt` applies only to .*'hash'"),
         ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": b""}, ValueError, "`salt`"),
-        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt` must be"),
+        ((RateLimiter(1, 1),), {"metrics_keys": "hash", "salt": 7}, TypeError, r"`salt`.*\(7\)"),
     ],
 )
 def test_bad_collector_arguments_are_named(

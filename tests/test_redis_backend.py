@@ -615,6 +615,32 @@ def test_a_password_is_not_shown_in_errors_or_repr() -> None:
     assert limiter.storage == "redis://:***@127.0.0.1:1/0"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0?password=s3cret",  # redis-py's spelling: an unknown option here
+        "redis://127.0.0.1:6379/0?socket_timeout=1&password=s3cret&x=1",
+        "redis://:s3/cret@127.0.0.1:6379/0",  # a '/' not percent-encoded: no host found
+        "rediss://user:s3?cret@cache:6380",  # a '?' likewise
+        "redis+cluster://:s3/cret@a:1,b:2",
+    ],
+)
+def test_a_refused_url_hides_its_password_however_it_is_written(url: str) -> None:
+    with pytest.raises(ValueError, match="invalid storage URL") as excinfo:
+        RateLimiter(1, 1, storage=url)
+    assert "s3" not in str(excinfo.value) and "cret" not in str(excinfo.value), excinfo.value
+
+
+def test_an_outage_log_names_what_decides_meanwhile(caplog: pytest.LogCaptureFixture) -> None:
+    down = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
+    with caplog.at_level(logging.WARNING, logger="rust_py_rate_limit"):
+        assert RateLimiter(1, 60, storage=down, fallback="memory").allow("k")
+        assert RateLimiter(1, 60, storage=down, on_storage_error="allow").allow("k")
+    fallback, policy = [r.getMessage() for r in caplog.records]
+    assert "the in-memory fallback decides" in fallback and "on_storage_error" not in fallback
+    assert 'on_storage_error="allow" applies' in policy
+
+
 def test_storage_must_be_a_str() -> None:
     with pytest.raises(TypeError, match="`storage`"):
         RateLimiter(1, 1, storage=b"redis://h")  # type: ignore[arg-type]

@@ -111,6 +111,13 @@ def test_a_bad_n_is_refused_by_name(n: object, error: type[Exception]) -> None:
         RateLimiter(1, 1).top_blocked(n)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("reset", [1, 0, "yes"])
+def test_a_reset_that_is_not_a_bool_is_refused_by_name(reset: object) -> None:
+    with pytest.raises(TypeError, match=r"`reset` must be True or False") as raised:
+        RateLimiter(1, 1).top_blocked(1, reset=reset)  # type: ignore[arg-type]
+    assert repr(reset) in str(raised.value)
+
+
 def test_a_shared_memory_limiter_tracks_its_refusals(tmp_path: pathlib.Path) -> None:
     directory = tmp_path / "shm"
     directory.mkdir(mode=0o700)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from ..metrics._keys import KeyLabels, MetricsKeys
+from ..metrics._keys import KeyLabels, MetricsKeys, top_setting
 from ..metrics._limiters import AnyLimiter, checked_limiters
 from . import page
 from .readings import HISTORY_SECONDS, History, read
@@ -21,6 +21,9 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 #: ``auth=``: given the ASGI scope or the WSGI environ, whether to serve the request.
 Auth = Callable[[MutableMapping[str, Any]], bool]
+
+#: The most keys ``top=`` may list a limiter (each a line of the card).
+MAX_DASHBOARD_TOP = 100
 
 _HTML = "text/html; charset=utf-8"
 _JSON = "application/json"
@@ -49,15 +52,15 @@ class Dashboard:
     ) -> None:
         self.limiters = checked_limiters(limiters, "Dashboard")
         if auth is not None and not callable(auth):
-            raise TypeError(f"`auth` must be callable or None, not {type(auth).__name__}")
-        if isinstance(top, bool) or not isinstance(top, int):
-            raise TypeError(f"`top` must be an int, not {type(top).__name__} ({top!r})")
-        if not 0 <= top <= 100:
-            raise ValueError(f"`top` must be from 0 to 100, got {top}")
-        if not isinstance(title, str) or not title.strip():
-            raise ValueError(f"`title` must be a non-empty str, got {title!r}")
+            raise TypeError(
+                f"`auth` must be callable or None, not {type(auth).__name__} ({auth!r})"
+            )
+        if not isinstance(title, str):
+            raise TypeError(f"`title` must be a str, not {type(title).__name__} ({title!r})")
+        if not title.strip():
+            raise ValueError(f"`title` must not be empty, got {title!r}")
         self.auth = auth
-        self.top = top
+        self.top = top_setting(top, MAX_DASHBOARD_TOP)
         self.title = title
         self._keys = KeyLabels(metrics_keys, salt)
         self._history = History()

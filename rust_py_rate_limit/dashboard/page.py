@@ -78,13 +78,16 @@ def card(reading: dict[str, Any], series: dict[str, list[list[float]]], window: 
             _row("keys tracked", reading["active_keys"]),
             _row("storage", reading["storage"]),
         ]
-        if reading["storage"] != "memory://" and not reading["storage"].startswith("shm://"):
+        if reading["remote"]:
             healthy = reading["storage_healthy"]
+            fallback = reading["fallback"]
+            if reading["fallback_active"]:
+                fallback = f"{fallback}, deciding now"
             rows += [
                 _row("storage answering", "yes" if healthy else "no: outage under way"),
                 _row("storage errors", reading["storage_errors"]),
                 _row("round trip, mean ms", reading["latency_ms"]),
-                _row("fallback", reading["fallback"]),
+                _row("fallback", fallback),
             ]
         body = chart(series, ("allowed", "blocked"), window) + _top(reading)
     elif kind == "concurrency":
@@ -108,6 +111,10 @@ def card(reading: dict[str, Any], series: dict[str, list[list[float]]], window: 
 def _top(reading: dict[str, Any]) -> str:
     if not reading["tracking"]:
         return '<p class="top off">top offenders: not tracked (track_top=0)</p>'
+    if reading["keys_hidden_by"] == "metrics_keys":
+        return '<p class="top off">top offenders: hidden (metrics_keys=&quot;none&quot;)</p>'
+    if reading["keys_hidden_by"] == "top":
+        return '<p class="top off">top offenders: not listed (top=0)</p>'
     items = "".join(
         f'<li><code class="key">{html.escape(str(key))}</code> <span>{refusals:,}</span></li>'
         for key, refusals in reading["top_blocked"]

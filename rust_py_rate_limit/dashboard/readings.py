@@ -27,20 +27,26 @@ def read(limiter: AnyLimiter, keys: KeyLabels, top: int) -> dict[str, Any]:
         top_keys: list[list[Any]] = []
         if top and limiter.track_top:
             top_keys = [[label, n] for label, n in keys.top(limiter.top_blocked(top))]
+        healthy = limiter.storage_healthy
         return {
             "name": limiter.name,
             "kind": "rate",
             "algorithm": limiter.algorithm,
             "rates": [[limit, window] for limit, window in limiter.rates],
             "storage": limiter.storage,
+            "remote": limiter._remote,
             "allowed": stats["allowed"],
             "blocked": stats["blocked"],
             "active_keys": None if limiter._remote else stats["active_keys"],
             "storage_errors": stats["storage_errors"],
-            "storage_healthy": limiter.storage_healthy,
+            "storage_healthy": healthy,
             "latency_ms": None if latency is None else _mean_ms(latency["sum"], latency["count"]),
             "fallback": limiter.fallback,
+            # the fallback decides while an outage is under way
+            "fallback_active": limiter.fallback is not None and healthy is False,
             "tracking": bool(limiter.track_top),
+            # why no key is listed though some were refused: "metrics_keys", "top" or None
+            "keys_hidden_by": "metrics_keys" if keys.mode == "none" else None if top else "top",
             "top_blocked": top_keys,
         }
     if isinstance(limiter, ConcurrencyLimiter):

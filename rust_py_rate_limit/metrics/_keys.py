@@ -24,13 +24,13 @@ _CHOICES = ("plain", "hash", "none")
 HASH_DIGITS = 16
 
 
-def top_setting(top: object) -> int:
-    """``top`` if it is an int from 0 (no key series) to :data:`MAX_TOP`; else a TypeError or
+def top_setting(top: object, most: int = MAX_TOP) -> int:
+    """``top`` if it is an int from 0 (no keys shown) to ``most``; else a TypeError or
     ValueError naming it."""
     if isinstance(top, bool) or not isinstance(top, int):
         raise TypeError(f"`top` must be an int, not {type(top).__name__} ({top!r})")
-    if not 0 <= top <= MAX_TOP:
-        raise ValueError(f"`top` must be from 0 (no top_blocked series) to {MAX_TOP}, got {top}")
+    if not 0 <= top <= most:
+        raise ValueError(f"`top` must be from 0 (no keys shown) to {most}, got {top}")
     return top
 
 
@@ -59,7 +59,7 @@ class KeyLabels:
             if not self._salt:
                 raise ValueError("`salt` must not be empty")
         else:
-            raise TypeError(f"`salt` must be bytes or a str, not {type(salt).__name__}")
+            raise TypeError(f"`salt` must be bytes or a str, not {type(salt).__name__} ({salt!r})")
 
     def label(self, key: str) -> str | None:
         """The label value for ``key``; None when keys are not shown."""

@@ -50,6 +50,20 @@ pub fn name_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>
     Ok(Some(text.to_string()))
 }
 
+/// A flag: True or False (None, as for every other setting, the default `default`).
+pub fn flag(value: Option<&Bound<'_, PyAny>>, name: &str, default: bool) -> PyResult<bool> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(default);
+    };
+    value.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "`{name}` must be True or False, not {} ({})",
+            type_name(value),
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })
+}
+
 /// A key: any `str`.
 #[inline]
 pub fn key<'a, 'py>(value: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyString>> {

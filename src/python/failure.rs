@@ -150,7 +150,12 @@ impl FailurePolicy {
     ) -> PyResult<Decision> {
         if let Some(began) = backend.outage_changed(&result) {
             // Once per outage, so taking the GIL on a tokio thread here is rare.
-            Python::attach(|py| log_outage(py, began, &self.url, self.on_error, &result));
+            let meanwhile = if self.fallback.is_some() {
+                "the in-memory fallback decides".to_string()
+            } else {
+                format!("on_storage_error={:?} applies", self.on_error.name())
+            };
+            Python::attach(|py| log_outage(py, began, &self.url, &meanwhile, &result));
         }
         if let Some(fallback) = &self.fallback {
             return Ok(fallback.after(result, key, ask));
@@ -187,19 +192,19 @@ fn on_failure(
 }
 
 /// Logs, through Python's `logging` (logger `rust_py_rate_limit`), the start of an outage (a
-/// warning) or its end (info); a logging failure must not fail the request, so it is dropped.
+/// warning, saying what decides meanwhile) or its end (info); a logging failure must not fail
+/// the request, so it is dropped.
 fn log_outage<T>(
     py: Python<'_>,
     began: bool,
     url: &str,
-    on_error: OnStorageError,
+    meanwhile: &str,
     result: &Result<T, crate::store::redis::StorageError>,
 ) {
     let message = match result {
         Err(error) if began => format!(
-            "rate-limit storage {url} failed: {error}; on_storage_error={:?} applies until it \
-             answers again (logged once per outage)",
-            on_error.name()
+            "rate-limit storage {url} failed: {error}; {meanwhile} until it answers again \
+             (logged once per outage)"
         ),
         _ => format!("rate-limit storage {url} answers again"),
     };

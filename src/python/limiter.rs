@@ -794,16 +794,22 @@ impl RateLimiter {
 
     /// The `n` keys refused most often since the tracker was last reset, most first, as
     /// `(key, refusals)`; `reset=True` starts a new interval.
-    #[pyo3(signature = (n=None, *, reset=false))]
+    // `reset=None` is taken as False (as None is the default of every other setting), so that
+    // anything else can be refused by name; the signature shows the default it stands for.
+    #[pyo3(
+        signature = (n=None, *, reset=None),
+        text_signature = "($self, /, n=None, *, reset=False)"
+    )]
     fn top_blocked(
         &self,
         n: Option<&Bound<'_, PyAny>>,
-        reset: bool,
+        reset: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<(String, u64)>> {
         let n = match n.filter(|n| !n.is_none()) {
             Some(n) => args::positive_int(n, "n", u32::MAX as u64)? as usize,
             None => 10,
         };
+        let reset = args::flag(reset, "reset", false)?;
         let Some((top, _)) = self.limiter.top_refused(n, reset) else {
             return Err(PyValueError::new_err(
                 "this limiter does not track the keys it refuses (track_top=0)",

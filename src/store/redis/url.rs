@@ -49,6 +49,10 @@ const SCHEMES: &str = "memory://, shm://NAME, redis://, rediss://, valkey:// or 
 /// (which end up in logs). The authority is found as the parser finds it: up to the first `/`
 /// or `?`, the user information before its last `@`.
 pub fn redacted(url: &str) -> String {
+    without_query_password(&without_userinfo_password(url))
+}
+
+fn without_userinfo_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -66,8 +70,50 @@ pub fn redacted(url: &str) -> String {
     format!("{scheme}://{user}:***@{hosts}{tail}")
 }
 
+/// `url` with the value of a `password=` option replaced by `***` (redis-py reads one there;
+/// the parser here refuses it, quoting the URL).
+fn without_query_password(url: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if name.eq_ignore_ascii_case("password") && !value.is_empty() => {
+                format!("{name}=***")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{head}?{}", pairs.join("&"))
+}
+
+/// A refused URL as its error quotes it: [`redacted`], and when no `@` ends the authority
+/// where the parser looks for it but one comes later (a password with a `/` or a `?` not
+/// percent-encoded), everything from the scheme to the last `@` hidden, and true. The URL is
+/// refused: hiding too much of it costs nothing, showing a password does.
+fn redacted_refused(url: &str) -> (String, bool) {
+    let shown = redacted(url);
+    let Some((scheme, rest)) = shown.split_once("://") else {
+        return (shown, false);
+    };
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    match rest.rsplit_once('@') {
+        Some((_, after)) if !authority.contains('@') => (format!("{scheme}://***@{after}"), true),
+        _ => (shown, false),
+    }
+}
+
 fn refuse(url: &str, why: impl std::fmt::Display) -> StorageUrlError {
-    StorageUrlError(format!("invalid storage URL {:?}: {why}", redacted(url)))
+    let (shown, hidden) = redacted_refused(url);
+    if hidden {
+        // What the parser read as a host or an option was a piece of the password.
+        return StorageUrlError(format!(
+            "invalid storage URL {shown:?}: an '@' follows the host; a password with '/', '?' \
+             or '@' in it must be percent-encoded (%2F, %3F, %40)"
+        ));
+    }
+    StorageUrlError(format!("invalid storage URL {shown:?}: {why}"))
 }
 
 fn seconds(url: &str, name: &str, value: &str) -> Result<Duration, StorageUrlError> {
@@ -290,6 +336,29 @@ mod tests {
             !err.contains("secret") && err.contains("redis://:***@h:0"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn passwords_written_otherwise_are_hidden_too() {
+        assert_eq!(
+            redacted("redis://h/0?socket_timeout=1&password=s3cret&PASSWORD=x&password="),
+            "redis://h/0?socket_timeout=1&password=***&PASSWORD=***&password="
+        );
+        for (url, quoted) in [
+            ("redis://h?password=s3cret", "redis://h?password=***"),
+            ("redis://:s3/cret@h:1/0", "redis://***@h:1/0"),
+            ("rediss://u:s3?cret@h:6380", "rediss://***@h:6380"),
+            (
+                "redis+cluster://:s3/c@cret@x:1,y:2",
+                "redis+cluster://***@x:1,y:2",
+            ),
+        ] {
+            let err = parse_storage(url).unwrap_err().0;
+            assert!(err.contains(&format!("{quoted:?}")), "{url}: {err}");
+            assert!(!err.contains("s3") && !err.contains("cret"), "{url}: {err}");
+        }
+        let ca = "rediss://h:6380?ssl_ca_certs=/etc/a@b/ca.pem";
+        assert_eq!(redacted(ca), ca, "a valid URL is shown as it is");
     }
 
     #[test]
