@@ -417,6 +417,15 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
+#: (allowed, blocked) counted in stats() after ``n`` deciding calls answered by each policy
+#: (a raised StorageError is no decision).
+POLICY_ANSWERS = {
+    "raise": lambda n: (0, 0),
+    "allow": lambda n: (n, 0),
+    "deny": lambda n: (0, n),
+}
+
+
 def assert_policy(
     limiter: RateLimiter, policy: str, key: str = "k", within: float = PROMPT_SECONDS
 ) -> int:
@@ -463,7 +472,8 @@ def test_nothing_listening_follows_the_policy(policy: str) -> None:
     failures += assert_policy(limiter, policy)  # and again: no state kept from the first round
     stats = limiter.stats()
     assert stats["storage_errors"] == failures
-    assert stats["total_checks"] == stats["allowed"] == stats["blocked"] == 0
+    # the policy's answers are the limiter's decisions: 5 of the 6 calls decide, twice
+    assert (stats["allowed"], stats["blocked"]) == POLICY_ANSWERS[policy](10)
 
 
 def wait_until_reconnected(limiter: RateLimiter) -> None:
@@ -492,8 +502,11 @@ def test_a_killed_server_follows_each_policy_and_the_limiter_recovers(
     own_server.kill()
     for policy, limiter in limiters.items():
         failures = assert_policy(limiter, policy, key=policy)
-        assert limiter.stats()["storage_errors"] == failures
-        assert limiter.stats()["total_checks"] == 2
+        stats = limiter.stats()
+        assert stats["storage_errors"] == failures
+        # the policy's answers are decisions too (5 of the calls decide; remaining() does not)
+        answered = POLICY_ANSWERS[policy](5)
+        assert (stats["allowed"], stats["blocked"]) == (2 + answered[0], answered[1]), policy
 
     own_server.start()  # same port, empty
     for policy, limiter in limiters.items():
@@ -531,7 +544,7 @@ def test_a_frozen_server_is_answered_within_the_timeout_by_the_policy(
         failures = assert_policy(limiter, policy, within=FROZEN_TIMEOUT + SLACK_SECONDS)
     # Each call waited for the server, in vain: none was answered some other way.
     assert limiter.stats()["storage_errors"] == before + failures
-    assert limiter.stats()["total_checks"] == 0
+    assert (limiter.stats()["allowed"], limiter.stats()["blocked"]) == POLICY_ANSWERS[policy](5)
     wait_until_reconnected(limiter)  # resumed: the server answers again
     assert [limiter.allow("after") for _ in range(4)] == [True, True, True, False]
 
@@ -972,7 +985,7 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixt
             assert "on_storage_error='allow'" in warnings[0].getMessage().replace('"', "'")
             server.start()
             deadline = time.monotonic() + 10
-            while limiter.stats()["allowed"] < 2 and time.monotonic() < deadline:
+            while not limiter.storage_healthy and time.monotonic() < deadline:
                 limiter.allow("k")
                 time.sleep(0.01)
         recovered = [r for r in caplog.records if r.levelno == logging.INFO]
@@ -1070,12 +1083,14 @@ def test_fallback_memory_decides_in_process_while_redis_is_down_and_returns(
             assert limiter.remaining("k") == 0
         assert limiter.stats()["storage_errors"] == 1  # one failure, then no probe for 5 s
         assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+        # every decision is counted, whoever made it: 1 on Redis, then 3 + 2 in process
+        assert (limiter.stats()["allowed"], limiter.stats()["blocked"]) == (4, 2)
         server.start()
         assert limiter.allow("fresh") is True  # still in process: not probed yet
-        assert limiter.stats()["allowed"] == 1
+        assert limiter.stats()["allowed"] == 5
         clock.advance(5)  # the probe interval: the next call tries Redis, which answers
         assert limiter.allow("fresh") is True
-        assert limiter.stats()["allowed"] == 2
+        assert limiter.stats()["allowed"] == 6
         assert limiter.stats()["storage_errors"] == 1
     finally:
         server.close()

@@ -84,6 +84,12 @@ impl Fallback {
             .then(|| self.memory.answer(key, ask))
     }
 
+    /// The decisions the in-memory store made while Redis failed: (allowed, blocked).
+    pub fn counts(&self) -> (u64, u64) {
+        let stats = self.memory.stats();
+        (stats.allowed, stats.blocked)
+    }
+
     /// After a round trip: back to Redis when it answered, else the in-memory decision and
     /// the next probe a while from now.
     pub fn after(&self, result: RoundTrip, key: &[u8], ask: Ask) -> Decision {
@@ -160,7 +166,13 @@ impl FailurePolicy {
         if let Some(fallback) = &self.fallback {
             return Ok(fallback.after(result, key, ask));
         }
-        result.or_else(|e| on_failure(self.on_error, &self.url, self.limit, self.window_ns, e))
+        result.or_else(|e| {
+            let answer = on_failure(self.on_error, &self.url, self.limit, self.window_ns, e)?;
+            if let Ask::Decide(_) = ask {
+                backend.count(&answer);
+            }
+            Ok(answer)
+        })
     }
 }
 

@@ -177,10 +177,16 @@ impl RedisSide {
         }))
     }
 
-    /// `stats()` of a Redis-backed limiter: the decisions made through it, and the failed
-    /// round trips. Redis expires keys itself, so no key count is kept in process.
+    /// `stats()` of a Redis-backed limiter: every decision made through it (by Redis, the deny
+    /// cache, `on_storage_error` or the fallback while Redis failed), and the failed round
+    /// trips. Redis expires keys itself, so no key count is kept in process.
     pub fn stats(&self) -> [(&'static str, u64); 7] {
-        let (allowed, blocked) = self.backend.counts();
+        let (mut allowed, mut blocked) = self.backend.counts();
+        if let Some(fallback) = &self.failure.fallback {
+            let (in_process_allowed, in_process_blocked) = fallback.counts();
+            allowed += in_process_allowed;
+            blocked += in_process_blocked;
+        }
         [
             ("allowed", allowed),
             ("blocked", blocked),

@@ -379,7 +379,9 @@ impl RedisBackend {
         }
     }
 
-    fn count(&self, decision: &Decision) {
+    /// Counts a decision in `allowed` or `blocked`: Redis's, the deny cache's, and the answer
+    /// `on_storage_error` gave while Redis failed (so `stats()` sees every decision made).
+    pub fn count(&self, decision: &Decision) {
         let counter = if decision.allowed {
             &self.allowed
         } else {
