@@ -7,7 +7,7 @@ use crate::algorithm::{
 use crate::clock::{Clock, MAX_NS};
 use crate::config::{ConfigError, LimiterConfig};
 use crate::decision::{Ask, Decision, NEVER};
-use crate::metrics::{Counted, TopKeys};
+use crate::metrics::{keep_most_counted, Counted, TopKeys};
 #[cfg(unix)]
 use crate::store::shm::region::Region;
 #[cfg(unix)]
@@ -290,15 +290,10 @@ impl Limiter {
         let mut outside = self.outside_top.top.lock();
         let outside = outside.as_mut()?;
         let (mut all, mut total) = in_memory.unwrap_or_default();
-        all.extend(outside.top(n));
-        total += outside.total();
-        if reset {
-            outside.reset();
-        }
+        outside.read_into(n, reset, &mut all, &mut total);
         // A key is counted by its shard or by the told tracker, never both (see
         // `track_top`'s `in_shards`).
-        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        all.truncate(n);
+        keep_most_counted(&mut all, n);
         Some((all, total))
     }
 

@@ -6,4 +6,4 @@ mod top_keys;
 
 pub use histogram::{Histogram, HistogramSnapshot, DURATION_BOUNDS_NS, LATENCY_BOUNDS_NS};
 pub use stats_json::stats_json;
-pub use top_keys::{Counted, TopKeys};
+pub use top_keys::{keep_most_counted, Counted, TopKeys};

@@ -186,15 +186,31 @@ impl TopKeys {
     /// The monitored keys, most counted first (ties by key, so the order is stable).
     pub fn top(&self, n: usize) -> Vec<Counted> {
         let mut all: Vec<Counted> = self.slots.iter().map(|s| s.counted.clone()).collect();
-        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        all.truncate(n);
+        keep_most_counted(&mut all, n);
         all
+    }
+
+    /// Adds this tracker's `n` most counted keys to `all` and its total to `total`; `reset`
+    /// then starts a new interval (several trackers read into one list, one after another).
+    pub fn read_into(&mut self, n: usize, reset: bool, all: &mut Vec<Counted>, total: &mut u64) {
+        all.extend(self.top(n));
+        *total += self.total();
+        if reset {
+            self.reset();
+        }
     }
 
     /// Forgets every key: a new interval starts.
     pub fn reset(&mut self) {
         *self = TopKeys::new(self.capacity);
     }
+}
+
+/// Sorts `all` most counted first (ties by key, so the order is stable) and keeps `n`: the
+/// merge of several trackers' lists, each key in one of them.
+pub fn keep_most_counted(all: &mut Vec<Counted>, n: usize) {
+    all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    all.truncate(n);
 }
 
 #[cfg(test)]

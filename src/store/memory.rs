@@ -16,7 +16,7 @@ use super::on_full::OnFull;
 use super::policy::Policy;
 use super::shard_lock::ShardLock;
 use crate::decision::Decision;
-use crate::metrics::{Counted, TopKeys};
+use crate::metrics::{keep_most_counted, Counted, TopKeys};
 use crate::rate::NANOS_PER_SECOND;
 
 type Hasher = foldhash::fast::RandomState;
@@ -358,15 +358,12 @@ impl<P: Policy> MemoryStore<P> {
         let mut total = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.0.lock();
-            let top = shard.top.as_mut()?;
-            all.extend(top.top(n));
-            total += top.total();
-            if reset {
-                top.reset();
-            }
+            shard
+                .top
+                .as_mut()?
+                .read_into(n, reset, &mut all, &mut total);
         }
-        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        all.truncate(n);
+        keep_most_counted(&mut all, n);
         Some((all, total))
     }
 
