@@ -508,7 +508,11 @@ mod tests {
     #[test]
     fn resetting_while_threads_refuse_loses_and_doubles_no_refusal() {
         // Few keys (fewer than a shard monitors): the counts are exact, so the intervals that
-        // resets cut, added up, are every refusal, in the shards and in the told tracker.
+        // resets cut, added up, are every refusal, in the shards and in the told tracker. The
+        // threads refuse until several resets have cut intervals with counts in them, so the
+        // race is run however the threads are scheduled.
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        const RACED_INTERVALS: usize = 3;
         let clock = ManualClock::new(0);
         let l = std::sync::Arc::new(limiter("1/hour", AlgorithmKind::Fixed, &clock));
         l.track_top(Some(16), true);
@@ -516,43 +520,44 @@ mod tests {
         for key in &keys {
             assert!(l.allow(key, 1));
         }
-        const ROUNDS: u64 = 20_000;
-        let done = std::sync::atomic::AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let refused: Vec<AtomicU64> = (0..keys.len() / 2).map(|_| AtomicU64::new(0)).collect();
         let mut seen: std::collections::HashMap<Vec<u8>, u64> = Default::default();
-        let mut intervals_with_counts = 0;
+        let read = |reset: bool, seen: &mut std::collections::HashMap<Vec<u8>, u64>| {
+            let (top, total) = l.top_refused(100, reset).unwrap();
+            assert_eq!(total, top.iter().map(|c| c.count).sum::<u64>());
+            for c in top {
+                *seen.entry(c.key.to_vec()).or_default() += c.count;
+            }
+            total
+        };
         std::thread::scope(|scope| {
-            for pair in keys.chunks(2) {
-                let (l, done) = (&l, &done);
+            for (pair, refused) in keys.chunks(2).zip(&refused) {
+                let (l, stop) = (&l, &stop);
                 scope.spawn(move || {
-                    for _ in 0..ROUNDS {
+                    while !stop.load(Ordering::Relaxed) {
                         assert!(!l.allow(&pair[0], 1));
                         l.note_refused(pair[1].as_bytes());
+                        refused.fetch_add(1, Ordering::Relaxed);
                     }
-                    done.fetch_add(1, Ordering::Relaxed);
                 });
             }
-            while done.load(Ordering::Relaxed) < keys.len() / 2 {
-                let (top, total) = l.top_refused(100, true).unwrap();
-                assert_eq!(total, top.iter().map(|c| c.count).sum::<u64>());
-                intervals_with_counts += usize::from(total > 0);
-                for c in top {
-                    *seen.entry(c.key.to_vec()).or_default() += c.count;
-                }
+            let mut intervals_with_counts = 0;
+            while intervals_with_counts < RACED_INTERVALS {
+                intervals_with_counts += usize::from(read(true, &mut seen) > 0);
             }
+            stop.store(true, Ordering::Relaxed);
         });
-        let (top, _) = l.top_refused(100, true).unwrap();
-        for c in top {
-            *seen.entry(c.key.to_vec()).or_default() += c.count;
-        }
+        read(true, &mut seen);
         let expected: std::collections::HashMap<Vec<u8>, u64> = keys
-            .iter()
-            .map(|k| (k.as_bytes().to_vec(), ROUNDS))
+            .chunks(2)
+            .zip(&refused)
+            .flat_map(|(pair, n)| {
+                let n = n.load(Ordering::Relaxed);
+                pair.iter().map(move |k| (k.as_bytes().to_vec(), n))
+            })
             .collect();
         assert_eq!(seen, expected);
-        assert!(
-            intervals_with_counts > 1,
-            "no reset came while the threads refused: nothing was raced"
-        );
     }
 
     #[test]
