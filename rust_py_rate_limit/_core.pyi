@@ -32,7 +32,10 @@ __all__ = [
 ]
 
 __version__: Final[str]
+"""The package's version string."""
 ALGORITHMS: Final[list[str]]
+"""The algorithm names ``RateLimiter`` takes: ``fixed``, ``sliding``, ``token_bucket``,
+``leaky_bucket``, ``gcra``."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
@@ -94,15 +97,21 @@ class Decision:
         cls, allowed: bool, limit: int, remaining: int, reset_after: float, retry_after: float
     ) -> Decision: ...
     @property
-    def allowed(self) -> bool: ...
+    def allowed(self) -> bool:
+        """Whether the request was admitted (and consumed)."""
     @property
-    def limit(self) -> int: ...
+    def limit(self) -> int:
+        """The limit of the rate that decided."""
     @property
-    def remaining(self) -> int: ...
+    def remaining(self) -> int:
+        """Requests of cost 1 the key could still make now."""
     @property
-    def reset_after(self) -> float: ...
+    def reset_after(self) -> float:
+        """Seconds until the key is back to its full limit (always finite)."""
     @property
-    def retry_after(self) -> float: ...
+    def retry_after(self) -> float:
+        """Seconds until the same request would be admitted: 0.0 when it was, ``math.inf``
+        when it never can (its cost is above the capacity)."""
     def __bool__(self) -> bool:
         """True exactly when the request was admitted: ``if limiter.decide(key): ...``."""
     def to_dict(self) -> CheckResult:
@@ -113,7 +122,11 @@ class Decision:
 
 @final
 class RateLimiter:
-    """A rate limiter over per-key state held in Rust."""
+    """A rate limiter over per-key state held in Rust: ``limit`` requests per
+    ``window_seconds`` for each key, by one of the five algorithms (``ALGORITHMS``), in memory
+    (the default), in shared memory (``storage="shm://NAME"``) or on Redis
+    (``storage="redis://..."``). A bad argument is a ``TypeError`` or ``ValueError`` naming
+    it."""
 
     def __new__(
         cls,
@@ -154,7 +167,10 @@ class RateLimiter:
         on_full: Literal["reject", "evict"] | None = None,
         track_top: int | None = None,
         name: str | None = None,
-    ) -> RateLimiter: ...
+    ) -> RateLimiter:
+        """A limiter for a rate string: ``"100/minute"``, ``"100 per minute"``, ``"5/10m"``,
+        or several joined by ``;``, ``,`` or ``|`` (``"10/second; 1000/hour"``), decided
+        together."""
     def with_rate(
         self,
         rate: str,
@@ -176,13 +192,19 @@ class RateLimiter:
     ) -> RateLimiter:
         """A limiter for another rate with this one's settings (not its burst or counts);
         the keyword arguments given replace this limiter's."""
-    def allow(self, key: str, cost: int | None = None) -> bool: ...
-    def check(self, key: str, cost: int | None = None) -> CheckResult: ...
-    def decide(self, key: str, cost: int | None = None) -> Decision: ...
+    def allow(self, key: str, cost: int | None = None) -> bool:
+        """Whether ``key`` may make a request of ``cost`` (default 1) now; consumes it when
+        admitted (all or nothing). The hot path."""
+    def check(self, key: str, cost: int | None = None) -> CheckResult:
+        """``allow()`` with the key's standing, as a JSON-ready dict in whole seconds."""
+    def decide(self, key: str, cost: int | None = None) -> Decision:
+        """``allow()`` with the key's standing, as a ``Decision`` (float seconds)."""
     def peek(self, key: str, cost: int | None = None) -> Decision:
         """The ``Decision`` ``decide()`` would return now, consuming and counting nothing."""
-    def remaining(self, key: str) -> int: ...
-    def reset(self, key: str) -> bool: ...
+    def remaining(self, key: str) -> int:
+        """Requests of cost 1 ``key`` could make now; consumes nothing."""
+    def reset(self, key: str) -> bool:
+        """Forgets ``key`` (its full limit is back): True if it was tracked."""
     def aallow(self, key: str, cost: int | None = None) -> Awaitable[bool]:
         """``allow()`` for ``await``; the in-memory limiter's awaitable is ready at once."""
     def acheck(self, key: str, cost: int | None = None) -> Awaitable[CheckResult]:
@@ -195,10 +217,16 @@ class RateLimiter:
         """``remaining()`` for ``await``."""
     def areset(self, key: str) -> Awaitable[bool]:
         """``reset()`` for ``await``."""
-    def clear(self) -> None: ...
-    def cleanup_expired(self) -> int: ...
-    def stats(self) -> Stats: ...
-    def stats_json(self) -> str: ...
+    def clear(self) -> None:
+        """Forgets every key (on Redis, deletes the prefix's keys); the statistics are kept."""
+    def cleanup_expired(self) -> int:
+        """Removes the keys whose state has expired (which never changes a decision): how
+        many."""
+    def stats(self) -> Stats:
+        """The name, then totals since creation: allowed, blocked, checks, active keys, new
+        keys refused by a full store, states evicted, failed storage round trips."""
+    def stats_json(self) -> str:
+        """``stats()`` as a JSON string."""
     def acquire(self, key: str, cost: int | None = None, timeout: float | None = None) -> bool:
         """Blocks until ``key`` admits the request (True), or False once it cannot within
         ``timeout`` seconds."""
@@ -223,7 +251,11 @@ class RateLimiter:
         on_blocked: Callable[..., Any] | None = None,
         wait: bool | None = None,
         timeout: float | None = None,
-    ) -> Callable[[_F], _F]: ...
+    ) -> Callable[[_F], _F]:
+        """A decorator limiting a function (plain or ``async def``) by ``key``, a ``str`` or a
+        callable of the function's arguments: a refused call raises ``RateLimitExceeded``, or
+        returns ``on_blocked(*args, **kwargs)``; with ``wait=True`` it waits for its turn, up
+        to ``timeout`` seconds."""
     @property
     def name(self) -> str:
         """``name=``, or the algorithm and rates: ``"fixed:100/60s"``."""
@@ -238,31 +270,44 @@ class RateLimiter:
     def top_blocked(self, n: int | None = None, *, reset: bool = False) -> list[tuple[str, int]]:
         """The keys refused most often since the last reset, most first: ``(key, refusals)``."""
     @property
-    def max_requests(self) -> int: ...
+    def max_requests(self) -> int:
+        """The limit of the first rate."""
     @property
-    def window_seconds(self) -> int | float: ...
+    def window_seconds(self) -> int | float:
+        """The window of the first rate, in seconds."""
     @property
-    def rates(self) -> list[tuple[int, int | float]]: ...
+    def rates(self) -> list[tuple[int, int | float]]:
+        """Every rate, as ``(limit, window_seconds)``."""
     @property
-    def algorithm(self) -> str: ...
+    def algorithm(self) -> str:
+        """The algorithm's name."""
     @property
-    def burst(self) -> int | None: ...
+    def burst(self) -> int | None:
+        """The bucket algorithms' capacity; None for the windows."""
     @property
-    def max_keys(self) -> int | None: ...
+    def max_keys(self) -> int | None:
+        """The cap on tracked keys; None: unbounded."""
     @property
-    def cleanup_interval(self) -> int | float | None: ...
+    def cleanup_interval(self) -> int | float | None:
+        """Seconds between background sweeps; None: none."""
     @property
-    def storage(self) -> str: ...
+    def storage(self) -> str:
+        """``"memory://"``, or the storage's URL with its password hidden."""
     @property
-    def key_prefix(self) -> str | None: ...
+    def key_prefix(self) -> str | None:
+        """The Redis keys' prefix; None in process."""
     @property
-    def timeout(self) -> int | float | None: ...
+    def timeout(self) -> int | float | None:
+        """Seconds a Redis round trip may take; None in process."""
     @property
-    def on_storage_error(self) -> str | None: ...
+    def on_storage_error(self) -> str | None:
+        """What a failed Redis round trip answers; None in process."""
     @property
-    def local_deny_cache(self) -> bool | None: ...
+    def local_deny_cache(self) -> bool | None:
+        """Whether Redis refusals are held in process; None in process."""
     @property
-    def fallback(self) -> str | None: ...
+    def fallback(self) -> str | None:
+        """``"memory"`` when Redis failures are decided in process, else None."""
     @property
     def on_full(self) -> Literal["reject", "evict"]:
         """What a new key gets when there is no room for it."""
