@@ -3,13 +3,13 @@
 Install it with ``pip install 'rust-py-rate-limit[django]'``, then::
 
     MIDDLEWARE = [..., "rust_py_rate_limit.django.RateLimitMiddleware"]
-    RUST_PY_RATE_LIMIT = {"LIMIT": 100, "WINDOW_SECONDS": 60, "KEY": "ip"}
+    RUST_PY_RATE_LIMIT = {"LIMIT": 100, "WINDOW_SECONDS": 60, "KEY_FUNC": "ip"}
 
 and, on a view::
 
     from rust_py_rate_limit.django import ratelimit
 
-    @ratelimit("5/minute", key="ip")
+    @ratelimit("5/minute", key_func="ip")
     def login(request): ...
 
 and, to keep the site fast under overload (first in ``MIDDLEWARE``)::
