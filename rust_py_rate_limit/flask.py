@@ -83,6 +83,7 @@ SETTINGS: Final[dict[str, str]] = {
     "fallback": "RATELIMIT_FALLBACK",
     "local_deny_cache": "RATELIMIT_LOCAL_DENY_CACHE",
     "on_full": "RATELIMIT_ON_FULL",
+    "name": "RATELIMIT_NAME",
 }
 #: Old config names still read, with a DeprecationWarning: old name -> current one.
 _DEPRECATED_CONFIG = {"RATELIMIT_KEY": "RATELIMIT_KEY_FUNC"}
@@ -325,7 +326,9 @@ class FlaskRateLimiter:
     the routes and blueprints given one with :meth:`limit` are counted.
 
     ``on_blocked(decision)`` builds the response to a refused request (the rate-limit headers and
-    ``Retry-After`` are added to it); by default it is ``status_code`` with ``body``.
+    ``Retry-After`` are added to it); by default it is ``status_code`` with ``body``. ``name``
+    names the default limit (its IETF ``RateLimit-Policy``, ``"default"`` unless given); a
+    route's or blueprint's limit has its own (``limit(..., name=)``, else its endpoint's).
     """
 
     def __init__(
@@ -360,6 +363,7 @@ class FlaskRateLimiter:
         fallback: str | None = None,
         local_deny_cache: bool | None = None,
         on_full: Literal["reject", "evict"] | None = None,
+        name: str | None = None,
     ) -> None:
         given = {
             "limit": limit,
@@ -385,6 +389,7 @@ class FlaskRateLimiter:
             "fallback": fallback,
             "local_deny_cache": local_deny_cache,
             "on_full": on_full,
+            "name": name,
         }
         self._given = {k: v for k, v in given.items() if v is not None and v is not _UNSET}
         if headers is None:
@@ -477,6 +482,7 @@ class FlaskRateLimiter:
                     **shared,
                     cost=1 if self._cost is None else self._cost,
                     dynamic_limit=self._dynamic_limit,
+                    name=values.get("name", "default"),
                 )
             except (TypeError, ValueError) as exc:
                 raise _fail(exc, f"the default limit ({', '.join(involved)})") from None

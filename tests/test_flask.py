@@ -635,7 +635,7 @@ def test_every_config_key_is_in_settings() -> None:
     names = "LIMIT WINDOW_SECONDS RATE ALGORITHM BURST KEY_FUNC HEADERS TRUSTED_PROXIES"
     names += " EXEMPT_PATHS EXEMPT_METHODS MAX_KEYS CLEANUP_INTERVAL ENABLED STATUS_CODE BODY"
     names += " RESET_FORMAT STORAGE_URI KEY_PREFIX TIMEOUT ON_STORAGE_ERROR FALLBACK"
-    names += " LOCAL_DENY_CACHE ON_FULL"
+    names += " LOCAL_DENY_CACHE ON_FULL NAME"
     assert sorted(SETTINGS.values()) == sorted(f"RATELIMIT_{n}" for n in names.split())
 
 

@@ -184,6 +184,43 @@ def test_a_flask_route_limit_names_its_policy() -> None:
     assert response.headers["RateLimit-Policy"] == '"search";q=3;w=60'
 
 
+@pytest.mark.parametrize("where", ["argument", "config"])
+def test_the_flask_default_limit_is_named_as_django_and_starlette_name_theirs(where: str) -> None:
+    app = Flask(__name__)
+    if where == "config":
+        app.config.update(RATELIMIT_RATE="5/minute", RATELIMIT_NAME="site")
+        limiter = FlaskRateLimiter(app, headers="ietf")
+    else:
+        limiter = FlaskRateLimiter(app, rate="5/minute", headers="ietf", name="site")
+
+    @app.get("/")
+    def index() -> str:
+        return "ok"
+
+    @app.get("/search")
+    @limiter.limit("3/minute")
+    def search() -> str:
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/").headers["RateLimit-Policy"] == '"site";q=5;w=60'
+    # a route's own limit keeps its own name (its endpoint's), not the default's
+    assert client.get("/search").headers["RateLimit-Policy"] == '"search";q=3;w=60'
+    unnamed = Flask(__name__)
+    FlaskRateLimiter(unnamed, rate="5/minute", headers="ietf")
+    unnamed.get("/")(index)
+    assert unnamed.test_client().get("/").headers["RateLimit-Policy"] == '"default";q=5;w=60'
+
+
+def test_a_bad_flask_name_is_named() -> None:
+    with pytest.raises(ValueError, match=r"`name`: a policy name must be printable ASCII"):
+        FlaskRateLimiter(name="")
+    app = Flask(__name__)
+    app.config.update(RATELIMIT_RATE="5/minute", RATELIMIT_NAME=5)
+    with pytest.raises(TypeError, match=r"RATELIMIT_NAME: a policy name must be a str, not int"):
+        FlaskRateLimiter(app)
+
+
 def test_a_django_view_limit_takes_exempt_paths() -> None:
     limited = ratelimit("1/minute", exempt_paths=["/open"], clock=ManualClock())(view)
     factory = RequestFactory()
