@@ -126,7 +126,8 @@ impl ConcurrencyStats {
             + self.rejected_max_keys
     }
 
-    /// Counts a refusal under its reason (a timeout is counted where the waiter leaves).
+    /// Counts a refusal under its reason. Timeouts are counted in bulk where the queue
+    /// expires waiters (`timed_out`); the arm here keeps the match whole.
     fn refused(&mut self, refusal: Refusal) {
         let count = match refusal {
             Refusal::NoPermit => &mut self.rejected_no_permit,
